@@ -1,0 +1,11 @@
+"""splat-lion: fit 3D Gaussian splats on NVIDIA GPUs with CuPy, around a fused Lion optimizer.
+
+Kernels are CUDA C (`kernels/*.cu`); without a GPU the same source runs on the CPU through
+`splat_lion.cuda_cpu`. See README.md and DESIGN.md.
+"""
+
+__version__ = "0.1.0"
+
+from .backend import Backend, BackendUnavailable, get_backend  # noqa: E402
+
+__all__ = ["__version__", "Backend", "BackendUnavailable", "get_backend"]

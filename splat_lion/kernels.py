@@ -1,0 +1,111 @@
+"""The one place that loads `kernels/*.cu`, for CuPy on a GPU and for the CPU runtime alike.
+
+    k = kernels.function("selftest", "selftest_saxpy")            # compiled once, cached
+    k = kernels.function("project", "project_fwd", {"SH_DEGREE": 3})
+
+Each source is assembled the same way for both backends: `#include "common.cuh"` is replaced
+by the header's text (CuPy's disk cache keys on the source string only, not on headers), and
+`#line` directives make compiler errors point at the real file and line. Compile-time choices
+are `-D` defines. Modules are cached per (backend, file, options); importing compiles nothing.
+A new `kernels/foo.cu` needs no change here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from . import backend as _backend
+
+# Options every kernel is compiled with, on NVRTC and (translated) on the CPU.
+FIXED_OPTIONS: tuple[str, ...] = ("--std=c++17",)
+
+_INCLUDE_COMMON = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"common\.cuh"[ \t]*$', re.MULTILINE)
+_DEFINE_NAME = re.compile(r"^[A-Za-z_]\w*$")
+_DEFINE_VALUE = re.compile(r"^[\w.+-]+$")
+
+_modules: dict[tuple, object] = {}
+
+
+def kernel_dir() -> Path:
+    """Folder of the .cu sources: inside the installed package, or `kernels/` in a checkout."""
+    here = Path(__file__).resolve().parent
+    for d in (here / "_kernels", here.parent / "kernels"):
+        if (d / "common.cuh").is_file():
+            return d
+    raise FileNotFoundError(
+        f"kernel sources not found: looked in {here / '_kernels'} and {here.parent / 'kernels'}; "
+        "reinstall splat-lion (`pip install splat-lion`) or run from a full checkout"
+    )
+
+
+def families() -> list[str]:
+    """Every kernel family: the stem of each `kernels/*.cu`."""
+    return sorted(p.stem for p in kernel_dir().glob("*.cu"))
+
+
+def family_path(family: str) -> Path:
+    path = kernel_dir() / f"{family}.cu"
+    if not path.is_file():
+        raise ValueError(f"no kernel family '{family}': known are {', '.join(families())}")
+    return path
+
+
+def _display_name(path: Path) -> str:
+    path = path.resolve()
+    if path.parent == kernel_dir().resolve():
+        return f"kernels/{path.name}"
+    return str(path)
+
+
+def source(path: Path | str) -> str:
+    """The text compiled for `path`: common.cuh pasted in, `#line` directives added."""
+    path = Path(path)
+    name = _display_name(path)
+    text = path.read_text()
+    common = kernel_dir() / "common.cuh"
+
+    def paste(m: re.Match) -> str:
+        line = text.count("\n", 0, m.start()) + 1
+        return (f'#line 1 "kernels/common.cuh"\n{common.read_text()}\n'
+                f'#line {line + 1} "{name}"')
+
+    return f'#line 1 "{name}"\n' + _INCLUDE_COMMON.sub(paste, text)
+
+
+def options(defines: Mapping[str, int | str] | None = None) -> tuple[str, ...]:
+    """FIXED_OPTIONS plus one `-DNAME=VALUE` per define, in sorted order."""
+    out = list(FIXED_OPTIONS)
+    for key in sorted(defines or {}):
+        value = defines[key]
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise TypeError(f"define {key}={value!r}: value must be an int or a str")
+        if not _DEFINE_NAME.match(key) or not _DEFINE_VALUE.match(str(value)):
+            raise ValueError(f"define {key}={value!r} is not a plain NAME=VALUE pair")
+        out.append(f"-D{key}={value}")
+    return tuple(out)
+
+
+def module_from_file(path: Path | str, defines: Mapping[str, int | str] | None = None,
+                     backend: _backend.Backend | None = None):
+    """The compiled module of any .cu file (tests use this for their own kernels)."""
+    be = backend or _backend.get_backend()
+    path = Path(path).resolve()
+    opts = options(defines)
+    key = (be.name, str(path), opts)
+    if key not in _modules:
+        _modules[key] = be.raw_module(source(path), opts)
+    return _modules[key]
+
+
+def module(family: str, defines: Mapping[str, int | str] | None = None,
+           backend: _backend.Backend | None = None):
+    """The compiled module of `kernels/<family>.cu`."""
+    return module_from_file(family_path(family), defines, backend)
+
+
+def function(family: str, name: str, defines: Mapping[str, int | str] | None = None,
+             backend: _backend.Backend | None = None):
+    """One kernel of a family, ready for `backend.launch(kernel, grid, block, args)`."""
+    return module(family, defines, backend).get_function(name)

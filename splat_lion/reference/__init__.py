@@ -1,0 +1,5 @@
+"""NumPy references of every kernel: the readable spec and the tests' oracle.
+
+One module per kernel family, named like `kernels/<family>.cu`, one function per kernel with
+the kernel's name and the wrapper's signature.
+"""
