@@ -23,7 +23,7 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-// Add v from every active lane into *dst.
+// Add v from every active lane into *dst; every active lane of the warp passes the same dst.
 // GPU: a full warp sums with shuffles first and issues one atomic; a partial warp adds
 // directly. CPU (the one sanctioned difference, DESIGN §3): a shuffle costs a fiber switch
 // per lane there, so every lane adds directly. Define SPLAT_LION_WARP_SUM_ON_CPU to run the

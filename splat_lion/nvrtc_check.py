@@ -1,0 +1,525 @@
+"""Compile every CUDA kernel with NVRTC, the compiler CuPy uses, on a machine without a GPU.
+
+    python -m splat_lion.nvrtc_check                        # kernels/*.cu + tests/kernels/*.cu
+    python -m splat_lion.nvrtc_check kernels/lion.cu --arch sm_80
+    python -m splat_lion.nvrtc_check --resources --json nvrtc.json
+
+Each file is compiled exactly as the GPU path compiles it (`kernels.source(path)` with
+`kernels.options()`), down to a CUBIN for each architecture (sm_75, sm_80, sm_90 by default),
+so code generation for that GPU really runs. A result fails on a non-zero NVRTC status or on
+ANY text in the program log: NVRTC prints warnings only there, so warnings fail too (DESIGN §3).
+
+`--resources` also reads what each kernel costs on sm_90: NVRTC -> PTX (compute_90), then
+`ptxas -v -arch=sm_90` (registers, spill stores/loads, shared memory, stack per kernel). With
+no `ptxas` (looked for on PATH, in $CUDA_HOME/bin, /usr/local/cuda/bin), or when it rejects
+NVRTC's PTX (a toolkit older than NVRTC), the ptxas built into NVRTC reports instead
+(`--ptxas-options=-v`). Any spilled byte fails: keep spills at 0.
+
+NVRTC comes from the pip package `nvidia-cuda-nvrtc-cu12` and is loaded with ctypes;
+SPLAT_LION_NVRTC=/path/to/libnvrtc.so.12 points at another copy. Exit status: 0 all OK,
+1 any failure, 2 NVRTC not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import dataclasses
+import functools
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import kernels
+
+DEFAULT_ARCHS: tuple[str, ...] = ("sm_75", "sm_80", "sm_90")
+# Architecture the resource report is made for (ptxas -v -arch=...).
+RESOURCE_ARCH = "sm_90"
+ENV_VAR = "SPLAT_LION_NVRTC"
+INSTALL_HINT = "pip install nvidia-cuda-nvrtc-cu12"
+
+_ARCH = re.compile(r"^sm_\d+[af]?$")
+
+
+# -- finding and loading NVRTC --------------------------------------------------------------
+
+def find_nvrtc() -> Path | None:
+    """Path of libnvrtc from the pip package `nvidia-cuda-nvrtc-cu12` (or $SPLAT_LION_NVRTC)."""
+    explicit = os.environ.get(ENV_VAR)
+    if explicit:
+        path = Path(explicit)
+        return path if path.is_file() else None
+    try:
+        spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
+    except (ImportError, ValueError):  # no `nvidia` namespace package at all
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    # A namespace package: several folders may contribute; take the first that holds the lib.
+    patterns = ("lib/libnvrtc.so.12", "lib/libnvrtc.so.*", "bin/nvrtc64_*.dll")
+    for folder in spec.submodule_search_locations:
+        for pattern in patterns:
+            for path in sorted(Path(folder).glob(pattern)):
+                if "builtins" not in path.name and path.is_file():
+                    return path
+    return None
+
+
+class _Nvrtc:
+    """The few NVRTC C functions used here, with their ctypes signatures."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        lib = ctypes.CDLL(str(path))
+        P = ctypes.c_void_p  # nvrtcProgram
+        size_p = ctypes.POINTER(ctypes.c_size_t)
+        strings = ctypes.POINTER(ctypes.c_char_p)
+        sigs = {
+            "nvrtcVersion": [ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)],
+            "nvrtcCreateProgram": [ctypes.POINTER(P), ctypes.c_char_p, ctypes.c_char_p,
+                                   ctypes.c_int, strings, strings],
+            "nvrtcCompileProgram": [P, ctypes.c_int, strings],
+            "nvrtcDestroyProgram": [ctypes.POINTER(P)],
+            "nvrtcGetProgramLogSize": [P, size_p],
+            "nvrtcGetProgramLog": [P, ctypes.c_char_p],
+            "nvrtcGetCUBINSize": [P, size_p],
+            "nvrtcGetCUBIN": [P, ctypes.c_char_p],
+            "nvrtcGetPTXSize": [P, size_p],
+            "nvrtcGetPTX": [P, ctypes.c_char_p],
+        }
+        for name, argtypes in sigs.items():
+            fn = getattr(lib, name)
+            fn.argtypes = argtypes
+            fn.restype = ctypes.c_int  # nvrtcResult
+        lib.nvrtcGetErrorString.argtypes = [ctypes.c_int]
+        lib.nvrtcGetErrorString.restype = ctypes.c_char_p
+        self.lib = lib
+
+    def version(self) -> tuple[int, int]:
+        major, minor = ctypes.c_int(), ctypes.c_int()
+        self.call("nvrtcVersion", ctypes.byref(major), ctypes.byref(minor))
+        return major.value, minor.value
+
+    def error_string(self, status: int) -> str:
+        text = self.lib.nvrtcGetErrorString(status)
+        return text.decode() if text else f"nvrtcResult {status}"
+
+    def call(self, name: str, *args) -> None:
+        status = getattr(self.lib, name)(*args)
+        if status != 0:
+            raise RuntimeError(f"{name} failed: {self.error_string(status)}")
+
+
+@functools.lru_cache(maxsize=None)
+def _load(path: Path) -> _Nvrtc:
+    return _Nvrtc(path)
+
+
+def load_nvrtc() -> _Nvrtc:
+    """The loaded NVRTC library, or a RuntimeError that says how to install it."""
+    path = find_nvrtc()
+    if path is None:
+        where = (f"${ENV_VAR}={os.environ[ENV_VAR]} is not a file" if os.environ.get(ENV_VAR)
+                 else "the Python package nvidia.cuda_nvrtc is not installed")
+        raise RuntimeError(f"NVRTC not found ({where}): {INSTALL_HINT}, "
+                           f"or set {ENV_VAR} to the path of libnvrtc.so.12")
+    try:
+        return _load(path)
+    except OSError as e:
+        raise RuntimeError(f"cannot load NVRTC from {path}: {e}; reinstall it: "
+                           f"{INSTALL_HINT} --force-reinstall") from e
+
+
+def nvrtc_version() -> str:
+    major, minor = load_nvrtc().version()
+    return f"{major}.{minor}"
+
+
+# -- compiling one source -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CompileResult:
+    # Display name of the source (`kernels/lion.cu`), as NVRTC saw it.
+    name: str
+    # Target, e.g. "sm_90".
+    arch: str
+    # True when NVRTC returned success AND printed nothing (no error, no warning).
+    ok: bool
+    # NVRTC's status, e.g. "NVRTC_SUCCESS" or "NVRTC_ERROR_COMPILATION".
+    status: str
+    # The program log, verbatim ("" when clean).
+    log: str
+    # Size of the CUBIN in bytes; 0 when compilation failed.
+    cubin_bytes: int
+    # The file compiled, when it came from a file (absolute path).
+    path: str | None = None
+
+
+def _compile(code: str, name: str, options: Sequence[str], want: str) -> tuple[int, str, bytes]:
+    """One NVRTC compilation: (status, log, output), output the CUBIN or PTX (`want`)."""
+    nv = load_nvrtc()
+    prog = ctypes.c_void_p()
+    nv.call("nvrtcCreateProgram", ctypes.byref(prog), code.encode(), name.encode(), 0, None, None)
+    try:
+        opts = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
+        status = nv.lib.nvrtcCompileProgram(prog, len(options), opts)
+
+        size = ctypes.c_size_t()
+        nv.call("nvrtcGetProgramLogSize", prog, ctypes.byref(size))
+        buf = ctypes.create_string_buffer(size.value)
+        nv.call("nvrtcGetProgramLog", prog, buf)
+        log = buf.value.decode(errors="replace")
+
+        out = b""
+        if status == 0:
+            get_size, get = ("nvrtcGetCUBINSize", "nvrtcGetCUBIN") if want == "cubin" else \
+                            ("nvrtcGetPTXSize", "nvrtcGetPTX")
+            nv.call(get_size, prog, ctypes.byref(size))
+            buf = ctypes.create_string_buffer(size.value)
+            nv.call(get, prog, buf)
+            out = buf.raw
+        return status, log, out
+    finally:
+        nv.call("nvrtcDestroyProgram", ctypes.byref(prog))
+
+
+def _check_arch(arch: str) -> None:
+    if not _ARCH.match(arch):
+        raise ValueError(f"arch {arch!r}: expected a real GPU architecture like 'sm_80'")
+
+
+def compile_source(code: str, name: str, options: tuple[str, ...], arch: str) -> CompileResult:
+    """Compile `code` to a CUBIN for `arch` ("sm_90"); fail on any error or any log text."""
+    _check_arch(arch)
+    status, log, cubin = _compile(code, name, (*options, f"--gpu-architecture={arch}"), "cubin")
+    return CompileResult(
+        name=name, arch=arch, ok=status == 0 and not log.strip(),
+        status=load_nvrtc().error_string(status), log=log, cubin_bytes=len(cubin))
+
+
+# -- which files ----------------------------------------------------------------------------
+
+def checkout_root() -> Path | None:
+    """The checkout holding `kernels/`, or None for an installed package."""
+    kdir = kernels.kernel_dir()
+    return kdir.parent if kdir.name == "kernels" else None
+
+
+def default_paths() -> list[Path]:
+    """Every `kernels/*.cu`, then every `tests/kernels/*.cu` of the checkout (if any)."""
+    paths = sorted(kernels.kernel_dir().glob("*.cu"))
+    root = checkout_root()
+    if root is not None and (root / "tests" / "kernels").is_dir():
+        paths += sorted((root / "tests" / "kernels").glob("*.cu"))
+    return [p.resolve() for p in paths]
+
+
+def _expand(paths: Iterable[Path | str]) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(p.glob("*.cu"))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such .cu file or folder")
+    return [p.resolve() for p in out]
+
+
+def display_name(path: Path) -> str:
+    """`kernels/lion.cu`, `tests/kernels/warp.cu`: relative to the checkout where possible."""
+    path = path.resolve()
+    if path.parent == kernels.kernel_dir().resolve():
+        return f"kernels/{path.name}"
+    root = checkout_root()
+    if root is not None and path.is_relative_to(root.resolve()):
+        return str(path.relative_to(root.resolve()))
+    return str(path)
+
+
+def _jobs(jobs: int | None, n: int) -> int:
+    return max(1, min(n, jobs or min(8, os.cpu_count() or 1)))
+
+
+def check(paths: Iterable[Path | str] | None = None, archs: Sequence[str] = DEFAULT_ARCHS,
+          jobs: int | None = None) -> list[CompileResult]:
+    """Compile each file for each arch, as the GPU path does; one CompileResult per pair.
+
+    paths: .cu files or folders of them; default `default_paths()`. NVRTC is thread safe and
+    ctypes releases the GIL, so compilations run on `jobs` threads (default: up to 8).
+    """
+    files = default_paths() if paths is None else _expand(paths)
+    for arch in archs:
+        _check_arch(arch)
+    load_nvrtc()  # fail once, clearly, before any thread starts
+    opts = kernels.options()
+
+    def one(item: tuple[Path, str]) -> CompileResult:
+        path, arch = item
+        result = compile_source(kernels.source(path), display_name(path), opts, arch)
+        return dataclasses.replace(result, path=str(path))
+
+    work = [(p, a) for p in files for a in archs]
+    with ThreadPoolExecutor(_jobs(jobs, len(work))) as pool:
+        return list(pool.map(one, work))
+
+
+# -- resources: registers, spills, shared memory --------------------------------------------
+
+@dataclass(frozen=True)
+class KernelResources:
+    # Mangled function name as ptxas prints it (extern "C" kernels keep their plain name).
+    function: str
+    # True for a __global__ entry point, False for a non-inlined device function.
+    entry: bool
+    registers: int | None
+    spill_store_bytes: int
+    spill_load_bytes: int
+    stack_bytes: int
+    # Static shared memory of the kernel in bytes (dynamic shared memory is not counted).
+    shared_bytes: int
+
+
+@dataclass(frozen=True)
+class ResourceReport:
+    name: str
+    arch: str
+    # What produced the numbers, e.g. "ptxas 13.0.88 (/usr/local/bin/ptxas)".
+    tool: str
+    # False on a compile/ptxas failure or any spilled byte.
+    ok: bool
+    functions: list[KernelResources] = field(default_factory=list)
+    # ptxas's verbose output, or the error log on failure.
+    log: str = ""
+    # Why that tool was used, or what failed (e.g. "no ptxas found ...").
+    note: str = ""
+    path: str | None = None
+
+
+_ENTRY = re.compile(r"Compiling entry function '([^']+)'")
+_PROPS = re.compile(r"Function properties for (\S+)")
+_FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_USED = re.compile(r"Used (\d+) registers")
+_SMEM = re.compile(r"(\d+) bytes smem")
+
+
+def parse_ptxas(text: str) -> list[KernelResources]:
+    """Per-function resources from `ptxas -v` output.
+
+    ptxas prints, per entry function:
+        Compiling entry function 'k' for 'sm_90'
+        Function properties for k
+            0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+        Used 10 registers, used 1 barriers, 128 bytes smem, 380 bytes cmem[0]
+    and a "Function properties" block (no "Used" line) per non-inlined device function.
+    """
+    found: dict[str, dict] = {}
+    entries: set[str] = set()
+    current = props = None  # entry being compiled; function whose properties come next
+    for line in text.splitlines():
+        if m := _ENTRY.search(line):
+            current = props = m.group(1)
+            entries.add(current)
+            found.setdefault(current, {})
+        elif m := _PROPS.search(line):
+            props = m.group(1)
+            found.setdefault(props, {})
+        elif (m := _FRAME.search(line)) and props is not None:
+            found[props].update(stack=int(m.group(1)), st=int(m.group(2)), ld=int(m.group(3)))
+        elif (m := _USED.search(line)) and current is not None:
+            smem = _SMEM.search(line)
+            found[current].update(regs=int(m.group(1)), smem=int(smem.group(1)) if smem else 0)
+    return [KernelResources(function=name, entry=name in entries, registers=v.get("regs"),
+                            spill_store_bytes=v.get("st", 0), spill_load_bytes=v.get("ld", 0),
+                            stack_bytes=v.get("stack", 0), shared_bytes=v.get("smem", 0))
+            for name, v in found.items()]
+
+
+def find_ptxas() -> Path | None:
+    """The CUDA toolkit's ptxas: on PATH, else under $CUDA_HOME or /usr/local/cuda."""
+    found = shutil.which("ptxas")
+    if found:
+        return Path(found)
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home and (Path(home) / "bin" / "ptxas").is_file():
+            return Path(home) / "bin" / "ptxas"
+    return None
+
+
+def _ptxas_version(ptxas: Path) -> str:
+    try:
+        out = subprocess.run([str(ptxas), "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    m = re.search(r"V(\d+\.\d+\.\d+)", out)
+    return m.group(1) if m else "?"
+
+
+def _report(name: str, arch: str, tool: str, text: str, note: str) -> ResourceReport:
+    funcs = parse_ptxas(text)
+    spills = any(f.spill_store_bytes or f.spill_load_bytes for f in funcs)
+    if spills:
+        note = "; ".join(filter(None, [note, "spills: keep them at 0 (DESIGN §3)"]))
+    return ResourceReport(name=name, arch=arch, tool=tool, ok=not spills, functions=funcs,
+                          log=text, note=note)
+
+
+def resources_source(code: str, name: str, options: tuple[str, ...],
+                     arch: str = RESOURCE_ARCH) -> ResourceReport:
+    """Registers, spills and shared memory per kernel of `code` on `arch`."""
+    _check_arch(arch)
+    nv_tool = f"ptxas built into NVRTC {nvrtc_version()} (--ptxas-options=-v)"
+    ptxas = find_ptxas()
+    note = "no ptxas found (PATH, $CUDA_HOME/bin, /usr/local/cuda/bin)"
+    if ptxas is not None:
+        # NVRTC -> PTX for the virtual arch, then the toolkit's ptxas for the real one.
+        virtual = "compute_" + arch.removeprefix("sm_")
+        status, log, ptx = _compile(code, name, (*options, f"--gpu-architecture={virtual}"), "ptx")
+        if status != 0:
+            return ResourceReport(name=name, arch=arch, tool=f"NVRTC {nvrtc_version()}",
+                                  ok=False, log=log, note="PTX compilation failed")
+        with tempfile.TemporaryDirectory() as tmp:
+            ptx_path = Path(tmp) / "kernel.ptx"
+            ptx_path.write_bytes(ptx.rstrip(b"\0"))
+            cmd = [str(ptxas), "-v", f"-arch={arch}", str(ptx_path), "-o", os.devnull]
+            try:
+                run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+                text, rc = run.stdout + run.stderr, run.returncode
+            except (OSError, subprocess.SubprocessError) as e:
+                text, rc = str(e), -1
+        tool = f"ptxas {_ptxas_version(ptxas)} ({ptxas})"
+        if rc == 0:
+            return _report(name, arch, tool, text, "")
+        # E.g. a toolkit older than NVRTC rejects its PTX version: fall back, say why.
+        last = text.strip().splitlines()[-1] if text.strip() else "no output"
+        note = f"{tool} failed (exit {rc}): {last}"
+    status, log, _ = _compile(code, name, (*options, f"--gpu-architecture={arch}",
+                                           "--ptxas-options=-v"), "cubin")
+    if status != 0:
+        return ResourceReport(name=name, arch=arch, tool=nv_tool, ok=False, log=log,
+                              note="compilation failed")
+    return _report(name, arch, nv_tool, log, note)
+
+
+def resources(paths: Iterable[Path | str] | None = None,
+              arch: str = RESOURCE_ARCH) -> list[ResourceReport]:
+    """One ResourceReport per file (default `default_paths()`), compiled as the GPU path does."""
+    files = default_paths() if paths is None else _expand(paths)
+    load_nvrtc()
+    opts = kernels.options()
+    return [dataclasses.replace(resources_source(kernels.source(p), display_name(p), opts, arch),
+                                path=str(p))
+            for p in files]
+
+
+# -- command line ---------------------------------------------------------------------------
+
+def _indent(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line for line in text.rstrip().splitlines())
+
+
+def _print_compile(results: list[CompileResult]) -> None:
+    width = max([len(r.name) for r in results] + [4])
+    print(f"{'file':<{width}}  {'arch':<6} {'result':<6} {'cubin bytes':>11}")
+    for r in results:
+        print(f"{r.name:<{width}}  {r.arch:<6} {'OK' if r.ok else 'FAIL':<6} {r.cubin_bytes:>11,}")
+    for r in results:
+        if not r.ok:
+            print(f"\n--- {r.name} [{r.arch}] FAIL: {r.status}, "
+                  f"{'log not empty' if r.status == 'NVRTC_SUCCESS' else 'compile error'}")
+            print(_indent(r.log or "(empty log)"))
+
+
+def _print_resources(reports: list[ResourceReport]) -> None:
+    tools = sorted({r.tool for r in reports})
+    print(f"\nResources on {reports[0].arch} via {', '.join(tools)}:")
+    rows = [(r.name, f.function + ("" if f.entry else " (device fn)"), f)
+            for r in reports for f in r.functions]
+    wf = max([len(n) for n, _, _ in rows] + [4])
+    wk = max([len(k) for _, k, _ in rows] + [6])
+    print(f"{'file':<{wf}}  {'kernel':<{wk}} {'regs':>5} {'spill st':>9} {'spill ld':>9} "
+          f"{'smem B':>7} {'stack B':>8}")
+    for name, kernel, f in rows:
+        regs = "-" if f.registers is None else str(f.registers)
+        print(f"{name:<{wf}}  {kernel:<{wk}} {regs:>5} {f.spill_store_bytes:>9} "
+              f"{f.spill_load_bytes:>9} {f.shared_bytes:>7} {f.stack_bytes:>8}")
+    for note in sorted({r.note for r in reports if r.note and r.ok}):
+        print(f"note: {note}")
+    for r in reports:
+        if not r.ok:
+            print(f"\n--- {r.name} [{r.arch}] resources FAIL: {r.note}")
+            print(_indent(r.log or "(empty log)"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m splat_lion.nvrtc_check",
+        description="Compile CUDA kernels with NVRTC (as CuPy does); fail on any error or warning.")
+    parser.add_argument("paths", nargs="*",
+                        help=".cu files or folders (default: kernels/*.cu and tests/kernels/*.cu)")
+    parser.add_argument("--arch", nargs="+", default=list(DEFAULT_ARCHS), metavar="SM",
+                        help="real architectures to build CUBINs for "
+                             f"(default: {' '.join(DEFAULT_ARCHS)})")
+    parser.add_argument("--resources", action="store_true",
+                        help="also report registers/spills/shared memory per kernel on "
+                             f"{RESOURCE_ARCH}; fail on any spill")
+    parser.add_argument("--json", metavar="FILE", help="write all results as JSON to FILE")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="parallel compilations (default: up to 8)")
+    args = parser.parse_args(argv)
+
+    try:
+        nv = load_nvrtc()
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    # `--arch sm_80 kernels/lion.cu`: nargs="+" swallowed the path; give it back.
+    while args.arch and not _ARCH.match(args.arch[-1]) and (
+            args.arch[-1].endswith(".cu") or Path(args.arch[-1]).exists()):
+        args.paths.insert(0, args.arch.pop())
+    if not args.arch:
+        parser.error("--arch: give at least one architecture, e.g. --arch sm_80")
+    for arch in args.arch:
+        if not _ARCH.match(arch):
+            parser.error(f"--arch {arch}: expected a real GPU architecture like sm_80")
+    try:
+        paths = _expand(args.paths) if args.paths else default_paths()
+    except FileNotFoundError as e:
+        parser.error(str(e))
+    if not paths:
+        print("error: no .cu files to compile", file=sys.stderr)
+        return 1
+
+    print(f"NVRTC {nvrtc_version()} ({nv.path}); options: {' '.join(kernels.options())}")
+    results = check(paths, args.arch, jobs=args.jobs)
+    _print_compile(results)
+    reports = resources(paths) if args.resources else []
+    if reports:
+        _print_resources(reports)
+
+    failed = [r for r in results if not r.ok] + [r for r in reports if not r.ok]
+    print(f"\n{len(results)} compilations, {sum(not r.ok for r in results)} failed"
+          + (f"; resources of {len(reports)} files, {sum(not r.ok for r in reports)} failed"
+             if args.resources else ""))
+    if args.json:
+        payload = {"nvrtc_version": nvrtc_version(), "nvrtc_path": str(nv.path),
+                   "options": list(kernels.options()), "archs": list(args.arch),
+                   "ok": not failed,
+                   "compile": [dataclasses.asdict(r) for r in results],
+                   "resources": [dataclasses.asdict(r) for r in reports]}
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""The CUDA-on-CPU runtime's own contract: errors, limits, caching, fibers, sanitizer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TEST_KERNELS, load_test_kernel
+
+from splat_lion import cuda_cpu, kernels
+from splat_lion.cuda_cpu import builder
+
+SAXPY = r'''
+extern "C" __global__ void saxpy(const float* x, float* y, float a, long long n) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = SCALE * a * x[i] + y[i];
+}
+'''
+
+
+def saxpy_module(scale=1, extra=()):
+    return cuda_cpu.RawModule("#ifndef SCALE\n#define SCALE 1\n#endif\n" + SAXPY,
+                              options=(f"-DSCALE={scale}", "--std=c++17", *extra))
+
+
+def run_with_timeout(fn, seconds=60):
+    """Run fn in a daemon thread; fail (rather than hang the suite) if it does not return."""
+    result = {}
+
+    def target():
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            result["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"launch still running after {seconds} s: it hangs"
+    return result.get("error")
+
+
+# -- the CuPy-shaped API ------------------------------------------------------------------
+
+def test_raw_module_runs_a_kernel_and_applies_defines(rng):
+    n = 1000
+    x = rng.standard_normal(n).astype(np.float32)
+    y = rng.standard_normal(n).astype(np.float32)
+    want = 3 * np.float32(2) * x + y
+    k = saxpy_module(scale=3).get_function("saxpy")
+    k((4,), (256,), (x, y, np.float32(2), np.int64(n)))
+    np.testing.assert_array_equal(y, want)
+    assert k.signature == ("p8", "p8", "f4", "i8")
+
+
+def test_kernel_names_skip_comments_and_require_extern_c():
+    code = '// extern "C" __global__ void in_a_comment(int x)\n' + SAXPY.replace("SCALE * ", "")
+    assert builder.kernel_names(code) == ["saxpy"]
+    with pytest.raises(cuda_cpu.CompileError, match="not declared extern"):
+        builder.kernel_names("__global__ void k(int* p) {}")
+
+
+def test_unknown_kernel_name_lists_the_kernels():
+    with pytest.raises(ValueError, match="no kernel 'nope'.*saxpy"):
+        saxpy_module().get_function("nope")
+
+
+@pytest.mark.parametrize("args,match", [
+    ((np.zeros(4, np.float32), np.zeros(4, np.float32), np.float32(1)), "takes 4 arguments"),
+    ((np.zeros(4, np.float32), np.zeros(4, np.float32), 1.0, np.int64(4)),
+     r"argument 2 \(float\): got float.*np.float32"),
+    ((np.zeros(4, np.float32), np.zeros(4, np.float32), np.float64(1), np.int64(4)),
+     r"argument 2 \(float\): got np.float64 \(8 bytes\)"),
+    ((np.zeros(4, np.float32), np.zeros(4, np.float32), np.float32(1), np.int32(4)),
+     r"argument 3 \(long long\): got np.int32 \(4 bytes\)"),
+    ((np.zeros(4, np.float32), np.zeros(4, np.float32), np.float32(1), np.uint64(4)),
+     r"argument 3 \(long long\): got np.uint64"),
+    ((np.zeros(4, np.float32), 7, np.float32(1), np.int64(4)),
+     r"argument 1 \(pointer\): expected a NumPy array, got int"),
+    ((np.zeros(4, np.float32), np.zeros(4, np.float32), np.zeros(1, np.float32), np.int64(4)),
+     r"argument 2 \(float\): got ndarray"),
+])
+def test_wrong_arguments_are_python_errors(args, match):
+    k = saxpy_module().get_function("saxpy")
+    with pytest.raises(TypeError, match=match):
+        k((1,), (4,), args)
+
+
+@pytest.mark.parametrize("grid,block,shared,match", [
+    ((0,), (32,), 0, "dimension x must be an int in 1"),
+    ((1, 1, 1, 1), (32,), 0, "tuple of 1 to 3 ints"),
+    ((1,), (1025,), 0, "dimension x must be an int in 1..1024"),
+    ((1,), (64, 32), 0, "2048 threads"),
+    ((1,), (1, 1, 65), 0, "dimension z must be an int in 1..64"),
+    ((1,), (32,), 48 * 1024 + 4, "shared_mem=49156"),
+])
+def test_launch_configuration_is_checked(grid, block, shared, match):
+    k = saxpy_module().get_function("saxpy")
+    x = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match=match):
+        k(grid, block, (x, x.copy(), np.float32(1), np.int64(4)), shared_mem=shared)
+
+
+def test_unknown_compile_option_is_rejected_and_nvrtc_ones_ignored():
+    with pytest.raises(ValueError, match="--frobnicate"):
+        saxpy_module(extra=("--frobnicate",)).get_function("saxpy")
+    saxpy_module(extra=("--use_fast_math", "-arch=sm_90", "-lineinfo")).get_function("saxpy")
+
+
+def test_compile_error_points_at_the_cu_file_and_line(tmp_path):
+    bad = tmp_path / "broken.cu"
+    bad.write_text('#include "common.cuh"\n\nextern "C" __global__ void k(float* x) {\n'
+                   "    x[0] = undefined_name;\n}\n")
+    with pytest.raises(cuda_cpu.CompileError, match=r"broken\.cu:4"):
+        kernels.module_from_file(bad, backend=kernels._backend.get_backend("cpu")).get_function("k")
+
+
+def test_struct_arguments_pass_by_value():
+    code = textwrap.dedent('''
+        struct Pair { float a; int b; long long c; };
+        extern "C" __global__ void unpack(Pair p, float* out) {
+            out[0] = p.a; out[1] = (float)p.b; out[2] = (float)p.c;
+        }''')
+    k = cuda_cpu.RawModule(code).get_function("unpack")
+    assert k.signature == ("s16", "p8")
+    pair = np.array((1.5, -2, 7), dtype=np.dtype([("a", "<f4"), ("b", "<i4"), ("c", "<i8")]))[()]
+    out = np.full(3, np.nan, np.float32)
+    k((1,), (1,), (pair, out))
+    np.testing.assert_array_equal(out, [1.5, -2, 7])
+
+
+# -- deadlocks and faults are errors, never hangs or silent corruption ------------------
+
+def test_deadlock_names_the_kernel_and_the_waiting_threads(cpu):
+    k = load_test_kernel(cpu, "faults", "deadlock_shfl_vs_barrier")
+    x = np.zeros(64, np.float32)
+    err = run_with_timeout(lambda: k((2,), (64,), (x,)))
+    assert isinstance(err, cuda_cpu.LaunchError)
+    msg = str(err)
+    assert "kernel 'deadlock_shfl_vs_barrier': deadlock in block (" in msg
+    assert "waiting at __syncthreads: threads 3, 35" in msg
+    assert "waiting at __shfl_sync: threads 0-2, 4-34, 36-63" in msg
+
+
+def test_threads_at_different_barriers_are_reported(cpu):
+    k = load_test_kernel(cpu, "faults", "mismatched_barriers")
+    err = run_with_timeout(lambda: k((1,), (64,), (np.zeros(64, np.float32),)))
+    assert isinstance(err, cuda_cpu.LaunchError)
+    assert "different barriers (__syncthreads and __syncthreads_count)" in str(err)
+
+
+def test_write_past_dynamic_shared_memory_is_reported(cpu):
+    k = load_test_kernel(cpu, "faults", "shared_overflow")
+    x = np.arange(32, dtype=np.float32)
+    with pytest.raises(cuda_cpu.LaunchError, match="wrote past its 128 bytes of dynamic shared"):
+        k((1,), (32,), (x,), shared_mem=128)
+
+
+def test_dynamic_shared_memory_starts_poisoned(cpu):
+    code = textwrap.dedent('''
+        extern "C" __global__ void peek(float* out) {
+            extern __shared__ float tile[];
+            out[threadIdx.x] = tile[threadIdx.x];
+        }''')
+    out = np.zeros(16, np.float32)
+    cuda_cpu.RawModule(code).get_function("peek")((1,), (16,), (out,), shared_mem=64)
+    assert np.isnan(out).all()
+
+
+def test_extern_shared_outside_a_kernel_body_is_a_clear_error():
+    code = 'extern __shared__ float tile[];\nextern "C" __global__ void k(float* x) { x[0] = tile[0]; }'
+    with pytest.raises(cuda_cpu.CompileError, match="inside the kernel body"):
+        cuda_cpu.RawModule(code).get_function("k")
+
+
+def test_a_failed_block_leaves_the_runtime_usable(cpu, rng):
+    test_deadlock_names_the_kernel_and_the_waiting_threads(cpu)
+    n = 3000
+    x = rng.integers(0, 10, n).astype(np.float32)
+    sums = np.full(12, np.nan, np.float32)
+    total = np.zeros(1, np.float32)
+    load_test_kernel(cpu, "reduce", "tree_sum")((12,), (256,), (x, sums, total, np.int32(n)))
+    assert total[0] == x.sum()
+
+
+# -- fibers ---------------------------------------------------------------------------
+
+def test_ucontext_fibers_give_the_same_results(cpu, rng):
+    """The portable fiber switch (used off x86-64) runs barrier code like the fast one."""
+    n = 5000
+    x = rng.integers(0, 10, n).astype(np.float32)
+    results = []
+    for defines in (None, {"CUDACPU_USE_UCONTEXT": 1}):
+        k = load_test_kernel(cpu, "tile_loop", "batched_accumulate", defines)
+        out_sum = np.full(512, np.nan, np.float32)
+        out_count = np.zeros(512, np.int32)
+        batches = np.zeros(2, np.int32)
+        k((2,), (16, 16), (x, np.int32(n), np.float32(300), out_sum, out_count, batches),
+          shared_mem=1024)
+        results.append((out_sum, out_count, batches))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_big_thread_locals_fit_on_fiber_stacks(cpu):
+    code = textwrap.dedent('''
+        extern "C" __global__ void big_stack(float* out) {
+            float local[4096];  // 16 KiB per thread, live across the barrier
+            for (int i = 0; i < 4096; i++) local[i] = (float)(threadIdx.x + i);
+            __syncthreads();
+            float s = 0.0f;
+            for (int i = 0; i < 4096; i += 512) s += local[i];
+            out[threadIdx.x] = s;
+        }''')
+    out = np.zeros(1024, np.float32)
+    cuda_cpu.RawModule(code).get_function("big_stack")((1,), (1024,), (out,))
+    t = np.arange(1024, dtype=np.float32)
+    np.testing.assert_array_equal(out, 8 * t + np.arange(0, 4096, 512).sum())
+
+
+# -- the build cache -------------------------------------------------------------------
+
+def test_build_is_cached_by_source_and_options(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPLAT_LION_CACHE_DIR", str(tmp_path))
+    path1, _ = builder.build(SAXPY, ("-DSCALE=2",))
+    mtime = path1.stat().st_mtime_ns
+    path2, _ = builder.build(SAXPY, ("-DSCALE=2",))
+    path3, _ = builder.build(SAXPY, ("-DSCALE=3",))
+    assert path1 == path2 and path2.stat().st_mtime_ns == mtime
+    assert path3 != path1
+    assert sorted(p.suffix for p in (tmp_path / "cuda_cpu").iterdir()) == [".cu", ".cu", ".so", ".so"]
+
+
+_BUILD_AND_RUN = r'''
+import sys, numpy as np
+from splat_lion import cuda_cpu
+code = sys.stdin.read()
+k = cuda_cpu.RawModule(code, ("-DSCALE=5",)).get_function("saxpy")
+x = np.arange(100, dtype=np.float32); y = np.ones(100, np.float32)
+k((1,), (128,), (x, y, np.float32(2), np.int64(100)))
+assert (y == 10 * x + 1).all(), y
+'''
+
+
+def test_concurrent_processes_build_the_same_source_safely(tmp_path):
+    env = {**os.environ, "SPLAT_LION_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": str(Path(__file__).parents[1])}
+    code = f"// unique: {tmp_path}\n" + SAXPY
+    procs = [subprocess.Popen([sys.executable, "-c", _BUILD_AND_RUN], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+             for _ in range(6)]
+    for p in procs:
+        p.stdin.write(code)
+        p.stdin.close()
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    files = sorted(p.name for p in (tmp_path / "cuda_cpu").iterdir())
+    assert len(files) == 2 and files[0].endswith(".cu") and files[1].endswith(".so"), files
+
+
+# -- AddressSanitizer ------------------------------------------------------------------
+
+def _libasan() -> str | None:
+    try:
+        out = subprocess.run([builder.compiler()[0], "-print-file-name=libasan.so"],
+                             capture_output=True, text=True).stdout.strip()
+    except cuda_cpu.CompileError:
+        return None
+    return out if os.path.isabs(out) and os.path.exists(out) else None
+
+
+_OOB = r'''
+import numpy as np
+from splat_lion import kernels
+from splat_lion.backend import get_backend
+k = kernels.module_from_file({path!r}).get_function("write_past_end")
+x = np.zeros(1000, np.float32)
+k((4,), (256,), (x, np.int32(1000)))
+print("no report")
+'''
+
+
+def test_sanitizer_needs_its_runtime_preloaded(monkeypatch):
+    monkeypatch.setenv("SPLAT_LION_CPU_SANITIZE", "address")
+    monkeypatch.setattr(builder, "_asan_loaded", lambda: False)
+    with pytest.raises(RuntimeError, match="LD_PRELOAD="):
+        builder.build(SAXPY)
+
+
+@pytest.mark.skipif(_libasan() is None, reason="the C++ toolchain has no AddressSanitizer")
+def test_address_sanitizer_reports_out_of_bounds_write_with_file_and_line(tmp_path):
+    env = {**os.environ, "SPLAT_LION_CACHE_DIR": str(tmp_path), "SPLAT_LION_BACKEND": "cpu",
+           "SPLAT_LION_CPU_SANITIZE": "address", "LD_PRELOAD": _libasan(),
+           "ASAN_OPTIONS": "detect_leaks=0", "PYTHONPATH": str(Path(__file__).parents[1])}
+    script = _OOB.format(path=str(TEST_KERNELS / "faults.cu"))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    line = next(i + 1 for i, text in enumerate((TEST_KERNELS / "faults.cu").read_text().splitlines())
+                if "the planted bug" in text)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "heap-buffer-overflow" in proc.stderr, proc.stderr[-3000:]
+    assert f"faults.cu:{line}" in proc.stderr, proc.stderr[-3000:]
