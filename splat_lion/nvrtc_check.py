@@ -1,6 +1,6 @@
 """Compile every CUDA kernel with NVRTC, the compiler CuPy uses, on a machine without a GPU.
 
-    python -m splat_lion.nvrtc_check                        # kernels/*.cu + tests/kernels/*.cu
+    python -m splat_lion.nvrtc_check            # kernels/, tests/kernels/, benchmarks/kernels/
     python -m splat_lion.nvrtc_check kernels/lion.cu --arch sm_80
     python -m splat_lion.nvrtc_check --resources --json nvrtc.json
 
@@ -214,12 +214,16 @@ def checkout_root() -> Path | None:
     return kdir.parent if kdir.name == "kernels" else None
 
 
+# Folders of the checkout whose kernels are compiled too (tests and benchmarks launch them).
+CHECKOUT_KERNEL_DIRS = ("tests/kernels", "benchmarks/kernels")
+
+
 def default_paths() -> list[Path]:
-    """Every `kernels/*.cu`, then every `tests/kernels/*.cu` of the checkout (if any)."""
+    """Every `kernels/*.cu`, then those in CHECKOUT_KERNEL_DIRS of the checkout (if any)."""
     paths = sorted(kernels.kernel_dir().glob("*.cu"))
     root = checkout_root()
-    if root is not None and (root / "tests" / "kernels").is_dir():
-        paths += sorted((root / "tests" / "kernels").glob("*.cu"))
+    for sub in CHECKOUT_KERNEL_DIRS if root is not None else ():
+        paths += sorted((root / sub).glob("*.cu"))
     return [p.resolve() for p in paths]
 
 
@@ -466,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m splat_lion.nvrtc_check",
         description="Compile CUDA kernels with NVRTC (as CuPy does); fail on any error or warning.")
     parser.add_argument("paths", nargs="*",
-                        help=".cu files or folders (default: kernels/*.cu and tests/kernels/*.cu)")
+                        help=".cu files or folders (default: kernels/, tests/kernels/, benchmarks/kernels/)")
     parser.add_argument("--arch", nargs="+", default=list(DEFAULT_ARCHS), metavar="SM",
                         help="real architectures to build CUBINs for "
                              f"(default: {' '.join(DEFAULT_ARCHS)})")

@@ -55,7 +55,7 @@ def nvrtc():
 
 @pytest.fixture(scope="module")
 def results(nvrtc):
-    """Every kernels/*.cu and tests/kernels/*.cu, compiled once per default arch."""
+    """Every kernels/*.cu, tests/kernels/*.cu and benchmarks/kernels/*.cu, once per arch."""
     return nvrtc_check.check()
 
 
@@ -72,8 +72,9 @@ def test_every_kernel_compiles_without_errors_or_warnings(results):
 def test_every_cu_file_is_compiled_for_every_arch(results):
     expected_files = {p.resolve() for p in kernels.kernel_dir().glob("*.cu")}
     assert expected_files, f"no kernels in {kernels.kernel_dir()}: the check would be vacuous"
-    if TEST_KERNELS.is_dir():
-        expected_files |= {p.resolve() for p in TEST_KERNELS.glob("*.cu")}
+    root = Path(__file__).resolve().parents[1]
+    for folder in ("tests/kernels", "benchmarks/kernels"):
+        expected_files |= {p.resolve() for p in (root / folder).glob("*.cu")}
     expected = {(p, arch) for p in expected_files for arch in nvrtc_check.DEFAULT_ARCHS}
     compiled = [(Path(r.path), r.arch) for r in results]
     assert len(compiled) == len(set(compiled)), "a (file, arch) pair was compiled twice"

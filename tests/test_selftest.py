@@ -26,7 +26,7 @@ def test_saxpy_matches_reference(be, rng, n):
 def test_block_sum_matches_reference(be, rng, n):
     x = rng.standard_normal(n).astype(np.float32)
     got = selftest.selftest_block_sum(be.asarray(x, tag="scratch"), be)
-    assert got == pytest.approx(ref.selftest_block_sum(x), abs=1e-6 * max(1.0, np.abs(x).sum()))
+    assert got == pytest.approx(ref.selftest_block_sum(x), abs=1e-6 * max(1.0, float(np.abs(x).sum())))
 
 
 def test_wrappers_check_their_arguments(cpu):
