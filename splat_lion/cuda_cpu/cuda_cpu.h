@@ -38,6 +38,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <omp.h>
+#include <pthread.h>
 #if !defined(__x86_64__) || defined(CUDACPU_USE_UCONTEXT)
 #define CUDACPU_UCONTEXT 1
 #include <ucontext.h>
@@ -423,7 +424,7 @@ struct Ctx {
     // Fibers of this OS thread, reused across blocks and launches.
     std::vector<Fiber*> all_fibers;
     std::vector<Fiber*> free_fibers;
-    std::vector<Fiber*> block_fibers;   // fibers started for the running block
+    std::vector<Fiber*> block_fibers;   // fibers taken for the running block
     // Dynamic shared memory storage of this OS thread.
     std::vector<char> shared_storage;
 };
@@ -468,10 +469,8 @@ __asm__(
     ".type cudacpu_switch_stack,@function\n"
     "cudacpu_switch_stack:\n"
     "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
-    "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
     "  movq %rsp, (%rdi)\n"
     "  movq %rsi, %rsp\n"
-    "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
     "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
     "  ret\n"
     ".size cudacpu_switch_stack, .-cudacpu_switch_stack\n"
@@ -525,57 +524,61 @@ static void reset_fiber(Fiber* f, Ctx* c) {
     *--sp = (void*)c;                          // r13: its argument
     *--sp = nullptr;                           // r14
     *--sp = nullptr;                           // r15
-    --sp;                                      // mxcsr and x87 control word
-    unsigned csr;
-    unsigned short fcw;
-    __asm__ volatile("stmxcsr %0" : "=m"(csr));
-    __asm__ volatile("fnstcw %0" : "=m"(fcw));
-    std::memcpy((char*)sp, &csr, 4);
-    std::memcpy((char*)sp + 4, &fcw, 2);
     f->sp = sp;
 #endif
 }
 
-// Scheduler -> fiber.
-static inline void switch_to_fiber(Ctx* c, Fiber* f) {
-    c->running_fiber = f;
+// Save the running context in `from` and continue `to`; nullptr stands for the scheduler
+// (the OS thread's own stack).
+static inline void switch_context(Ctx* c, Fiber* from, Fiber* to) {
 #if defined(__SANITIZE_ADDRESS__)
-    __sanitizer_start_switch_fiber(nullptr, f->stack, f->stack_size);
+    __sanitizer_start_switch_fiber(nullptr, to ? to->stack : c->sched_stack_bottom,
+                                   to ? to->stack_size : c->sched_stack_size);
 #endif
 #ifdef CUDACPU_UCONTEXT
-    swapcontext(&c->sched_uc, &f->uc);
+    swapcontext(from ? &from->uc : &c->sched_uc, to ? &to->uc : &c->sched_uc);
 #else
-    cudacpu_switch_stack(&c->sched_sp, f->sp);
+    cudacpu_switch_stack(from ? &from->sp : &c->sched_sp, to ? to->sp : c->sched_sp);
 #endif
 #if defined(__SANITIZE_ADDRESS__)
     __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
 #endif
 }
 
-// Fiber -> scheduler.
-static inline void switch_to_scheduler(Ctx* c) {
-    Fiber* f = c->running_fiber;
-#if defined(__SANITIZE_ADDRESS__)
-    __sanitizer_start_switch_fiber(nullptr, c->sched_stack_bottom, c->sched_stack_size);
-#endif
-#ifdef CUDACPU_UCONTEXT
-    swapcontext(&f->uc, &c->sched_uc);
-#else
-    cudacpu_switch_stack(&f->sp, c->sched_sp);
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-    __sanitizer_finish_switch_fiber(nullptr, &c->sched_stack_bottom, &c->sched_stack_size);
-#endif
-}
-
 static void fiber_entry(Ctx* c) {
 #if defined(__SANITIZE_ADDRESS__)
-    __sanitizer_finish_switch_fiber(nullptr, &c->sched_stack_bottom, &c->sched_stack_size);
+    __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
 #endif
     c->fiber_main(c);
-    c->fiber_finished = true;
-    switch_to_scheduler(c);
+    c->fiber_finished = true;  // the scheduler takes the fiber back
+    switch_context(c, c->running_fiber, nullptr);
     __builtin_unreachable();
+}
+
+static Fiber* take_fiber(Ctx* c) {
+    if (c->free_fibers.empty()) {
+        Fiber* f = make_fiber();
+        c->all_fibers.push_back(f);
+        c->free_fibers.push_back(f);
+    }
+    Fiber* f = c->free_fibers.back();
+    c->free_fibers.pop_back();
+    reset_fiber(f, c);
+    c->block_fibers.push_back(f);
+    return f;
+}
+
+// What runs next: a released thread's fiber, else a fresh fiber for the next unstarted
+// thread, else nullptr (only the scheduler can go on: release collectives, or finish).
+static inline Fiber* next_fiber(Ctx* c) {
+    if (c->runnable_head < c->runnable.size()) {
+        const int t = c->runnable[c->runnable_head++];
+        c->current = t;
+        c->thread_idx = c->thread_idx_of[t];
+        return c->threads[t].fiber;
+    }
+    if (c->next_unstarted < c->nthreads) return take_fiber(c);
+    return nullptr;
 }
 
 // The loop a fiber runs: start thread after thread until none is left unstarted.
@@ -597,9 +600,10 @@ static void fiber_main(Ctx* c) {
 }
 
 // Park the running thread until a collective releases it; returns the thread's result.
+// Control passes straight to the next runnable fiber when there is one (one switch, not two).
 static inline unsigned long long park(Ctx* c, unsigned char wait, unsigned mask, int arg,
                                       int width, unsigned long long value) {
-    int t = c->current;
+    const int t = c->current;
     ThreadState& ts = c->threads[t];
     ts.status = WAITING;
     ts.wait = wait;
@@ -607,8 +611,11 @@ static inline unsigned long long park(Ctx* c, unsigned char wait, unsigned mask,
     ts.arg = arg;
     ts.width = width;
     ts.value = value;
-    switch_to_scheduler(c);
-    // Resumed by the scheduler, which set c->current and c->thread_idx back to t.
+    Fiber* me = c->running_fiber;
+    Fiber* next = next_fiber(c);
+    if (next) c->running_fiber = next;
+    switch_context(c, me, next);
+    // Resumed by whoever released t: c->current, c->thread_idx and running_fiber are ours again.
     return c->threads[t].result;
 }
 
@@ -781,18 +788,6 @@ struct Launch {
     }
 };
 
-static Fiber* take_fiber(Ctx* c) {
-    if (c->free_fibers.empty()) {
-        Fiber* f = make_fiber();
-        c->all_fibers.push_back(f);
-        c->free_fibers.push_back(f);
-    }
-    Fiber* f = c->free_fibers.back();
-    c->free_fibers.pop_back();
-    reset_fiber(f, c);
-    return f;
-}
-
 // Run block `b` of the launch on this OS thread.
 static void run_block(Ctx* c, Launch& L, unsigned long long b) {
     const dim3 bd = L.block, gd = L.grid;
@@ -820,22 +815,12 @@ static void run_block(Ctx* c, Launch& L, unsigned long long b) {
         ASAN_POISON_MEMORY_REGION(c->dyn_shared + L.shared_bytes, kSharedGuard);
 #endif
     }
-    std::vector<Fiber*>& in_use = c->block_fibers;
-    in_use.clear();
+    c->block_fibers.clear();
     std::string mismatch;
     for (;;) {
-        Fiber* f;
-        if (c->runnable_head < c->runnable.size()) {
-            int t = c->runnable[c->runnable_head++];
-            f = c->threads[t].fiber;
-            c->current = t;
-            c->thread_idx = c->thread_idx_of[t];
-        } else if (c->next_unstarted < n) {
-            f = take_fiber(c);
-            in_use.push_back(f);
-        } else if (c->exited == n) {
-            break;
-        } else {
+        Fiber* f = next_fiber(c);
+        if (f == nullptr) {
+            if (c->exited == n) break;
             c->runnable.clear();
             c->runnable_head = 0;
             if (release_complete(c, &mismatch)) continue;
@@ -847,13 +832,15 @@ static void run_block(Ctx* c, Launch& L, unsigned long long b) {
                    " (linear thread ids: x + blockDim.x * (y + blockDim.y * z))");
             break;
         }
+        c->running_fiber = f;
         c->fiber_finished = false;
-        switch_to_fiber(c, f);
-        if (c->fiber_finished) c->free_fibers.push_back(f);
+        switch_context(c, nullptr, f);
+        // Back when a fiber ran out of threads, or parked with nothing else to run.
+        if (c->fiber_finished) c->free_fibers.push_back(c->running_fiber);
     }
     // Fibers abandoned by a failed block are simply reused: their stacks hold nothing live.
     if (c->exited != n)
-        for (Fiber* f : in_use)
+        for (Fiber* f : c->block_fibers)
             if (std::find(c->free_fibers.begin(), c->free_fibers.end(), f) == c->free_fibers.end())
                 c->free_fibers.push_back(f);
     if (L.shared_bytes) {
@@ -896,6 +883,16 @@ static int run_grid(const char* kernel, const unsigned* grid, const unsigned* bl
 #pragma omp parallel num_threads(nthreads > 0 ? nthreads : 1)
     {
         Ctx* c = ctx();
+#if defined(__SANITIZE_ADDRESS__)
+        if (c->sched_stack_bottom == nullptr) {  // ASan must be told which stack it returns to
+            pthread_attr_t attr;
+            void* bottom;
+            pthread_getattr_np(pthread_self(), &attr);
+            pthread_attr_getstack(&attr, &bottom, &c->sched_stack_size);
+            pthread_attr_destroy(&attr);
+            c->sched_stack_bottom = bottom;
+        }
+#endif
         c->fiber_main = &fiber_main<Body>;
         c->body = &body;
         if (shared_bytes) {
