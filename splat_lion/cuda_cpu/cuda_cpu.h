@@ -347,7 +347,7 @@ static inline void __nanosleep(unsigned) {}
 // ---------------------------------------------------------------------------------------
 namespace cudacpu {
 
-enum : unsigned char { UNSTARTED = 0, RUNNING, WAITING, EXITED };
+enum : unsigned char { RUNNING = 1, WAITING, EXITED };  // a thread not yet started has no state
 enum : unsigned char {
     W_NONE = 0, W_SYNC, W_SYNC_COUNT, W_SYNC_AND, W_SYNC_OR,  // block barriers
     W_SHFL, W_SHFL_UP, W_SHFL_DOWN, W_SHFL_XOR, W_BALLOT, W_SYNCWARP, W_ACTIVEMASK,  // warp
@@ -380,7 +380,7 @@ struct Fiber {
 };
 
 struct ThreadState {
-    unsigned char status;               // UNSTARTED, RUNNING, WAITING, EXITED
+    unsigned char status;               // RUNNING, WAITING, EXITED
     unsigned char wait;                 // W_* while WAITING
     Fiber* fiber;                       // fiber running this thread once started
     unsigned mask;                      // warp collectives: participating lanes
@@ -421,15 +421,12 @@ struct Ctx {
 #endif
     FiberMain fiber_main = nullptr;     // loop that runs threads, templated on the kernel
     void* body = nullptr;               // the kernel call for the current thread
-    // Fibers of this OS thread, reused across blocks and launches.
-    std::vector<Fiber*> all_fibers;
+    // Fibers of this OS thread, reused across blocks and launches (never unmapped).
     std::vector<Fiber*> free_fibers;
     std::vector<Fiber*> block_fibers;   // fibers taken for the running block
     // Dynamic shared memory storage of this OS thread.
     std::vector<char> shared_storage;
 };
-
-static Ctx* new_ctx() { return new Ctx(); }
 
 // One pointer per OS thread. (Not initial-exec: that would force the module's whole TLS
 // block, __shared__ arrays included, into glibc's small static TLS area.)
@@ -437,7 +434,7 @@ static thread_local Ctx* g_ctx = nullptr;
 
 static inline Ctx* ctx() {
     Ctx* c = g_ctx;
-    if (__builtin_expect(c == nullptr, 0)) g_ctx = c = new_ctx();
+    if (__builtin_expect(c == nullptr, 0)) g_ctx = c = new Ctx();  // lives as long as the OS thread
     return c;
 }
 
@@ -556,11 +553,7 @@ static void fiber_entry(Ctx* c) {
 }
 
 static Fiber* take_fiber(Ctx* c) {
-    if (c->free_fibers.empty()) {
-        Fiber* f = make_fiber();
-        c->all_fibers.push_back(f);
-        c->free_fibers.push_back(f);
-    }
+    if (c->free_fibers.empty()) c->free_fibers.push_back(make_fiber());
     Fiber* f = c->free_fibers.back();
     c->free_fibers.pop_back();
     reset_fiber(f, c);
