@@ -42,4 +42,68 @@ __device__ __forceinline__ void warp_sum_atomic_add(float* dst, float v) {
 #endif
 }
 
+// bfloat16 as raw 16-bit words (no cuda_bf16.h: the CPU runtime has none).
+// The top half of a float32; rounding to it is round-to-nearest-even, NaN stays NaN.
+__device__ __forceinline__ float bf16_to_float(unsigned short h) {
+    return __uint_as_float((unsigned)h << 16);
+}
+__device__ __forceinline__ unsigned short float_to_bf16(float f) {
+    const unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x0040u);
+    return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// sign(x) with sign(0) = 0 and sign(NaN) = NaN (so a NaN is never silently dropped).
+__device__ __forceinline__ float sign_or_nan(float x) {
+    return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x * 0.0f);
+}
+
+// Index of the segment holding element i of a flat buffer; segments: [S, 3] int64
+// (begin, end, width), sorted by begin, the first beginning at 0.
+__device__ __forceinline__ int segment_of(const long long* segments, int num_segments, long long i) {
+    int s = 0;
+    while (s + 1 < num_segments && i >= segments[3 * (s + 1)]) s++;
+    return s;
+}
+
+// Up to 4 consecutive values from x + i as floats, with one 16-byte (float) or 8-byte
+// (bfloat16 words) access when n == 4; x + i must then be aligned to that size. n < 4 only
+// at the tail of a buffer whose size is no multiple of 4.
+__device__ __forceinline__ void load4(const float* x, long long i, int n, float v[4]) {
+    if (n == 4) {
+        const float4 q = *reinterpret_cast<const float4*>(x + i);
+        v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
+    } else {
+        for (int k = 0; k < 4; k++) v[k] = k < n ? x[i + k] : 0.0f;
+    }
+}
+__device__ __forceinline__ void store4(float* x, long long i, int n, const float v[4]) {
+    if (n == 4) {
+        *reinterpret_cast<float4*>(x + i) = make_float4(v[0], v[1], v[2], v[3]);
+    } else {
+        for (int k = 0; k < n; k++) x[i + k] = v[k];
+    }
+}
+__device__ __forceinline__ void load4(const unsigned short* x, long long i, int n, float v[4]) {
+    if (n == 4) {
+        const uint2 q = *reinterpret_cast<const uint2*>(x + i);
+        v[0] = bf16_to_float((unsigned short)(q.x & 0xffffu));
+        v[1] = bf16_to_float((unsigned short)(q.x >> 16));
+        v[2] = bf16_to_float((unsigned short)(q.y & 0xffffu));
+        v[3] = bf16_to_float((unsigned short)(q.y >> 16));
+    } else {
+        for (int k = 0; k < 4; k++) v[k] = k < n ? bf16_to_float(x[i + k]) : 0.0f;
+    }
+}
+__device__ __forceinline__ void store4(unsigned short* x, long long i, int n, const float v[4]) {
+    unsigned short h[4];
+    for (int k = 0; k < 4; k++) h[k] = float_to_bf16(v[k]);
+    if (n == 4) {
+        *reinterpret_cast<uint2*>(x + i) = make_uint2((unsigned)h[0] | ((unsigned)h[1] << 16),
+                                                      (unsigned)h[2] | ((unsigned)h[3] << 16));
+    } else {
+        for (int k = 0; k < n; k++) x[i + k] = h[k];
+    }
+}
+
 #endif  // SPLAT_LION_COMMON_CUH

@@ -49,6 +49,7 @@ class Backend:
 
     def __init__(self) -> None:
         self.launch_count = 0  # kernel launches so far (tests count launches per step)
+        self._tables: dict[tuple, Any] = {}
 
     # -- allocation --------------------------------------------------------------------
     def empty(self, shape, dtype=np.float32, *, tag: str):
@@ -63,6 +64,17 @@ class Backend:
         """`a` as a C-contiguous array on this backend (copied only when needed)."""
         check_tag(tag)
         return self.xp.ascontiguousarray(self.xp.asarray(a, dtype=dtype))
+
+    def table(self, host: np.ndarray):
+        """A small read-only table (kernel parameters: segments, learning rates) on this
+        backend; the device copy of each distinct content is made once and reused."""
+        host = np.ascontiguousarray(host)
+        key = (host.dtype.str, host.shape, host.tobytes())
+        if key not in self._tables:
+            if len(self._tables) >= 256:
+                self._tables.pop(next(iter(self._tables)))
+            self._tables[key] = self.xp.array(host)  # a copy: later edits of host cannot leak in
+        return self._tables[key]
 
     # -- kernels -----------------------------------------------------------------------
     def raw_module(self, code: str, options: tuple[str, ...]):

@@ -19,3 +19,15 @@ def check_array(name: str, a, dtype, shape: tuple[int | None, ...] | None = None
     if not a.flags.c_contiguous:
         raise ValueError(f"{name}: must be C-contiguous (use xp.ascontiguousarray)")
     return a
+
+
+def data_ptr(a) -> int:
+    """Address of a NumPy or CuPy array's first element."""
+    return a.ctypes.data if isinstance(a, np.ndarray) else a.data.ptr
+
+
+def check_aligned(name: str, a, nbytes: int) -> None:
+    """Raise unless `a`'s data is aligned to `nbytes` (kernels use 16-byte vector access)."""
+    if data_ptr(a) % nbytes:
+        raise ValueError(f"{name}: data must be {nbytes}-byte aligned for vector access; "
+                         "pass a freshly allocated array or a layout view, not an offset slice")

@@ -1,0 +1,98 @@
+"""Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms") as one fused kernel.
+
+    opt = Lion(1e-4, lr_table=LrTable.lion_default(extent)).with_betas(0.9, 0.99)
+    opt.step_all(params, grads, visible=render.visible)   # every attribute, one launch
+    opt.end_iteration()
+
+One momentum buffer per tensor: half of Adam's state, a quarter with
+momentum_dtype="bfloat16" (16-bit words, rounded to nearest even).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .. import kernels
+from ..backend import Backend, get_backend
+from .base import BLOCK, FusedOptimizer, check_betas, check_flat_arrays, check_tables, grid_for, \
+    visible_arg
+from .lr_table import LION_DEFAULT_LR, LrTable
+
+# momentum_dtype -> how the buffer is stored
+MOMENTUM_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(np.uint16)}
+
+
+def lion_step(params, grads, momentum, segments, hyper, beta1, beta2, visible=None, *,
+              backend: Backend | None = None) -> None:
+    """One fused Lion step in place over a flat buffer (kernels/lion.cu; reference/lion.py).
+
+    params, grads: [total] float32; momentum: [total] float32 or uint16 (bfloat16 words);
+    segments: [S, 3] int64 host table (begin, end, width); hyper: [S, 2] float32 host table
+    (lr, weight decay) per segment; visible: [N] bool or None.
+    """
+    be = backend or get_backend()
+    if getattr(momentum, "dtype", None) not in MOMENTUM_DTYPES.values():
+        raise TypeError(f"momentum: expected float32 or uint16 (bfloat16 words), got "
+                        f"{getattr(momentum, 'dtype', type(momentum).__name__)}")
+    total = check_flat_arrays(be, params, grads, {"momentum": momentum})
+    num_splats = check_tables(segments, hyper, total)
+    mask, has_mask = visible_arg(be, visible, num_splats)
+    name = "lion_step_bf16" if momentum.dtype == np.uint16 else "lion_step"
+    be.launch(kernels.function("lion", name, backend=be), grid_for(total), (BLOCK,),
+              (params, grads, momentum, be.table(segments), be.table(hyper),
+               np.int32(segments.shape[0]), mask, has_mask, np.float32(beta1),
+               np.float32(beta2), np.int64(total)))
+
+
+@dataclass(frozen=True, eq=False)
+class Lion(FusedOptimizer):
+    """c = b1*m + (1-b1)*g;  p -= lr*s*(sign(c) + wd*p);  m = b2*m + (1-b2)*g,
+    s = lr_scale(attribute), sign(0) = 0. Builders return new optimizers with fresh state."""
+
+    # base learning rate (each attribute's lr is this times its lr_scale)
+    lr: float
+    # momentum weight in the update direction c
+    beta1: float = 0.9
+    # momentum decay
+    beta2: float = 0.99
+    # decoupled weight decay λ (multiplied by the attribute's lr)
+    weight_decay: float = 0.0
+    # attribute -> lr multiplier and schedule (None: 1.0 for every attribute)
+    lr_table: LrTable | None = field(default=None, kw_only=True)
+    # "float32", or "bfloat16" for momentum in 2 bytes
+    momentum_dtype: str = field(default="float32", kw_only=True)
+    # backend to run on (None: splat_lion.get_backend() at each step)
+    backend: Backend | None = field(default=None, kw_only=True, repr=False)
+
+    state_names = ("momentum",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_betas(beta1=self.beta1, beta2=self.beta2)
+        if self.momentum_dtype not in MOMENTUM_DTYPES:
+            raise ValueError(f"momentum_dtype must be one of {', '.join(MOMENTUM_DTYPES)}, "
+                             f"got {self.momentum_dtype!r}")
+
+    @classmethod
+    def for_splats(cls, extent: float = 1.0, steps: int = 30_000, **kwargs) -> "Lion":
+        """Lion with the (provisional) default lr table for Gaussian splats."""
+        return cls(LION_DEFAULT_LR, lr_table=LrTable.lion_default(extent, steps), **kwargs)
+
+    def with_betas(self, beta1: float, beta2: float) -> "Lion":
+        return replace(self, beta1=beta1, beta2=beta2)
+
+    def with_weight_decay(self, weight_decay: float) -> "Lion":
+        return replace(self, weight_decay=weight_decay)
+
+    def state_dtype(self, name: str) -> np.dtype:
+        return MOMENTUM_DTYPES[self.momentum_dtype]
+
+    def config(self) -> dict:
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2,
+                "weight_decay": self.weight_decay, "momentum_dtype": self.momentum_dtype}
+
+    def _launch(self, be, params, grads, states, segments, hyper, visible, step) -> None:
+        lion_step(params, grads, states["momentum"], segments, hyper, self.beta1, self.beta2,
+                  visible, backend=be)

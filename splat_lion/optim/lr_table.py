@@ -1,0 +1,119 @@
+"""The attribute-typed learning-rate table: attribute -> multiplier on the base lr, over time.
+
+    table = LrTable.adam_3dgs(extent=scene.extent)      # 3DGS's rates, with base lr 1e-3
+    opt = Adam(1e-3, lr_table=table)
+    opt.lr_scale("means")                                # 0.16 * extent at step 0, decaying
+
+A name the table does not list has scale 1.0. An entry is constant, or decays log-linearly
+from `scale` to `final_scale` over `decay_steps` (3DGS's get_expon_lr_func without delay),
+and may also be multiplied by the scene extent (3DGS does this for means).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+# Base learning rates the presets are written for (their multipliers are relative to these).
+ADAM_3DGS_LR = 1e-3
+LION_DEFAULT_LR = 1e-4
+
+
+@dataclass(frozen=True)
+class LrEntry:
+    # multiplier on the optimizer's base lr at step 0
+    scale: float
+    # multiplier reached after `decay_steps` (None: constant at `scale`)
+    final_scale: float | None = None
+    # steps over which the multiplier decays log-linearly from scale to final_scale
+    decay_steps: int = 30_000
+    # also multiply by the scene extent (3DGS does so for means)
+    times_extent: bool = False
+
+    def __post_init__(self):
+        for what, v in (("scale", self.scale), ("final_scale", self.final_scale)):
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"LrEntry.{what} must be a finite number >= 0, got {v!r}")
+        if self.final_scale is not None and (self.scale == 0) != (self.final_scale == 0):
+            raise ValueError("LrEntry: a log-linear decay needs scale and final_scale both > 0")
+        if not isinstance(self.decay_steps, int) or self.decay_steps < 1:
+            raise ValueError(f"LrEntry.decay_steps must be an int >= 1, got {self.decay_steps!r}")
+
+    def at(self, step: int, extent: float = 1.0) -> float:
+        """The multiplier at `step` (0-based)."""
+        s = self.scale
+        if self.final_scale is not None and s > 0:
+            t = min(max(step / self.decay_steps, 0.0), 1.0)
+            s = math.exp(math.log(s) * (1.0 - t) + math.log(self.final_scale) * t)
+        return s * extent if self.times_extent else s
+
+
+@dataclass(frozen=True)
+class LrTable:
+    # attribute name -> LrEntry (given as a mapping; kept as sorted pairs, so hashable)
+    entries: Mapping[str, LrEntry] | tuple = ()
+    # scene extent multiplying the entries marked times_extent (3DGS: 1.1 x camera radius)
+    extent: float = 1.0
+    # True while the values are a placeholder, not yet set by an experiment
+    provisional: bool = False
+    # why the table is provisional or where its values come from
+    note: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        pairs = self.entries.items() if isinstance(self.entries, Mapping) else self.entries
+        pairs = tuple(sorted((str(k), v) for k, v in pairs))
+        for name, entry in pairs:
+            if not isinstance(entry, LrEntry):
+                raise TypeError(f"LrTable entry {name!r}: expected an LrEntry, got "
+                                f"{type(entry).__name__}")
+        object.__setattr__(self, "entries", pairs)
+        if not (isinstance(self.extent, (int, float)) and math.isfinite(self.extent)
+                and self.extent > 0):
+            raise ValueError(f"LrTable.extent must be a finite number > 0, got {self.extent!r}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+    def entry(self, name: str) -> LrEntry | None:
+        return dict(self.entries).get(name)
+
+    def scale(self, name: str, step: int = 0) -> float:
+        """Multiplier on the base lr for attribute `name` at `step`; 1.0 if not listed."""
+        e = self.entry(name)
+        return 1.0 if e is None else e.at(step, self.extent)
+
+    def with_extent(self, extent: float) -> "LrTable":
+        return replace(self, extent=extent)
+
+    def with_decay_steps(self, steps: int) -> "LrTable":
+        """The same table with every decaying entry decaying over `steps` (the run's length)."""
+        return replace(self, entries={n: (replace(e, decay_steps=steps) if e.final_scale else e)
+                                      for n, e in self.entries})
+
+    @classmethod
+    def adam_3dgs(cls, extent: float = 1.0, steps: int = 30_000) -> "LrTable":
+        """The original 3DGS Adam rates, relative to base lr ADAM_3DGS_LR = 1e-3:
+        means 1.6e-4 -> 1.6e-6 (x extent), scales 5e-3, quats 1e-3, opacities 5e-2,
+        sh0 2.5e-3, shN 2.5e-3 / 20."""
+        return cls({
+            "means": LrEntry(0.16, final_scale=0.0016, decay_steps=steps, times_extent=True),
+            "scales": LrEntry(5.0),
+            "quats": LrEntry(1.0),
+            "opacities": LrEntry(50.0),
+            "sh0": LrEntry(2.5),
+            "shN": LrEntry(0.125),
+        }, extent=extent, note="3DGS (Kerbl et al. 2023) Adam rates, relative to lr 1e-3")
+
+    @classmethod
+    def lion_default(cls, extent: float = 1.0, steps: int = 30_000) -> "LrTable":
+        """PROVISIONAL Lion rates, relative to base lr LION_DEFAULT_LR = 1e-4: 3DGS's relative
+        rates at a tenth of Adam's base (Lion wants 3-10x smaller steps than Adam). To be set
+        by the Lion-vs-Adam study (benchmarks/lion_vs_adam.py, docs/lion-vs-adam.md)."""
+        base = cls.adam_3dgs(extent, steps)
+        return replace(base, provisional=True,
+                       note="provisional: 3DGS relative rates, base lr 1e-4, until the study")
