@@ -35,6 +35,7 @@ adam_step(float* __restrict__ p, const float* __restrict__ g, float* __restrict_
         load4(g, i, n, gv);
         load4(m, i, n, mv);
         load4(v, i, n, vv);
+        #pragma unroll
         for (int k = 0; k < 4; k++) {
             const long long e = i + k;
             const bool active = e < end && (!has_visible || visible[(e - begin) / width]);

@@ -74,6 +74,7 @@ __device__ __forceinline__ void load4(const float* x, long long i, int n, float 
         const float4 q = *reinterpret_cast<const float4*>(x + i);
         v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
     } else {
+        #pragma unroll
         for (int k = 0; k < 4; k++) v[k] = k < n ? x[i + k] : 0.0f;
     }
 }
@@ -81,7 +82,9 @@ __device__ __forceinline__ void store4(float* x, long long i, int n, const float
     if (n == 4) {
         *reinterpret_cast<float4*>(x + i) = make_float4(v[0], v[1], v[2], v[3]);
     } else {
-        for (int k = 0; k < n; k++) x[i + k] = v[k];
+        #pragma unroll
+        for (int k = 0; k < 4; k++)
+            if (k < n) x[i + k] = v[k];
     }
 }
 __device__ __forceinline__ void load4(const unsigned short* x, long long i, int n, float v[4]) {
@@ -92,17 +95,21 @@ __device__ __forceinline__ void load4(const unsigned short* x, long long i, int 
         v[2] = bf16_to_float((unsigned short)(q.y & 0xffffu));
         v[3] = bf16_to_float((unsigned short)(q.y >> 16));
     } else {
+        #pragma unroll
         for (int k = 0; k < 4; k++) v[k] = k < n ? bf16_to_float(x[i + k]) : 0.0f;
     }
 }
 __device__ __forceinline__ void store4(unsigned short* x, long long i, int n, const float v[4]) {
     unsigned short h[4];
+    #pragma unroll
     for (int k = 0; k < 4; k++) h[k] = float_to_bf16(v[k]);
     if (n == 4) {
         *reinterpret_cast<uint2*>(x + i) = make_uint2((unsigned)h[0] | ((unsigned)h[1] << 16),
                                                       (unsigned)h[2] | ((unsigned)h[3] << 16));
     } else {
-        for (int k = 0; k < n; k++) x[i + k] = h[k];
+        #pragma unroll
+        for (int k = 0; k < 4; k++)
+            if (k < n) x[i + k] = h[k];
     }
 }
 

@@ -41,6 +41,7 @@ __device__ __forceinline__ void lion_step_impl(float* __restrict__ p, const floa
         load4(p, i, n, pv);
         load4(g, i, n, gv);
         load4(m, i, n, mv);
+        #pragma unroll
         for (int k = 0; k < 4; k++) {
             const long long e = i + k;
             const bool active = e < end && (!has_visible || visible[(e - begin) / width]);
