@@ -54,8 +54,12 @@ __device__ __forceinline__ unsigned short float_to_bf16(float f) {
 }
 
 // sign(x) with sign(0) = 0 and sign(NaN) = NaN (so a NaN is never silently dropped).
+// On bits, so compilers emit selects, not branches (random signs defeat a predictor).
 __device__ __forceinline__ float sign_or_nan(float x) {
-    return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x * 0.0f);
+    const unsigned u = __float_as_uint(x);
+    const unsigned magnitude = u & 0x7fffffffu;
+    const unsigned one = magnitude != 0u ? 0x3f800000u : 0u;  // 1.0f, or 0 for +-0
+    return __uint_as_float(magnitude > 0x7f800000u ? u : (u & 0x80000000u) | one);
 }
 
 // Index of the segment holding element i of a flat buffer; segments: [S, 3] int64

@@ -1,0 +1,32 @@
+"""The benchmark scripts run end to end (tiny sizes), so a GPU session can trust them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import bench_optim  # noqa: E402
+import bench_runtime  # noqa: E402
+
+
+def test_bench_optim_runs_and_writes_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
+    out = tmp_path / "optim.json"
+    assert bench_optim.main(["--sizes", "2000", "--repeats", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    variants = {r["variant"] for r in result["rows"]}
+    assert variants == set(bench_optim.BYTES_PER_FLOAT)
+    assert all(r["ms"] > 0 and r["gb_per_s"] > 0 for r in result["rows"])
+    assert result["targets_apply"] is False
+
+
+def test_bench_runtime_runs_and_writes_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
+    out = tmp_path / "runtime.json"
+    assert bench_runtime.main(["--quick", "--repeats", "1", "--out", str(out)]) == 0
+    assert {r["case"] for r in json.loads(out.read_text())["rows"]} == {"axpy", "tree_sum",
+                                                                       "warp_sum"}
