@@ -23,12 +23,10 @@ adam_step(float* __restrict__ p, const float* __restrict__ g, float* __restrict_
     const long long chunks = (total + 3) / 4;
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += stride) {
-        const long long i = 4 * c;
-        const int n = total - i < 4 ? (int)(total - i) : 4;
-        const int s = segment_of(segments, num_segments, i);
-        const long long begin = segments[3 * s], end = segments[3 * s + 1];
-        const long long width = segments[3 * s + 2];
-        const float lr = hyper[2 * s], wd = hyper[2 * s + 1];
+        const Chunk ch = chunk_at(c, total, segments, hyper, num_segments);
+        const long long i = ch.i;
+        const int n = ch.n;
+        const float lr = ch.lr, wd = ch.wd;
 
         float pv[4], gv[4], mv[4], vv[4];
         load4(p, i, n, pv);
@@ -37,9 +35,7 @@ adam_step(float* __restrict__ p, const float* __restrict__ g, float* __restrict_
         load4(v, i, n, vv);
         #pragma unroll
         for (int k = 0; k < 4; k++) {
-            const long long e = i + k;
-            const bool active = e < end && (!has_visible || visible[(e - begin) / width]);
-            if (!active) continue;
+            if (!element_active(ch, i + k, visible, has_visible)) continue;
             const float grad = gv[k] + wd * pv[k];
             mv[k] = beta1 * mv[k] + (1.0f - beta1) * grad;
             vv[k] = beta2 * vv[k] + (1.0f - beta2) * grad * grad;

@@ -62,12 +62,37 @@ __device__ __forceinline__ float sign_or_nan(float x) {
     return __uint_as_float(magnitude > 0x7f800000u ? u : (u & 0x80000000u) | one);
 }
 
-// Index of the segment holding element i of a flat buffer; segments: [S, 3] int64
-// (begin, end, width), sorted by begin, the first beginning at 0.
-__device__ __forceinline__ int segment_of(const long long* segments, int num_segments, long long i) {
+// One thread's share of a fused optimizer step: 4 consecutive floats of a flat buffer and
+// the segment (attribute) they lie in. segments: [S, 3] int64 (begin, end, width), sorted,
+// the first beginning at 0, each at a multiple of 4; hyper: [S, 2] float32 (lr, wd).
+struct Chunk {
+    long long i;               // first element
+    int n;                     // elements in the chunk (< 4 only at the tail of a lone tensor)
+    long long begin, end;      // the segment's elements; e >= end is padding
+    long long width;           // floats per splat in the segment
+    float lr, wd;              // the segment's learning rate and weight decay
+};
+
+__device__ __forceinline__ Chunk chunk_at(long long c, long long total, const long long* segments,
+                                          const float* hyper, int num_segments) {
+    Chunk k;
+    k.i = 4 * c;
+    k.n = total - k.i < 4 ? (int)(total - k.i) : 4;
     int s = 0;
-    while (s + 1 < num_segments && i >= segments[3 * (s + 1)]) s++;
-    return s;
+    while (s + 1 < num_segments && k.i >= segments[3 * (s + 1)]) s++;
+    k.begin = segments[3 * s];
+    k.end = segments[3 * s + 1];
+    k.width = segments[3 * s + 2];
+    k.lr = hyper[2 * s];
+    k.wd = hyper[2 * s + 1];
+    return k;
+}
+
+// Whether element e of the chunk is updated: not padding, and (with a mask) of a visible
+// splat; element e belongs to splat (e - begin) / width.
+__device__ __forceinline__ bool element_active(const Chunk& k, long long e,
+                                               const unsigned char* visible, int has_visible) {
+    return e < k.end && (!has_visible || visible[(e - k.begin) / k.width]);
 }
 
 // Up to 4 consecutive values from x + i as floats, with one 16-byte (float) or 8-byte

@@ -6,7 +6,7 @@
 //          recompiles.
 // Mapping: grid-stride loop, one thread per chunk of 4 consecutive floats (16-byte loads).
 //          Segments start at multiples of 4 floats, so a chunk never straddles attributes;
-//          segment_of() gives the chunk's attribute, hence its lr_s and wd_s. A chunk past
+//          chunk_at() gives the chunk's attribute, hence its lr_s and wd_s. A chunk past
 //          `total` (only for a lone tensor whose size is no multiple of 4) is partial.
 // Masking: element e of segment s belongs to splat (e - begin_s) / width_s. With has_visible,
 //          elements of invisible splats keep p and m bit for bit ("selective Lion"), and so
@@ -30,12 +30,10 @@ __device__ __forceinline__ void lion_step_impl(float* __restrict__ p, const floa
     const long long chunks = (total + 3) / 4;
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += stride) {
-        const long long i = 4 * c;
-        const int n = total - i < 4 ? (int)(total - i) : 4;
-        const int s = segment_of(segments, num_segments, i);
-        const long long begin = segments[3 * s], end = segments[3 * s + 1];
-        const long long width = segments[3 * s + 2];
-        const float lr = hyper[2 * s], wd = hyper[2 * s + 1];
+        const Chunk ch = chunk_at(c, total, segments, hyper, num_segments);
+        const long long i = ch.i;
+        const int n = ch.n;
+        const float lr = ch.lr, wd = ch.wd;
 
         float pv[4], gv[4], mv[4];
         load4(p, i, n, pv);
@@ -43,9 +41,8 @@ __device__ __forceinline__ void lion_step_impl(float* __restrict__ p, const floa
         load4(m, i, n, mv);
         #pragma unroll
         for (int k = 0; k < 4; k++) {
-            const long long e = i + k;
-            const bool active = e < end && (!has_visible || visible[(e - begin) / width]);
-            if (!active) continue;  // p and m are written back unchanged
+            // inactive: p and m are written back unchanged
+            if (!element_active(ch, i + k, visible, has_visible)) continue;
             const float update = beta1 * mv[k] + (1.0f - beta1) * gv[k];
             pv[k] = pv[k] - lr * (sign_or_nan(update) + wd * pv[k]);
             mv[k] = beta2 * mv[k] + (1.0f - beta2) * gv[k];
