@@ -125,7 +125,7 @@ def test_step_all_is_one_launch_and_changing_lr_never_recompiles(be, rng, kind):
     grads = Flat(lay, be.asarray(host_flat(rng, lay), tag="grads"))
     opt.step_all(params, grads)  # compiles
     modules = len(kernels._modules)
-    for t in range(5):
+    for _ in range(5):
         opt.end_iteration()  # the means lr decays: a new table every step
         before = be.launch_count
         opt.step_all(params, grads, visible=be.asarray(rng.random(100) < 0.5, tag="scratch"))
