@@ -52,7 +52,7 @@ def load_ply(path: str | os.PathLike, *, on_nonfinite: str = "error",
     if not path.is_file():
         raise PlyError(f"{path}: no such file")
     try:
-        ply = PlyData.read(str(path), mmap=False)
+        ply = PlyData.read(str(path))  # binary: memory-mapped, one bulk read; copied out below
         elements = {el.name: el for el in ply.elements}
         vertex = elements.get("vertex")
         data = None if vertex is None else vertex.data

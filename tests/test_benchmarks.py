@@ -10,6 +10,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import bench_optim  # noqa: E402
+import bench_ply  # noqa: E402
 import bench_runtime  # noqa: E402
 
 
@@ -30,3 +31,9 @@ def test_bench_runtime_runs_and_writes_json(tmp_path, monkeypatch):
     assert bench_runtime.main(["--quick", "--repeats", "1", "--out", str(out)]) == 0
     assert {r["case"] for r in json.loads(out.read_text())["rows"]} == {"axpy", "tree_sum",
                                                                        "warp_sum"}
+
+
+def test_bench_ply_runs_and_writes_json(tmp_path):
+    out = tmp_path / "ply.json"
+    assert bench_ply.main(["--splats", "3000", "--repeats", "1", "--out", str(out)]) == 0
+    assert {r["op"] for r in json.loads(out.read_text())["rows"]} == {"save", "load"}
