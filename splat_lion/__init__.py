@@ -11,6 +11,7 @@ from .gaussians import Gaussians  # noqa: E402
 from .layout import Flat, Layout  # noqa: E402
 from .optim import Adam, Lion, LrEntry, LrTable, Optimizer  # noqa: E402
 from .ply import PlyError, load_ply, save_ply  # noqa: E402
+from . import scenes  # noqa: E402
 
 __all__ = ["__version__", "Backend", "BackendUnavailable", "get_backend", "Layout", "Flat",
            "Optimizer", "Lion", "Adam", "LrTable", "LrEntry", "Gaussians", "load_ply", "save_ply",
