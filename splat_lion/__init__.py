@@ -15,4 +15,4 @@ from . import scenes  # noqa: E402
 
 __all__ = ["__version__", "Backend", "BackendUnavailable", "get_backend", "Layout", "Flat",
            "Optimizer", "Lion", "Adam", "LrTable", "LrEntry", "Gaussians", "load_ply", "save_ply",
-           "PlyError"]
+           "PlyError", "scenes"]

@@ -43,7 +43,7 @@ class Gaussians:
 
     # -- constructors ------------------------------------------------------------------------
     @classmethod
-    def from_arrays(cls, means, scales, quats, opacities, sh0, shN=None, *,  # noqa: N803
+    def from_arrays(cls, means, scales, quats, opacities, sh0, shN=None, *,
                     extra: dict[str, np.ndarray] | None = None,
                     backend: Backend | None = None) -> "Gaussians":
         """From stored (pre-activation) values: means [N,3], scales [N,3] (log σ),
@@ -56,7 +56,7 @@ class Gaussians:
             sh0 = sh0.reshape(n, 1, 3)
         k = 1
         if shN is not None:
-            shN = np.asarray(shN)  # noqa: N806
+            shN = np.asarray(shN)
             k = shN.shape[1] + 1 if shN.ndim == 3 else -1
         degree = {1: 0, 4: 1, 9: 2, 16: 3}.get(k)
         if degree is None:

@@ -159,6 +159,9 @@ def save_ply(gaussians: Gaussians, path: str | os.PathLike) -> Path:
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved scene is an ordinary file
         with os.fdopen(fd, "wb") as f:
             PlyData([PlyElement.describe(rows, "vertex")], text=False, byte_order="<").write(f)
             f.flush()

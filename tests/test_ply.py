@@ -176,6 +176,15 @@ def test_failed_save_keeps_the_previous_file(tmp_path, rng, monkeypatch):
     assert os.listdir(tmp_path) == ["scene.ply"], "the temporary file must be removed"
 
 
+def test_saved_files_get_ordinary_permissions(tmp_path, rng):
+    umask = os.umask(0o022)
+    try:
+        path = save_ply(random_scene(rng), tmp_path / "a.ply")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_save_into_a_missing_folder_is_a_clear_error(tmp_path, rng):
     with pytest.raises(PlyError, match="does not exist"):
         save_ply(random_scene(rng), tmp_path / "no" / "a.ply")
