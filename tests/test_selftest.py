@@ -55,3 +55,19 @@ def test_info_fails_when_a_kernel_computes_wrong_results(capsys, monkeypatch):
     monkeypatch.setattr(selftest.ref, "selftest_block_sum", lambda x: 1e9)
     assert main(["info"]) == 1
     assert "SELF-TEST FAILED" in capsys.readouterr().out
+
+
+def test_info_describes_a_bundled_scene(capsys, monkeypatch):
+    monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
+    assert main(["info", "knot", "--json"]) == 0
+    scene = json.loads(capsys.readouterr().out)["scene"]
+    assert scene["splats"] > 0 and scene["sh_degree"] == 3
+    assert scene["bytes_state_adam"] == 2 * scene["bytes_state_lion"] == 4 * scene[
+        "bytes_state_lion_bf16"]
+    assert main(["info", "knot"]) == 0
+    assert "optimizer state: Lion" in capsys.readouterr().out
+
+
+def test_info_rejects_an_unknown_scene(capsys):
+    assert main(["info", "garden"]) == 2
+    assert "no bundled scene 'garden'" in capsys.readouterr().err
