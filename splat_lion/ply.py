@@ -64,11 +64,13 @@ def load_ply(path: str | os.PathLike, *, on_nonfinite: str = "error",
     fields = {p.name for p in vertex.properties}
     lists = {p.name for p in vertex.properties if isinstance(p, PlyListProperty)}
 
-    rest = sorted(int(m.group(1)) for name in fields if (m := re.fullmatch(r"f_rest_(\d+)", name)))
-    if rest != list(range(len(rest))):
-        missing = sorted(set(range(max(rest, default=-1) + 1)) - set(rest))
-        raise PlyError(f"{path}: vertex property 'f_rest_{missing[0]}' missing: found "
-                       f"{len(rest)} f_rest properties, numbered up to {max(rest)}")
+    rest = sorted(m.group(1) for name in fields if (m := re.fullmatch(r"f_rest_(\d+)", name)))
+    if rest != [str(i) for i in sorted(range(len(rest)), key=str)]:
+        numbers = {int(r) for r in rest}
+        missing = sorted(set(range(len(rest) + 1)) - numbers)[0]
+        raise PlyError(f"{path}: vertex property 'f_rest_{missing}' missing: found "
+                       f"{len(rest)} f_rest properties ({', '.join('f_rest_' + r for r in rest[:3])}"
+                       f"{', ...' if len(rest) > 3 else ''}); they must be f_rest_0 upwards")
     if len(rest) not in F_REST_COUNTS:
         raise PlyError(f"{path}: found {len(rest)} f_rest properties; an SH degree needs "
                        "0, 9, 24 or 45")

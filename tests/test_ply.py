@@ -104,6 +104,8 @@ def test_double_precision_properties_are_accepted(tmp_path):
     (lambda: hand_built(3, 0, replace={"scale_1": "<i4"}),
      "vertex property 'scale_1' is int32, not a float"),
     (lambda: hand_built(3, 0, drop=("rot_3",)), "'rot_3' missing"),
+    (lambda: hand_built(3, 0, names=property_names(0) + ["f_rest_01"]),
+     "'f_rest_0' missing: found 1 f_rest properties \\(f_rest_01\\)"),
 ])
 def test_malformed_vertex_tables_are_clear_errors(tmp_path, build, match):
     path = write(tmp_path / "bad.ply", build())
