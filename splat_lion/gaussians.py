@@ -50,7 +50,9 @@ class Gaussians:
         quats [N,4] (w,x,y,z), opacities [N] (logit), sh0 [N,1,3] or [N,3], shN [N,K-1,3]."""
         be = backend or get_backend()
         means = np.asarray(means)
-        n = means.shape[0] if means.ndim == 2 else -1
+        if means.ndim != 2 or means.shape[1] != 3:
+            raise ValueError(f"means: expected shape [N, 3], got {list(means.shape)}")
+        n = means.shape[0]
         sh0 = np.asarray(sh0)
         if sh0.shape == (n, 3):
             sh0 = sh0.reshape(n, 1, 3)
@@ -62,7 +64,7 @@ class Gaussians:
         if degree is None:
             raise ValueError(f"shN: expected [N, K-1, 3] with K in 4, 9, 16 (or None), got "
                              f"shape {list(shN.shape)}")
-        layout = Layout.gaussians(max(n, 0), degree)
+        layout = Layout.gaussians(n, degree)
         values = {"means": means, "scales": scales, "quats": quats, "opacities": opacities,
                   "sh0": sh0, "shN": shN}
         host = np.zeros(layout.total, np.float32)
