@@ -1,0 +1,75 @@
+"""Wrappers of kernels/project.cu: per-splat projection and SH colour (reference/project.py).
+
+    out = project_fwd(gaussians, camera)           # dict of [N, ...] arrays on the backend
+    grads = project_bwd(gaussians, camera, out["radii"], v_means2d, v_conics, v_colors)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from .backend import Backend
+from .cameras import Camera
+from .checks import check_array
+from .gaussians import Gaussians
+
+BLOCK = 256
+
+
+def _common_args(g: Gaussians, camera: Camera, sh_degree: int | None, be: Backend):
+    degree = g.sh_degree if sh_degree is None else sh_degree
+    if not 0 <= degree <= g.sh_degree:
+        raise ValueError(f"sh_degree must lie in 0..{g.sh_degree} (the scene's), got {degree}")
+    num_rest = (g.sh_degree + 1) ** 2 - 1
+    shN = g.shN if num_rest else be.zeros((1,), np.float32, tag="scratch")  # noqa: N806
+    viewmat = be.table(camera.viewmat.astype(np.float32))
+    return (g.means, g.scales, g.quats, g.sh0, shN, np.int32(num_rest), np.int32(degree), viewmat,
+            np.float32(camera.fx), np.float32(camera.fy), np.float32(camera.cx),
+            np.float32(camera.cy), np.int32(camera.width), np.int32(camera.height),
+            np.float32(camera.near), np.float32(camera.far), np.int64(g.count))
+
+
+def project_fwd(g: Gaussians, camera: Camera, sh_degree: int | None = None) -> dict:
+    """radii [N] int32 (0: culled), means2d [N,2], depths [N], conics [N,3], colors [N,3],
+    tiles_touched [N] int32, all on the Gaussians' backend (tag "projection")."""
+    be = g.backend
+    n = g.count
+    out = {"radii": be.empty((n,), np.int32, tag="projection"),
+           "means2d": be.empty((n, 2), np.float32, tag="projection"),
+           "depths": be.empty((n,), np.float32, tag="projection"),
+           "conics": be.empty((n, 3), np.float32, tag="projection"),
+           "colors": be.empty((n, 3), np.float32, tag="projection"),
+           "tiles_touched": be.empty((n,), np.int32, tag="projection")}
+    if n:
+        be.launch(kernels.function("project", "project_fwd", backend=be),
+                  ((n + BLOCK - 1) // BLOCK,), (BLOCK,),
+                  (*_common_args(g, camera, sh_degree, be), *out.values()))
+    return out
+
+
+def project_bwd(g: Gaussians, camera: Camera, radii, v_means2d, v_conics, v_colors,
+                sh_degree: int | None = None) -> dict:
+    """Gradients of a loss with respect to means [N,3], scales [N,3], quats [N,4], sh0
+    [N,1,3] and shN [N,K-1,3], given its gradients with respect to project_fwd's means2d,
+    conics and colors (radii from that forward pass)."""
+    be = g.backend
+    n, xp = g.count, be.xp
+    check_array("radii", radii, np.int32, (n,), xp)
+    check_array("v_means2d", v_means2d, np.float32, (n, 2), xp)
+    check_array("v_conics", v_conics, np.float32, (n, 3), xp)
+    check_array("v_colors", v_colors, np.float32, (n, 3), xp)
+    rest = max((g.sh_degree + 1) ** 2 - 1, 0)
+    out = {"means": be.empty((n, 3), np.float32, tag="grads"),
+           "scales": be.empty((n, 3), np.float32, tag="grads"),
+           "quats": be.empty((n, 4), np.float32, tag="grads"),
+           "sh0": be.empty((n, 1, 3), np.float32, tag="grads"),
+           "shN": be.empty((n, rest, 3) if rest else (1,), np.float32, tag="grads")}
+    if n:
+        be.launch(kernels.function("project", "project_bwd", backend=be),
+                  ((n + BLOCK - 1) // BLOCK,), (BLOCK,),
+                  (*_common_args(g, camera, sh_degree, be), radii, v_means2d, v_conics, v_colors,
+                   *out.values()))
+    if not rest:
+        out["shN"] = out["shN"][:0].reshape(n, 0, 3)
+    return out

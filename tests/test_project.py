@@ -1,0 +1,125 @@
+"""kernels/project.cu vs reference/project.py: forward, culling, backward vs finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from splat_lion import Gaussians
+from splat_lion.backend import Backend
+from splat_lion.cameras import Camera, orbit_cameras
+from splat_lion.project import project_bwd, project_fwd
+from splat_lion.reference import project as ref
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs(monkeypatch):
+    """Every array the wrappers allocate starts as NaN (floats) or -7 (ints)."""
+    original = Backend.empty
+
+    def empty(self, shape, dtype=np.float32, *, tag):
+        a = original(self, shape, dtype, tag=tag)
+        a.fill(np.nan if np.dtype(dtype).kind == "f" else -7)
+        return a
+
+    monkeypatch.setattr(Backend, "empty", empty)
+
+
+def scene(rng, n, degree, be, spread=1.0):
+    k = (degree + 1) ** 2
+    return Gaussians.from_arrays(
+        rng.uniform(-spread, spread, (n, 3)), np.log(rng.uniform(0.05, 0.3, (n, 3))),
+        rng.standard_normal((n, 4)), rng.standard_normal(n),
+        rng.uniform(-0.5, 0.5, (n, 1, 3)), rng.uniform(-0.2, 0.2, (n, k - 1, 3)) if k > 1 else None,
+        backend=be)
+
+
+def camera(width=96, height=64):
+    return Camera.look_at((3.0, -2.5, 1.5), (0, 0, 0), width=width, height=height, fov_x_deg=60)
+
+
+def reference_fwd(g, cam, degree=None):
+    host = {a: np.asarray(g.backend.to_numpy(getattr(g, a)), np.float64)
+            for a in ("means", "scales", "quats", "sh0", "shN")}
+    return ref.project_fwd(host["means"], host["scales"], host["quats"], host["sh0"], host["shN"],
+                           cam.viewmat, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height,
+                           cam.near, cam.far, g.sh_degree if degree is None else degree)
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_forward_matches_reference(be, rng, degree):
+    g = scene(rng, 500, degree, be, spread=2.5)  # some splats leave the view, some the frustum
+    cam = camera()
+    got = {k: be.to_numpy(v) for k, v in project_fwd(g, cam).items()}
+    want = reference_fwd(g, cam)
+    same_radius = got["radii"] == want["radii"]
+    assert same_radius.mean() > 0.99  # float32 vs float64 may round a ceil differently
+    vis = same_radius & (want["radii"] > 0)
+    assert vis.sum() > 100 and (want["radii"] == 0).sum() > 5
+    np.testing.assert_allclose(got["means2d"][vis], want["means2d"][vis], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(got["depths"][vis], want["depths"][vis], rtol=1e-6)
+    np.testing.assert_allclose(got["conics"][vis], want["conics"][vis], rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(got["colors"][vis], want["colors"][vis], atol=2e-6)
+    np.testing.assert_array_equal(got["tiles_touched"][vis], want["tiles_touched"][vis])
+    culled = want["radii"] == 0
+    for name in ("means2d", "depths", "conics", "colors", "tiles_touched"):
+        assert not np.asarray(got[name])[culled & same_radius].any(), name
+
+
+def test_splats_behind_the_camera_or_too_far_are_culled(cpu):
+    cam = camera()
+    eye = cam.position
+    toward = -eye / np.linalg.norm(eye)
+    means = np.stack([eye - toward, eye + 0.001 * toward, eye + 2e10 * toward, np.zeros(3)])
+    g = Gaussians.from_arrays(means, np.full((4, 3), -2.0), np.tile([1.0, 0, 0, 0], (4, 1)),
+                              np.zeros(4), np.zeros((4, 1, 3)), backend=cpu)
+    out = project_fwd(g, cam)
+    np.testing.assert_array_equal(out["radii"] > 0, [False, False, False, True])
+    np.testing.assert_allclose(out["means2d"][3], [cam.cx, cam.cy], atol=1e-3)
+
+
+@pytest.mark.parametrize("degree,active", [(0, 0), (1, 1), (2, 1), (3, 3)])
+def test_backward_matches_finite_differences(be, rng, degree, active):
+    g = scene(rng, 6, degree, be, spread=0.8)
+    cam = camera()
+    out = project_fwd(g, cam, active)
+    assert (be.to_numpy(out["radii"]) > 0).all()
+    v = {k: rng.standard_normal(s).astype(np.float32)
+         for k, s in (("means2d", (6, 2)), ("conics", (6, 3)), ("colors", (6, 3)))}
+    got = project_bwd(g, cam, out["radii"], *(be.asarray(v[k], tag="grads")
+                                              for k in ("means2d", "conics", "colors")), active)
+    host = [np.asarray(be.to_numpy(getattr(g, a)), np.float64)
+            for a in ("means", "scales", "quats", "sh0", "shN")]
+    want = ref.project_bwd(*host, cam.viewmat, cam.fx, cam.fy, cam.cx, cam.cy, cam.width,
+                           cam.height, cam.near, cam.far, active, v["means2d"], v["conics"],
+                           v["colors"])
+    for name, w in zip(("means", "scales", "quats", "sh0", "shN"), want):
+        gv = be.to_numpy(got[name]).astype(np.float64)
+        scale = max(np.abs(w).max(initial=0.0), 1e-3)
+        np.testing.assert_allclose(gv, w.reshape(gv.shape), atol=3e-3 * scale, rtol=3e-3,
+                                   err_msg=name)
+
+
+def test_camera_looks_at_its_target_and_orbits_keep_their_radius():
+    cam = Camera.look_at((0, -5, 0), (0, 0, 0), width=64, height=48)
+    t = cam.viewmat @ np.array([0, 0, 0, 1.0])
+    assert t[2] == pytest.approx(5.0) and abs(t[0]) < 1e-12 and abs(t[1]) < 1e-12
+    up = cam.viewmat @ np.array([0, 0, 1.0, 1.0])
+    assert up[1] < 0  # world up is image up: camera -y
+    cams = orbit_cameras(radius=3.0, n=5, width=32, height=32)
+    assert len(cams) == 5
+    for c in cams:
+        assert np.linalg.norm(c.position) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(K=np.eye(3) * [1, 1, 0]), r"K: expected"),
+    (dict(viewmat=np.diag([1.0, 1, -1, 1])), "rotation"),
+    (dict(width=0), "width must be a positive int"),
+    (dict(near=0.0), "0 < near < far"),
+])
+def test_bad_cameras_are_clear_errors(kwargs, match):
+    base = dict(K=np.array([[50.0, 0, 16], [0, 50, 16], [0, 0, 1]]), viewmat=np.eye(4),
+                width=32, height=32)
+    with pytest.raises(ValueError, match=match):
+        Camera(**{**base, **kwargs})
