@@ -9,6 +9,10 @@
 
 #define FULL_WARP_MASK 0xffffffffu
 
+#ifndef TILE
+#define TILE 16  // tile side in pixels, for projection, binning and rasterisation
+#endif
+
 // Linear id of this thread in its block: x + blockDim.x * (y + blockDim.y * z).
 __device__ __forceinline__ unsigned linear_thread_id() {
     return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
@@ -140,6 +144,17 @@ __device__ __forceinline__ void store4(unsigned short* x, long long i, int n, co
         for (int k = 0; k < 4; k++)
             if (k < n) x[i + k] = h[k];
     }
+}
+
+// Tiles a splat at mean2d with this radius touches: [x0, x1) x [y0, y1), clamped to the
+// grid of TILE x TILE tiles over a width x height image (3DGS's getRect).
+__device__ __forceinline__ void tile_rect(float mx, float my, float radius, int width, int height,
+                                          int* x0, int* x1, int* y0, int* y1) {
+    const int grid_x = (width + TILE - 1) / TILE, grid_y = (height + TILE - 1) / TILE;
+    *x0 = (int)fminf(fmaxf(floorf((mx - radius) / TILE), 0.0f), (float)grid_x);
+    *x1 = (int)fminf(fmaxf(ceilf((mx + radius) / TILE), 0.0f), (float)grid_x);
+    *y0 = (int)fminf(fmaxf(floorf((my - radius) / TILE), 0.0f), (float)grid_y);
+    *y1 = (int)fminf(fmaxf(ceilf((my + radius) / TILE), 0.0f), (float)grid_y);
 }
 
 #endif  // SPLAT_LION_COMMON_CUH

@@ -14,10 +14,6 @@
 //          (A, B, C of [[A, B], [B, C]]), colors [N, 3], tiles_touched [N] int32.
 #include "common.cuh"
 
-#ifndef TILE
-#define TILE 16
-#endif
-
 #define SH_C0 0.28209479177387814f
 #define SH_C1 0.4886025119029199f
 
@@ -162,12 +158,9 @@ extern "C" __global__ void project_fwd(
         m2[1] = fy * p.t[1] / p.t[2] + cy;
         const float mid = 0.5f * (p.cov2[0] + p.cov2[2]);
         radius = ceilf(3.0f * sqrtf(mid + sqrtf(fmaxf(0.1f, mid * mid - p.det))));
-        const int grid_x = (width + TILE - 1) / TILE, grid_y = (height + TILE - 1) / TILE;
-        const float x0 = fminf(fmaxf(floorf((m2[0] - radius) / TILE), 0.0f), (float)grid_x);
-        const float x1 = fminf(fmaxf(ceilf((m2[0] + radius) / TILE), 0.0f), (float)grid_x);
-        const float y0 = fminf(fmaxf(floorf((m2[1] - radius) / TILE), 0.0f), (float)grid_y);
-        const float y1 = fminf(fmaxf(ceilf((m2[1] + radius) / TILE), 0.0f), (float)grid_y);
-        tiles = (int)((x1 - x0) * (y1 - y0));
+        int x0, x1, y0, y1;
+        tile_rect(m2[0], m2[1], radius, width, height, &x0, &x1, &y0, &y1);
+        tiles = (x1 - x0) * (y1 - y0);
         visible = tiles > 0;
     }
     if (!visible) {

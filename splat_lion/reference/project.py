@@ -131,7 +131,7 @@ def project_bwd(means, scales, quats, sh0, shN, viewmat, fx, fy, cx, cy, width, 
                      + (out["colors"] * v_colors).sum())
 
     grads = []
-    for i, a in enumerate(args):
+    for a in args:
         g = np.zeros_like(a)
         for idx in np.ndindex(a.shape):
             old = a[idx]
