@@ -1,0 +1,32 @@
+"""Wrapper of kernels/rasterize.cu (reference/rasterize.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from .backend import Backend
+from .binning import TILE, num_tiles
+from .checks import check_array
+
+
+def rasterize_fwd(ranges, ids, means2d, conics, colors, opacities, background, width: int,
+                  height: int, be: Backend):
+    """(image [H, W, 3], alpha [H, W], last [H, W] int32) from the binned splats."""
+    xp = be.xp
+    n = means2d.shape[0]
+    tx, ty = num_tiles(width, height)
+    check_array("ranges", ranges, np.int32, (tx * ty, 2), xp)
+    check_array("ids", ids, np.int32, (None,), xp)
+    check_array("means2d", means2d, np.float32, (n, 2), xp)
+    check_array("conics", conics, np.float32, (n, 3), xp)
+    check_array("colors", colors, np.float32, (n, 3), xp)
+    check_array("opacities", opacities, np.float32, (n,), xp)
+    check_array("background", background, np.float32, (3,), xp)
+    image = be.empty((height, width, 3), np.float32, tag="image")
+    alpha = be.empty((height, width), np.float32, tag="image")
+    last = be.empty((height, width), np.int32, tag="image")
+    be.launch(kernels.function("rasterize", "rasterize_fwd", backend=be), (tx, ty), (TILE, TILE),
+              (ranges, ids, means2d, conics, colors, opacities, background, np.int32(width),
+               np.int32(height), image, alpha, last))
+    return image, alpha, last

@@ -1,0 +1,89 @@
+"""The whole forward render vs the brute-force per-pixel oracle, and render invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_project import camera, scene
+
+from splat_lion import Gaussians
+from splat_lion.reference.rasterize import rasterize_fwd as brute_force
+from splat_lion.render import render
+
+
+def oracle(out):
+    host = {k: out.gaussians.backend.to_numpy(v) for k, v in out.projected.items()}
+    return brute_force(host["means2d"], host["conics"], host["colors"],
+                       out.gaussians.backend.to_numpy(out.gaussians.opacities), host["radii"],
+                       host["depths"], out.gaussians.backend.to_numpy(out.background),
+                       out.camera.width, out.camera.height)
+
+
+@pytest.mark.parametrize("size,degree", [((64, 48), 0), ((37, 29), 3), ((80, 16), 1)])
+def test_render_matches_brute_force(be, rng, size, degree):
+    g = scene(rng, 300, degree, be, spread=1.2)
+    g.opacities[:] = be.asarray(rng.uniform(-1, 4, g.count).astype(np.float32), tag="params")
+    out = render(g, camera(*size), background=(0.1, 0.2, 0.3))
+    image, alpha, last = oracle(out)
+    got = be.to_numpy(out.image)
+    # float32 vs float64 may flip a threshold test at a few pixels
+    close = np.isclose(got, image, atol=1e-5).all(-1)
+    assert close.mean() > 0.995, f"{(~close).sum()} pixels differ"
+    np.testing.assert_allclose(be.to_numpy(out.alpha)[close], alpha[close], atol=1e-5)
+    assert (be.to_numpy(out.last)[close] == last[close]).mean() > 0.99
+    assert alpha.max() > 0.5, "the scene should cover part of the image"
+
+
+def test_zero_splats_render_the_background(be):
+    g = Gaussians.from_arrays(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 4)), np.zeros(0),
+                              np.zeros((0, 1, 3)), backend=be)
+    out = render(g, camera(40, 30), background=(0.25, 0.5, 1.0))
+    np.testing.assert_array_equal(be.to_numpy(out.image), np.broadcast_to([0.25, 0.5, 1.0],
+                                                                          (30, 40, 3)))
+    assert not be.to_numpy(out.alpha).any()
+
+
+def test_a_zero_opacity_splat_changes_nothing(be, rng):
+    g = scene(rng, 120, 1, be)
+    cam = camera(48, 48)
+    before = be.to_numpy(render(g, cam).image)
+    means = be.to_numpy(g.means)
+    host = {a: be.to_numpy(getattr(g, a)) for a in ("scales", "quats", "sh0", "shN", "opacities")}
+    extra = Gaussians.from_arrays(
+        np.concatenate([means, [[0.0, 0.0, 0.0]]]), np.concatenate([host["scales"], [[0, 0, 0]]]),
+        np.concatenate([host["quats"], [[1, 0, 0, 0]]]),
+        np.concatenate([host["opacities"], [-1e4]]),  # sigmoid -> 0
+        np.concatenate([host["sh0"], [[[5, 5, 5]]]]), np.concatenate([host["shN"], [np.zeros((3, 3))]]),
+        backend=be)
+    after = render(extra, cam)
+    assert be.to_numpy(after.visible)[-1]  # it is in view, yet invisible
+    np.testing.assert_array_equal(be.to_numpy(after.image), before)
+
+
+def test_same_inputs_give_the_same_image(be, rng):
+    g = scene(rng, 200, 2, be)
+    cam = camera(50, 40)
+    first = be.to_numpy(render(g, cam).image).copy()
+    np.testing.assert_array_equal(be.to_numpy(render(g, cam).image), first)
+
+
+def test_render_reads_current_parameters(be, rng):
+    g = scene(rng, 100, 0, be)
+    cam = camera(40, 40)
+    first = be.to_numpy(render(g, cam).image).copy()
+    g.sh0[:] = g.sh0 + 0.5
+    assert not np.array_equal(be.to_numpy(render(g, cam).image), first)
+
+
+def test_near_degenerate_scales_and_splats_behind_render_finite(be, rng):
+    g = scene(rng, 150, 0, be)
+    g.scales[:50] = be.asarray(np.full((50, 3), -12.0, np.float32), tag="params")  # σ ~ 6e-6
+    g.scales[50:60, 0] = 3.0  # one very long axis
+    cam = camera(48, 48)
+    g.means[60:70] = be.asarray(np.tile(cam.position * 2, (10, 1)).astype(np.float32),
+                                tag="params")  # behind the camera
+    out = render(g, cam)
+    assert np.isfinite(be.to_numpy(out.image)).all()
+    assert not be.to_numpy(out.visible)[60:70].any()
+    image, _, _ = oracle(out)
+    assert np.isclose(be.to_numpy(out.image), image, atol=2e-4).all(-1).mean() > 0.995
