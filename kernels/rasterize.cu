@@ -7,12 +7,20 @@
 //          colour += colour_i alpha T; T *= 1 - alpha. Pixel = colour + T background;
 //          alpha_out = 1 - T; last = how many of the tile's splats were walked up to and
 //          including the last one that contributed (the backward pass starts there).
+//          Backward: walking back to front from `last`, T_i is recovered as T_{i+1} / (1 - a_i)
+//          and dC/da_i = T_i (c_i - S_i) - T_final bg / (1 - a_i), S_i the colour composited
+//          behind splat i normalised by T_{i+1} (3DGS's recurrence); gradients reach
+//          means2d, conics, colors and opacities (logits); gradients are v_<x>.
 // Mapping: one block per TILE x TILE tile, one thread per pixel; the tile's splats are
 //          loaded into shared memory in batches of one per thread; the block stops when
 //          __syncthreads_count says every pixel is done.
+//          Backward sums each splat's gradient over a warp before one atomic add
+//          (warp_sum_atomic_add), since the pixels of a warp visit the same splat together.
 // Layout:  ranges: [T, 2] int32; ids: [M] int32; means2d: [N, 2]; conics: [N, 3];
 //          colors: [N, 3]; opacities: [N] (logits); background: [3];
-//          image: [H, W, 3]; alpha: [H, W]; last: [H, W] int32.
+//          image: [H, W, 3]; alpha: [H, W]; last: [H, W] int32; v_image: [H, W, 3];
+//          v_alpha: [H, W]; v_means2d [N, 2], v_conics [N, 3], v_colors [N, 3],
+//          v_opacities [N]: accumulated, zeroed by the caller.
 #include "common.cuh"
 
 #define BATCH (TILE * TILE)
@@ -80,5 +88,96 @@ rasterize_fwd(const int* __restrict__ ranges, const int* __restrict__ ids,
         image[3 * pix + 2] = c2 + T * background[2];
         alpha_out[pix] = 1.0f - T;
         last[pix] = last_contributor;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(BATCH)
+rasterize_bwd(const int* __restrict__ ranges, const int* __restrict__ ids,
+              const float* __restrict__ means2d, const float* __restrict__ conics,
+              const float* __restrict__ colors, const float* __restrict__ opacities,
+              const float* __restrict__ background, int width, int height,
+              const float* __restrict__ alpha_out, const int* __restrict__ last,
+              const float* __restrict__ v_image, const float* __restrict__ v_alpha,
+              float* __restrict__ v_means2d, float* __restrict__ v_conics,
+              float* __restrict__ v_colors, float* __restrict__ v_opacities) {
+    __shared__ int s_id[BATCH];
+    __shared__ float2 s_xy[BATCH];
+    __shared__ float4 s_conic_opacity[BATCH];
+    __shared__ float3 s_color[BATCH];
+    const int tiles_x = (width + TILE - 1) / TILE;
+    const int tile = blockIdx.y * tiles_x + blockIdx.x;
+    const int rank = threadIdx.y * TILE + threadIdx.x;
+    const int px = blockIdx.x * TILE + threadIdx.x, py = blockIdx.y * TILE + threadIdx.y;
+    const bool inside = px < width && py < height;
+    const int pix = inside ? py * width + px : 0;
+    const float pfx = (float)px + 0.5f, pfy = (float)py + 0.5f;
+    const int start = ranges[2 * tile], end = ranges[2 * tile + 1];
+    const int rounds = (end - start + BATCH - 1) / BATCH;
+
+    const float T_final = inside ? 1.0f - alpha_out[pix] : 1.0f;
+    float T = T_final;
+    const int my_last = inside ? last[pix] : 0;
+    float gp[3] = {0.0f, 0.0f, 0.0f};
+    float g_alpha_out = 0.0f;
+    if (inside) {
+        for (int c = 0; c < 3; c++) gp[c] = v_image[3 * pix + c];
+        g_alpha_out = v_alpha[pix];
+    }
+    const float bg_dot = background[0] * gp[0] + background[1] * gp[1] + background[2] * gp[2];
+    float behind[3] = {0.0f, 0.0f, 0.0f};  // S: colour composited behind, normalised
+    float last_alpha = 0.0f, last_color[3] = {0.0f, 0.0f, 0.0f};
+    int position = end - start;  // tile-list position of the splat about to be visited, + 1
+
+    for (int r = 0; r < rounds; r++) {
+        __syncthreads();  // the previous batch is no longer read
+        const int idx = end - 1 - (r * BATCH + rank);  // batches from the back
+        if (idx >= start) {
+            const int id = ids[idx];
+            s_id[rank] = id;
+            s_xy[rank] = make_float2(means2d[2 * id], means2d[2 * id + 1]);
+            s_conic_opacity[rank] = make_float4(conics[3 * id], conics[3 * id + 1],
+                                                conics[3 * id + 2],
+                                                1.0f / (1.0f + expf(-opacities[id])));
+            s_color[rank] = make_float3(colors[3 * id], colors[3 * id + 1], colors[3 * id + 2]);
+        }
+        __syncthreads();
+        const int batch = min(BATCH, end - start - r * BATCH);
+        for (int j = 0; j < batch; j++) {
+            position--;
+            if (!inside || position >= my_last) continue;  // behind this pixel's last contributor
+            const float dx = s_xy[j].x - pfx, dy = s_xy[j].y - pfy;
+            const float4 co = s_conic_opacity[j];
+            const float power = -0.5f * (co.x * dx * dx + co.z * dy * dy) - co.y * dx * dy;
+            if (power > 0.0f) continue;
+            const float gauss = expf(power);
+            const float raw_alpha = co.w * gauss;
+            const float alpha = fminf(0.99f, raw_alpha);
+            if (alpha < 1.0f / 255.0f) continue;
+            T = T / (1.0f - alpha);  // transmittance in front of this splat
+            const float color[3] = {s_color[j].x, s_color[j].y, s_color[j].z};
+            float g_a = 0.0f;
+            for (int c = 0; c < 3; c++) {
+                behind[c] = last_alpha * last_color[c] + (1.0f - last_alpha) * behind[c];
+                last_color[c] = color[c];
+                g_a += (color[c] - behind[c]) * gp[c];
+            }
+            g_a *= T;
+            last_alpha = alpha;
+            g_a += (-T_final / (1.0f - alpha)) * bg_dot;        // background seen through
+            g_a += g_alpha_out * T_final / (1.0f - alpha);       // alpha_out = 1 - T_final
+            const float g_raw = raw_alpha < 0.99f ? g_a : 0.0f;  // the 0.99 clamp
+            const float g_power = g_raw * co.w * gauss;
+            const int id = s_id[j];
+            const float w = alpha * T;
+            warp_sum_atomic_add(v_colors + 3 * id, w * gp[0]);
+            warp_sum_atomic_add(v_colors + 3 * id + 1, w * gp[1]);
+            warp_sum_atomic_add(v_colors + 3 * id + 2, w * gp[2]);
+            warp_sum_atomic_add(v_means2d + 2 * id, g_power * (-co.x * dx - co.y * dy));
+            warp_sum_atomic_add(v_means2d + 2 * id + 1, g_power * (-co.z * dy - co.y * dx));
+            warp_sum_atomic_add(v_conics + 3 * id, -0.5f * dx * dx * g_power);
+            warp_sum_atomic_add(v_conics + 3 * id + 1, -dx * dy * g_power);
+            warp_sum_atomic_add(v_conics + 3 * id + 2, -0.5f * dy * dy * g_power);
+            warp_sum_atomic_add(v_opacities + id, g_raw * gauss * co.w * (1.0f - co.w));
+        }
     }
 }

@@ -30,3 +30,24 @@ def rasterize_fwd(ranges, ids, means2d, conics, colors, opacities, background, w
               (ranges, ids, means2d, conics, colors, opacities, background, np.int32(width),
                np.int32(height), image, alpha, last))
     return image, alpha, last
+
+
+def rasterize_bwd(ranges, ids, means2d, conics, colors, opacities, background, width: int,
+                  height: int, alpha, last, v_image, v_alpha, be: Backend) -> dict:
+    """Gradients with respect to means2d [N,2], conics [N,3], colors [N,3] and opacities [N]
+    (logits), given those with respect to the image [H,W,3] and alpha [H,W]."""
+    xp = be.xp
+    n = means2d.shape[0]
+    tx, ty = num_tiles(width, height)
+    check_array("alpha", alpha, np.float32, (height, width), xp)
+    check_array("last", last, np.int32, (height, width), xp)
+    check_array("v_image", v_image, np.float32, (height, width, 3), xp)
+    check_array("v_alpha", v_alpha, np.float32, (height, width), xp)
+    out = {"means2d": be.zeros((n, 2), np.float32, tag="grads"),
+           "conics": be.zeros((n, 3), np.float32, tag="grads"),
+           "colors": be.zeros((n, 3), np.float32, tag="grads"),
+           "opacities": be.zeros((n,), np.float32, tag="grads")}
+    be.launch(kernels.function("rasterize", "rasterize_bwd", backend=be), (tx, ty), (TILE, TILE),
+              (ranges, ids, means2d, conics, colors, opacities, background, np.int32(width),
+               np.int32(height), alpha, last, v_image, v_alpha, *out.values()))
+    return out

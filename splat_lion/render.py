@@ -5,8 +5,10 @@
     out.alpha   # [H, W] accumulated opacity
     out.visible # [N] bool: splats that touched at least one tile
 
-`render` reads the current parameter values on every call (no caches). The backward pass
-(`render_backward`) follows with the rasterizer's backward kernel.
+    grads = render_backward(out, v_image)   # grads.means, grads.scales, ... (flat layout)
+    grads.means2d_norm                      # [N] |dL/d mean2d|, what densification reads
+
+`render` reads the current parameter values on every call (no caches).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from typing import Any
 import numpy as np
 
 from .binning import bin_intersections
+from .checks import check_array
 from .cameras import Camera
 from .gaussians import Gaussians
-from .project import project_fwd
-from .rasterize import rasterize_fwd
+from .layout import Flat
+from .project import project_bwd, project_fwd
+from .rasterize import rasterize_bwd, rasterize_fwd
 
 
 @dataclass
@@ -58,3 +62,38 @@ def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0),
     return RenderOutput(image=image, alpha=alpha, visible=projected["radii"] > 0,
                         projected=projected, bins=bins, last=last, gaussians=g, camera=camera,
                         background=bg, sh_degree=degree)
+
+
+class Gradients(Flat):
+    """Gradients on the Gaussians' flat layout (grads.means, ...), plus means2d_norm [N]."""
+
+    __slots__ = ("means2d_norm",)
+
+    def __getattr__(self, name: str):
+        if name == "shN" and name not in self.layout:  # SH degree 0: empty, as Gaussians.shN
+            return self.data[:0].reshape(self.layout.count, 0, 3)
+        return super().__getattr__(name)
+
+
+def render_backward(out: RenderOutput, v_image, v_alpha=None) -> Gradients:
+    """Gradients of a loss with respect to every parameter, given its gradient with respect
+    to out.image [H, W, 3] (and optionally out.alpha [H, W])."""
+    g, cam = out.gaussians, out.camera
+    be = g.backend
+    check_array("v_image", v_image, np.float32, (cam.height, cam.width, 3), be.xp)
+    if v_alpha is None:
+        v_alpha = be.zeros((cam.height, cam.width), np.float32, tag="loss")
+    p = out.projected
+    v2d = rasterize_bwd(out.bins["ranges"], out.bins["ids"], p["means2d"], p["conics"],
+                        p["colors"], g.opacities, out.background, cam.width, cam.height,
+                        out.alpha, out.last, v_image, v_alpha, be)
+    v3d = project_bwd(g, cam, p["radii"], v2d["means2d"], v2d["conics"], v2d["colors"],
+                      out.sh_degree)
+    grads = Gradients(g.layout, g.layout.zeros(tag="grads", backend=be))
+    for name in ("means", "scales", "quats", "sh0"):
+        grads[name][...] = v3d[name]
+    if g.sh_degree > 0:
+        grads["shN"][...] = v3d["shN"]
+    grads["opacities"][...] = v2d["opacities"]
+    grads.means2d_norm = be.xp.linalg.norm(v2d["means2d"], axis=1)
+    return grads
