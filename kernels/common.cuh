@@ -46,6 +46,20 @@ __device__ __forceinline__ void warp_sum_atomic_add(float* dst, float v) {
 #endif
 }
 
+// Add v from all 32 lanes into *dst, in a loop that every lane of a full warp runs in
+// lockstep: each lane calls it on every iteration with the same dst, passing 0 when it has
+// nothing to add. (warp_sum_atomic_add's __activemask could group lanes that reached the
+// call from different loop iterations; a full-mask shuffle cannot.) GPU: one warp sum and
+// one atomic; CPU (the sanctioned difference above): each non-zero v added directly.
+__device__ __forceinline__ void warp_sum_atomic_add_full(float* dst, float v) {
+#if defined(__CUDACPU__) && !defined(SPLAT_LION_WARP_SUM_ON_CPU)
+    if (v != 0.0f) atomicAdd(dst, v);
+#else
+    v = warp_sum(v);
+    if (lane_id() == 0 && v != 0.0f) atomicAdd(dst, v);
+#endif
+}
+
 // bfloat16 as raw 16-bit words (no cuda_bf16.h: the CPU runtime has none).
 // The top half of a float32; rounding to it is round-to-nearest-even, NaN stays NaN.
 __device__ __forceinline__ float bf16_to_float(unsigned short h) {

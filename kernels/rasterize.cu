@@ -15,7 +15,7 @@
 //          loaded into shared memory in batches of one per thread; the block stops when
 //          __syncthreads_count says every pixel is done.
 //          Backward sums each splat's gradient over a warp before one atomic add
-//          (warp_sum_atomic_add), since the pixels of a warp visit the same splat together.
+//          (warp_sum_atomic_add_full): every pixel of a warp visits the same splat together.
 // Layout:  ranges: [T, 2] int32; ids: [M] int32; means2d: [N, 2]; conics: [N, 3];
 //          colors: [N, 3]; opacities: [N] (logits); background: [3];
 //          image: [H, W, 3]; alpha: [H, W]; last: [H, W] int32; v_image: [H, W, 3];
@@ -143,41 +143,46 @@ rasterize_bwd(const int* __restrict__ ranges, const int* __restrict__ ids,
         __syncthreads();
         const int batch = min(BATCH, end - start - r * BATCH);
         for (int j = 0; j < batch; j++) {
+            // Every lane runs every iteration to the reductions at the end (lanes with
+            // nothing to add pass 0), so the warp sums stay in lockstep.
             position--;
-            if (!inside || position >= my_last) continue;  // behind this pixel's last contributor
-            const float dx = s_xy[j].x - pfx, dy = s_xy[j].y - pfy;
             const float4 co = s_conic_opacity[j];
+            const float dx = s_xy[j].x - pfx, dy = s_xy[j].y - pfy;
             const float power = -0.5f * (co.x * dx * dx + co.z * dy * dy) - co.y * dx * dy;
-            if (power > 0.0f) continue;
-            const float gauss = expf(power);
+            const float gauss = expf(fminf(power, 0.0f));
             const float raw_alpha = co.w * gauss;
             const float alpha = fminf(0.99f, raw_alpha);
-            if (alpha < 1.0f / 255.0f) continue;
-            T = T / (1.0f - alpha);  // transmittance in front of this splat
-            const float color[3] = {s_color[j].x, s_color[j].y, s_color[j].z};
-            float g_a = 0.0f;
-            for (int c = 0; c < 3; c++) {
-                behind[c] = last_alpha * last_color[c] + (1.0f - last_alpha) * behind[c];
-                last_color[c] = color[c];
-                g_a += (color[c] - behind[c]) * gp[c];
+            // behind this pixel's last contributor, or skipped by the forward pass: nothing
+            const bool valid = inside && position < my_last && power <= 0.0f &&
+                               alpha >= 1.0f / 255.0f;
+            float g_color = 0.0f, g_power = 0.0f, g_raw = 0.0f;  // g_color = dC/dc_i = a T
+            if (valid) {
+                T = T / (1.0f - alpha);  // transmittance in front of this splat
+                float g_a = 0.0f;
+                const float color[3] = {s_color[j].x, s_color[j].y, s_color[j].z};
+                for (int c = 0; c < 3; c++) {
+                    behind[c] = last_alpha * last_color[c] + (1.0f - last_alpha) * behind[c];
+                    last_color[c] = color[c];
+                    g_a += (color[c] - behind[c]) * gp[c];
+                }
+                g_a *= T;
+                last_alpha = alpha;
+                g_a += (-T_final / (1.0f - alpha)) * bg_dot;        // background seen through
+                g_a += g_alpha_out * T_final / (1.0f - alpha);       // alpha_out = 1 - T_final
+                g_raw = raw_alpha < 0.99f ? g_a : 0.0f;              // the 0.99 clamp
+                g_power = g_raw * co.w * gauss;
+                g_color = alpha * T;
             }
-            g_a *= T;
-            last_alpha = alpha;
-            g_a += (-T_final / (1.0f - alpha)) * bg_dot;        // background seen through
-            g_a += g_alpha_out * T_final / (1.0f - alpha);       // alpha_out = 1 - T_final
-            const float g_raw = raw_alpha < 0.99f ? g_a : 0.0f;  // the 0.99 clamp
-            const float g_power = g_raw * co.w * gauss;
             const int id = s_id[j];
-            const float w = alpha * T;
-            warp_sum_atomic_add(v_colors + 3 * id, w * gp[0]);
-            warp_sum_atomic_add(v_colors + 3 * id + 1, w * gp[1]);
-            warp_sum_atomic_add(v_colors + 3 * id + 2, w * gp[2]);
-            warp_sum_atomic_add(v_means2d + 2 * id, g_power * (-co.x * dx - co.y * dy));
-            warp_sum_atomic_add(v_means2d + 2 * id + 1, g_power * (-co.z * dy - co.y * dx));
-            warp_sum_atomic_add(v_conics + 3 * id, -0.5f * dx * dx * g_power);
-            warp_sum_atomic_add(v_conics + 3 * id + 1, -dx * dy * g_power);
-            warp_sum_atomic_add(v_conics + 3 * id + 2, -0.5f * dy * dy * g_power);
-            warp_sum_atomic_add(v_opacities + id, g_raw * gauss * co.w * (1.0f - co.w));
+            warp_sum_atomic_add_full(v_colors + 3 * id, g_color * gp[0]);
+            warp_sum_atomic_add_full(v_colors + 3 * id + 1, g_color * gp[1]);
+            warp_sum_atomic_add_full(v_colors + 3 * id + 2, g_color * gp[2]);
+            warp_sum_atomic_add_full(v_means2d + 2 * id, g_power * (-co.x * dx - co.y * dy));
+            warp_sum_atomic_add_full(v_means2d + 2 * id + 1, g_power * (-co.z * dy - co.y * dx));
+            warp_sum_atomic_add_full(v_conics + 3 * id, -0.5f * dx * dx * g_power);
+            warp_sum_atomic_add_full(v_conics + 3 * id + 1, -dx * dy * g_power);
+            warp_sum_atomic_add_full(v_conics + 3 * id + 2, -0.5f * dy * dy * g_power);
+            warp_sum_atomic_add_full(v_opacities + id, g_raw * gauss * co.w * (1.0f - co.w));
         }
     }
 }

@@ -33,9 +33,11 @@ def rasterize_fwd(ranges, ids, means2d, conics, colors, opacities, background, w
 
 
 def rasterize_bwd(ranges, ids, means2d, conics, colors, opacities, background, width: int,
-                  height: int, alpha, last, v_image, v_alpha, be: Backend) -> dict:
+                  height: int, alpha, last, v_image, v_alpha, be: Backend,
+                  defines: dict | None = None) -> dict:
     """Gradients with respect to means2d [N,2], conics [N,3], colors [N,3] and opacities [N]
-    (logits), given those with respect to the image [H,W,3] and alpha [H,W]."""
+    (logits), given those with respect to the image [H,W,3] and alpha [H,W]. `defines`
+    (tests): compile-time options, e.g. the warp-sum variant on the CPU."""
     xp = be.xp
     n = means2d.shape[0]
     tx, ty = num_tiles(width, height)
@@ -47,7 +49,8 @@ def rasterize_bwd(ranges, ids, means2d, conics, colors, opacities, background, w
            "conics": be.zeros((n, 3), np.float32, tag="grads"),
            "colors": be.zeros((n, 3), np.float32, tag="grads"),
            "opacities": be.zeros((n,), np.float32, tag="grads")}
-    be.launch(kernels.function("rasterize", "rasterize_bwd", backend=be), (tx, ty), (TILE, TILE),
+    be.launch(kernels.function("rasterize", "rasterize_bwd", defines, backend=be), (tx, ty),
+              (TILE, TILE),
               (ranges, ids, means2d, conics, colors, opacities, background, np.int32(width),
                np.int32(height), alpha, last, v_image, v_alpha, *out.values()))
     return out
