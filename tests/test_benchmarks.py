@@ -11,6 +11,7 @@ sys.path.insert(0, str(BENCH))
 
 import bench_optim  # noqa: E402
 import bench_ply  # noqa: E402
+import bench_render  # noqa: E402
 import bench_runtime  # noqa: E402
 
 
@@ -37,3 +38,12 @@ def test_bench_ply_runs_and_writes_json(tmp_path):
     out = tmp_path / "ply.json"
     assert bench_ply.main(["--splats", "3000", "--repeats", "1", "--out", str(out)]) == 0
     assert {r["op"] for r in json.loads(out.read_text())["rows"]} == {"save", "load"}
+
+
+def test_bench_render_runs_and_writes_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
+    out = tmp_path / "render.json"
+    assert bench_render.main(["--sizes", "48x32", "--splats", "300", "--repeats", "1",
+                              "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["forward_ms"] > 0 and row["backward_ms"] > 0 and row["intersections"] > 0
