@@ -1,0 +1,99 @@
+"""Image losses with their gradients: L1, SSIM, PSNR, and 3DGS's 0.8·L1 + 0.2·(1 − SSIM).
+
+    value, grad = photometric_loss(image, target)   # grad: dL/dimage, same shape [H, W, 3]
+
+Array operations on the images' own module (NumPy or CuPy), no autograd: each loss returns
+its value and its gradient with respect to the rendered image.
+
+SSIM as 3DGS computes it: per channel, an 11×11 Gaussian window (σ = 1.5) with zero padding
+("same" size), C1 = 0.01², C2 = 0.03², averaged over pixels and channels. With
+m = w∗x, e_xx = w∗x², e_xy = w∗xy (∗: the window's correlation), s_x = e_xx − m_x²,
+s_xy = e_xy − m_x m_y and S = (2 m_x m_y + C1)(2 s_xy + C2) / ((m_x² + m_y² + C1)(s_x + s_y + C2)):
+    ∂S/∂m_x  = 2 m_y (A2 − A1)/(B1 B2) + 2 m_x S (1/B2 − 1/B1)
+    ∂S/∂e_xx = −S / B2,   ∂S/∂e_xy = 2 A1 / (B1 B2)
+and dS/dx = w∗(∂S/∂m_x) + 2x·w∗(∂S/∂e_xx) + y·w∗(∂S/∂e_xy) (the window is symmetric, so
+its transpose is itself).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
+L1_WEIGHT = 0.8  # 3DGS: (1 - λ) L1 + λ (1 - SSIM), λ = 0.2
+
+
+def _xp(a):
+    return np if isinstance(a, np.ndarray) else __import__("cupy")
+
+
+def _check(image, target):
+    if image.shape != target.shape or image.ndim != 3:
+        raise ValueError(f"image and target must both be [H, W, C]; got {list(image.shape)} and "
+                         f"{list(target.shape)}")
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+    """[size] normalised 1-D Gaussian; the 2-D window is its outer product."""
+    x = np.arange(size) - size // 2
+    w = np.exp(-(x**2) / (2 * sigma**2))
+    return w / w.sum()
+
+
+def blur(a, window=None):
+    """Separable "same" correlation of [H, W, C] with the Gaussian window, zero padding."""
+    xp = _xp(a)
+    w = gaussian_window() if window is None else window
+    r = len(w) // 2
+    h, wd = a.shape[:2]
+    padded = xp.pad(a, ((r, r), (0, 0), (0, 0)))
+    rows = sum(float(w[k]) * padded[k:k + h] for k in range(len(w)))
+    padded = xp.pad(rows, ((0, 0), (r, r), (0, 0)))
+    return sum(float(w[k]) * padded[:, k:k + wd] for k in range(len(w)))
+
+
+def l1(image, target):
+    """(mean |image − target|, gradient)."""
+    _check(image, target)
+    xp = _xp(image)
+    diff = image - target
+    return float(xp.abs(diff).mean()), xp.sign(diff).astype(image.dtype) / diff.size
+
+
+def ssim(image, target):
+    """(mean SSIM, gradient with respect to image)."""
+    _check(image, target)
+    x, y = image, target.astype(image.dtype)
+    mx, my = blur(x), blur(y)
+    sx = blur(x * x) - mx * mx
+    sy = blur(y * y) - my * my
+    sxy = blur(x * y) - mx * my
+    a1, a2 = 2 * mx * my + SSIM_C1, 2 * sxy + SSIM_C2
+    b1, b2 = mx * mx + my * my + SSIM_C1, sx + sy + SSIM_C2
+    s = a1 * a2 / (b1 * b2)
+    n = s.size
+    d_mx = (2 * my * (a2 - a1) / (b1 * b2) + 2 * mx * s * (1 / b2 - 1 / b1)) / n
+    d_exx = -s / b2 / n
+    d_exy = 2 * a1 / (b1 * b2) / n
+    grad = blur(d_mx) + 2 * x * blur(d_exx) + y * blur(d_exy)
+    return float(s.mean()), grad.astype(image.dtype)
+
+
+def psnr(image, target) -> float:
+    """Peak signal-to-noise ratio in dB for images in [0, 1]."""
+    _check(image, target)
+    mse = float(_xp(image).mean((image - target) ** 2))
+    return math.inf if mse == 0 else -10.0 * math.log10(mse)
+
+
+def photometric_loss(image, target, l1_weight: float = L1_WEIGHT):
+    """(l1_weight·L1 + (1 − l1_weight)·(1 − SSIM), gradient): 3DGS's training loss."""
+    l1_value, l1_grad = l1(image, target)
+    ssim_value, ssim_grad = ssim(image, target)
+    value = l1_weight * l1_value + (1 - l1_weight) * (1 - ssim_value)
+    return value, (l1_weight * l1_grad - (1 - l1_weight) * ssim_grad).astype(image.dtype)
