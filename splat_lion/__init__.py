@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 from .backend import Backend, BackendUnavailable, get_backend  # noqa: E402
 from .cameras import Camera, orbit_cameras  # noqa: E402
+from .fit import FitConfig, FitResult, fit  # noqa: E402
 from .gaussians import Gaussians  # noqa: E402
 from .layout import Flat, Layout  # noqa: E402
 from .optim import Adam, Lion, LrEntry, LrTable, Optimizer  # noqa: E402
@@ -18,4 +19,4 @@ from .render import Gradients, RenderOutput, render, render_backward  # noqa: E4
 __all__ = ["__version__", "Backend", "BackendUnavailable", "get_backend", "Layout", "Flat",
            "Optimizer", "Lion", "Adam", "LrTable", "LrEntry", "Gaussians", "load_ply", "save_ply",
            "PlyError", "scenes", "Camera", "orbit_cameras", "render", "RenderOutput",
-           "render_backward", "Gradients"]
+           "render_backward", "Gradients", "fit", "FitConfig", "FitResult"]
