@@ -18,6 +18,7 @@ import datetime as _dt
 import json
 import platform
 import statistics
+from functools import partial
 import sys
 from pathlib import Path
 
@@ -44,6 +45,14 @@ def random_scene(n: int, be, seed: int = 0) -> Gaussians:
         means, np.log(rng.uniform(0.01, 0.03, (n, 3))), rng.standard_normal((n, 4)),
         rng.uniform(-1, 1, n), rng.uniform(-1, 1, (n, 1, 3)), rng.uniform(-0.2, 0.2, (n, 15, 3)),
         backend=be)
+
+
+def forward(box: dict, g: Gaussians, cam) -> None:
+    box["out"] = render(g, cam)
+
+
+def backward(box: dict, v_image) -> None:
+    render_backward(box["out"], v_image)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             out = render(g, cam)  # warm-up: compiles, allocates
             render_backward(out, v_image)
             fwd, bwd = [], []
+            box: dict = {}  # the latest forward output, for the backward pass
             for _ in range(args.repeats):
-                box = {}
-                fwd.append(timed(lambda: box.setdefault("out", render(g, cam))))
-                bwd.append(timed(lambda: render_backward(box["out"], v_image)))
+                fwd.append(timed(partial(forward, box, g, cam)))
+                bwd.append(timed(partial(backward, box, v_image)))
             row = {"splats": n, "width": w, "height": h,
                    "forward_ms": round(statistics.median(fwd), 3),
                    "backward_ms": round(statistics.median(bwd), 3),
