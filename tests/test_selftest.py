@@ -71,3 +71,24 @@ def test_info_describes_a_bundled_scene(capsys, monkeypatch):
 def test_info_rejects_an_unknown_scene(capsys):
     assert main(["info", "garden"]) == 2
     assert "no bundled scene 'garden'" in capsys.readouterr().err
+
+
+def test_fit_command_writes_scene_metrics_and_images(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
+    out = tmp_path / "fit"
+    assert main(["fit", "planet", "--out", str(out), "--steps", "20", "--resolution", "32",
+                 "--quiet", "--optimizer", "adam"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("psnr", "ssim", "steps", "num_splats", "seconds"):
+        assert key in metrics
+    assert metrics["steps"] == 20 and metrics["psnr"] > metrics["psnr_before"]
+    assert (out / "fitted.ply").is_file() and (out / "heldout_0.png").is_file()
+    from PIL import Image
+
+    assert Image.open(out / "heldout_0.png").size == (64, 32)  # target | render
+    assert "held-out PSNR" in capsys.readouterr().out
+
+
+def test_fit_command_rejects_an_unknown_scene(tmp_path, capsys):
+    assert main(["fit", "garden", "--out", str(tmp_path)]) == 2
+    assert "no bundled scene 'garden'" in capsys.readouterr().err
