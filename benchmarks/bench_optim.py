@@ -48,13 +48,11 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import gc
-import json
 import math
 import os
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -67,9 +65,8 @@ for _p in (REPO, HERE):  # run from a checkout without installing; bench_runtime
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from bench_runtime import (NOISY_SPREAD, OTHER_LOAD_MAX, WrongResult,  # noqa: E402
-                           busy_cpu_s, check_close, device_slug, git_state, make_timer,
-                           own_cpu_s)
+from bench_runtime import (NOISY_SPREAD, OTHER_LOAD_MAX, OtherLoad, WrongResult,  # noqa: E402
+                           check_close, git_state, make_timer, write_result)
 
 from splat_lion import Adam, Flat, Layout, Lion, LrTable, get_backend  # noqa: E402
 from splat_lion.backend import Backend  # noqa: E402
@@ -78,7 +75,6 @@ from splat_lion.reference.adam import adam_step as adam_reference  # noqa: E402
 from splat_lion.reference.common import bf16_to_float  # noqa: E402
 from splat_lion.reference.lion import lion_step as lion_reference  # noqa: E402
 
-RESULTS_DIR = HERE / "results"
 
 # Splat counts timed by default and with --quick.
 SIZES = (10_000, 100_000, 1_000_000, 3_000_000)
@@ -422,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     timed = make_timer(be)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
-    busy0, own0, wall0 = busy_cpu_s(), own_cpu_s(), time.perf_counter()
+    load = OtherLoad()
     rows: list[Row] = []
     try:
         for n in sizes:
@@ -433,12 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nWRONG RESULT: {e}", file=sys.stderr)
         return 1
 
-    # share of all CPUs that other processes kept busy while the benchmark ran
-    busy1, wall1 = busy_cpu_s(), time.perf_counter()
-    other_share = None
-    if busy0 is not None and busy1 is not None:
-        other_s = (busy1 - busy0) - (own_cpu_s() - own0)
-        other_share = max(0.0, other_s / ((wall1 - wall0) * (os.cpu_count() or 1)))
+    other_share = load.share()  # of all CPUs, by other processes during the run
 
     print(f"\nmedian of {args.repeats} interleaved rounds after a warm-up "
           f"({', '.join(TIMED_APART)} timed after them); first calls checked against the NumPy "
@@ -508,11 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         "noisy_cases": [f"{r.splats}:{r.variant}" for r in noisy],
         "rows": [asdict(r) for r in rows],
     }
-    out = args.out or RESULTS_DIR / (f"{today}-{be.name}-{device_slug(info['device'])}-optim"
-                                     f"{'-quick' if args.quick else ''}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(result, "optim", be.name, info["device"], args.quick, args.out)
     return 0
 
 

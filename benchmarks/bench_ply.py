@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import platform
 import statistics
 import sys
@@ -26,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(HERE.parent))
 
-from bench_runtime import device_slug, git_state  # noqa: E402
+from bench_runtime import git_state, write_result  # noqa: E402
 
 from splat_lion import Gaussians, get_backend, load_ply, save_ply  # noqa: E402
 
@@ -86,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "ply", "date": today, **info, **git_state(),
               "python": platform.python_version(), "numpy": np.__version__, "rows": rows,
               "load_target_s": LOAD_TARGET_S, "target_met": target}
-    out = args.out or HERE / "results" / f"{today}-cpu-{device_slug(info['device'])}-ply.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(result, "ply", "cpu", info["device"], out=args.out)
     return 0
 
 

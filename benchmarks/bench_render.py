@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import platform
 import statistics
-from functools import partial
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(HERE.parent))
 
-from bench_runtime import device_slug, git_state, make_timer  # noqa: E402
+from bench_runtime import git_state, make_timer, write_result  # noqa: E402
 
 from splat_lion import Gaussians, get_backend, orbit_cameras, render, render_backward  # noqa: E402
 
@@ -102,11 +101,7 @@ def main(argv: list[str] | None = None) -> int:
               "python": platform.python_version(), "numpy": np.__version__,
               "repeats": args.repeats, "sh_degree": 3, "rows": rows,
               "gsplat": "not measured (no GPU in this run)" if be.name == "cpu" else "not installed"}
-    out_path = args.out or HERE / "results" / (f"{today}-{be.name}-{device_slug(info['device'])}"
-                                               f"-render{'-quick' if args.quick else ''}.json")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out_path}")
+    write_result(result, "render", be.name, info["device"], args.quick, args.out)
     return 0
 
 

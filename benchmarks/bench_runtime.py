@@ -322,6 +322,32 @@ def git_state() -> dict[str, object]:
             "git_dirty": bool(dirty.stdout.strip()) if dirty.returncode == 0 else None}
 
 
+class OtherLoad:
+    """Measures the share of all CPUs other processes keep busy from now until share()."""
+
+    def __init__(self) -> None:
+        self.busy0, self.own0, self.wall0 = busy_cpu_s(), own_cpu_s(), time.perf_counter()
+
+    def share(self) -> float | None:
+        busy1, wall1 = busy_cpu_s(), time.perf_counter()
+        if self.busy0 is None or busy1 is None:
+            return None
+        other_s = (busy1 - self.busy0) - (own_cpu_s() - self.own0)
+        return max(0.0, other_s / ((wall1 - self.wall0) * (os.cpu_count() or 1)))
+
+
+def write_result(result: dict, name: str, backend: str, device: str, quick: bool = False,
+                 out: Path | None = None) -> Path:
+    """Write a benchmark's JSON to `out`, or to results/<date>-<backend>-<device>-<name>
+    [-quick].json; print where."""
+    out = out or RESULTS_DIR / (f"{_dt.date.today().isoformat()}-{backend}-{device_slug(device)}"
+                                f"-{name}{'-quick' if quick else ''}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -346,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = np.random.default_rng(args.seed)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
-    busy0, own0, wall0 = busy_cpu_s(), own_cpu_s(), time.perf_counter()
+    load = OtherLoad()
     t0 = time.perf_counter()
     mod = kernels.module_from_file(KERNEL_FILE, {"TREE_BLOCK": BLOCK}, backend=be)
     mod.get_function("bench_axpy")  # compiles the module (or finds it in the cache)
@@ -361,12 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nWRONG RESULT: {e}", file=sys.stderr)
         return 1
 
-    # share of all CPUs that other processes kept busy while the benchmark ran
-    busy1, wall1 = busy_cpu_s(), time.perf_counter()
-    other_share = None
-    if busy0 is not None and busy1 is not None:
-        other_s = (busy1 - busy0) - (own_cpu_s() - own0)
-        other_share = max(0.0, other_s / ((wall1 - wall0) * (os.cpu_count() or 1)))
+    other_share = load.share()  # of all CPUs, by other processes during the run
 
     print(f"\nmedian of {args.repeats} runs after one warm-up; "
           "every result checked against NumPy\n")
@@ -418,11 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         "noisy_cases": [r.case for r in noisy],
         "rows": [asdict(r) for r in rows],
     }
-    out = args.out or RESULTS_DIR / (f"{today}-{be.name}-{device_slug(info['device'])}-runtime"
-                                     f"{'-quick' if args.quick else ''}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(result, "runtime", be.name, info["device"], args.quick, args.out)
     return 0
 
 
