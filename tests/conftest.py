@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -34,8 +35,10 @@ def cpu():
 
 @pytest.fixture
 def rng():
-    """A fresh generator per test; its seed is printed so a failure can be replayed."""
-    seed = secrets.randbits(32)
+    """A fresh generator per test; its seed is printed so that a failure can be replayed with
+    SPLAT_LION_TEST_SEED=<seed> python -m pytest <test id>."""
+    replay = os.environ.get("SPLAT_LION_TEST_SEED")
+    seed = int(replay) if replay else secrets.randbits(32)
     print(f"random seed: {seed}")
     return np.random.default_rng(seed)
 

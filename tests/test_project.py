@@ -57,7 +57,11 @@ def test_forward_matches_reference(be, rng, degree):
     vis = same_radius & (want["radii"] > 0)
     assert vis.sum() > 100 and (want["radii"] == 0).sum() > 5
     np.testing.assert_allclose(got["means2d"][vis], want["means2d"][vis], rtol=1e-5, atol=1e-3)
-    np.testing.assert_allclose(got["depths"][vis], want["depths"][vis], rtol=1e-6)
+    # depth = R p + t in float32: its rounding error scales with the summed terms (|t| + |p|),
+    # not with the depth itself, so splats near the camera plane need an absolute tolerance.
+    terms = np.linalg.norm(cam.viewmat[:3, 3]) + 2.5 * np.sqrt(3)
+    np.testing.assert_allclose(got["depths"][vis], want["depths"][vis], rtol=1e-6,
+                               atol=4 * np.finfo(np.float32).eps * terms)
     np.testing.assert_allclose(got["conics"][vis], want["conics"][vis], rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(got["colors"][vis], want["colors"][vis], atol=2e-6)
     np.testing.assert_array_equal(got["tiles_touched"][vis], want["tiles_touched"][vis])
