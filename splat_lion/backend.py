@@ -80,10 +80,18 @@ class Backend:
     def raw_module(self, code: str, options: tuple[str, ...]):
         raise NotImplementedError
 
-    def launch(self, kernel, grid, block, args, shared_bytes: int = 0) -> None:
-        """Launch `kernel` (from splat_lion.kernels) over `grid` blocks of `block` threads."""
+    def launch(self, kernel, grid, block, args, shared_bytes: int = 0, *,
+               ordered: bool = False) -> None:
+        """Launch `kernel` (from splat_lion.kernels) over `grid` blocks of `block` threads.
+        `ordered=True` marks a kernel whose blocks add floats atomically into shared outputs:
+        the CPU backend then runs its blocks in index order, so its results are the same bit
+        for bit on every run (GPU atomics are unordered: there it changes nothing)."""
         self.launch_count += 1
-        kernel(tuple(grid), tuple(block), tuple(args), shared_mem=int(shared_bytes))
+        if ordered and self.name == "cpu":
+            kernel(tuple(grid), tuple(block), tuple(args), shared_mem=int(shared_bytes),
+                   ordered=True)
+        else:
+            kernel(tuple(grid), tuple(block), tuple(args), shared_mem=int(shared_bytes))
 
     # -- array primitives --------------------------------------------------------------
     def argsort(self, keys):

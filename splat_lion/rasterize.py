@@ -52,5 +52,6 @@ def rasterize_bwd(ranges, ids, means2d, conics, colors, opacities, background, w
     be.launch(kernels.function("rasterize", "rasterize_bwd", defines, backend=be), (tx, ty),
               (TILE, TILE),
               (ranges, ids, means2d, conics, colors, opacities, background, np.int32(width),
-               np.int32(height), alpha, last, v_image, v_alpha, *out.values()))
+               np.int32(height), alpha, last, v_image, v_alpha, *out.values()),
+              ordered=True)  # atomics across tiles: a fixed order keeps CPU runs reproducible
     return out

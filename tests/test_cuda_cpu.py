@@ -306,3 +306,26 @@ def test_address_sanitizer_reports_out_of_bounds_write_with_file_and_line(tmp_pa
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "heap-buffer-overflow" in proc.stderr, proc.stderr[-3000:]
     assert f"faults.cu:{line}" in proc.stderr, proc.stderr[-3000:]
+
+
+ATOMIC_SUM = r'''
+extern "C" __global__ void atomic_sum(const float* x, float* out, long long n) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) atomicAdd(out, x[i]);
+}
+'''
+
+
+def test_an_ordered_launch_adds_atomics_in_block_order(rng):
+    """ordered=True: blocks one after another, so a float atomic sum equals the sequential
+    float32 sum in index order, bit for bit, on every run."""
+    n = 64 * 300
+    x = (rng.standard_normal(n) * 10.0 ** rng.integers(-4, 4, n)).astype(np.float32)
+    want = np.float32(0)
+    for v in x:  # sequential float32 sum in index order
+        want = np.float32(want + v)
+    k = cuda_cpu.RawModule(ATOMIC_SUM).get_function("atomic_sum")
+    for _ in range(5):
+        out = np.zeros(1, np.float32)
+        k((300,), (64,), (x, out, np.int64(n)), ordered=True)
+        assert out[0] == want

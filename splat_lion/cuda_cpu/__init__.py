@@ -83,6 +83,9 @@ class RawKernel:
         text = sig().decode()
         self.signature: tuple[str, ...] = tuple(text.split(",")) if text else ()
         self._launch = getattr(lib, f"cudacpu_launch_{name}")
+        self._set_threads = lib.cudacpu_set_threads
+        self._set_threads.argtypes = [ctypes.c_int]
+        self._set_threads.restype = None
         self._launch.restype = ctypes.c_int
         self._launch.argtypes = [
             ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_uint), ctypes.c_ulonglong,
@@ -92,7 +95,10 @@ class RawKernel:
     def __repr__(self) -> str:
         return f"<cuda_cpu.RawKernel {self.name}({', '.join(self.signature)})>"
 
-    def __call__(self, grid, block, args, shared_mem: int = 0) -> None:
+    def __call__(self, grid, block, args, shared_mem: int = 0, *, ordered: bool = False) -> None:
+        """Run the kernel; `ordered=True` runs its blocks one after another in index order on
+        one OS thread, so float atomics from different blocks sum in the same order every run
+        (bit-reproducible, at the cost of parallelism)."""
         g = _dims("grid", grid, MAX_GRID_DIM)
         b = _dims("block", block, MAX_BLOCK_DIM)
         if b[0] * b[1] * b[2] > MAX_THREADS_PER_BLOCK:
@@ -122,7 +128,11 @@ class RawKernel:
         err = ctypes.create_string_buffer(4096)
         grid3 = (ctypes.c_uint * 3)(*g)
         block3 = (ctypes.c_uint * 3)(*b)
-        status = self._launch(grid3, block3, shared_mem, params, err, len(err))
+        self._set_threads(1 if ordered else 0)
+        try:
+            status = self._launch(grid3, block3, shared_mem, params, err, len(err))
+        finally:
+            self._set_threads(0)
         del keep
         if status != 0:
             raise LaunchError(err.value.decode(errors="replace"))

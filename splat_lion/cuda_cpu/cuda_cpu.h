@@ -854,13 +854,22 @@ static void run_block(Ctx* c, Launch& L, unsigned long long b) {
     }
 }
 
+// OS threads a launch may use: SPLAT_LION_CPU_THREADS, else OpenMP's default; a launch can
+// ask for fewer (cudacpu_set_threads(1): blocks run in order 0, 1, ..., so float atomics from
+// different blocks add up in the same order every run: bit-reproducible results).
+static int g_threads_this_launch = 0;
+
+extern "C" __attribute__((visibility("default"))) void cudacpu_set_threads(int n) {
+    g_threads_this_launch = n;
+}
+
 static int cpu_threads() {
     static int n = [] {
         const char* e = getenv("SPLAT_LION_CPU_THREADS");
         int v = e ? atoi(e) : 0;
         return v > 0 ? v : omp_get_max_threads();
     }();
-    return n;
+    return g_threads_this_launch > 0 && g_threads_this_launch < n ? g_threads_this_launch : n;
 }
 
 template <class Body>
