@@ -6,7 +6,8 @@
     out.visible # [N] bool: splats that touched at least one tile
 
     grads = render_backward(out, v_image)   # grads.means, grads.scales, ... (flat layout)
-    grads.means2d_norm                      # [N] |dL/d mean2d|, what densification reads
+    grads.means2d                           # [N, 2] dL/d mean2d in pixels, what densify reads
+    grads.means2d_norm                      # [N] its norm
 
 `render` reads the current parameter values on every call (no caches).
 """
@@ -65,9 +66,10 @@ def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0),
 
 
 class Gradients(Flat):
-    """Gradients on the Gaussians' flat layout (grads.means, ...), plus means2d_norm [N]."""
+    """Gradients on the Gaussians' flat layout (grads.means, ...), plus the screen-space
+    gradient means2d [N, 2] (per pixel of offset) and its norm means2d_norm [N]."""
 
-    __slots__ = ("means2d_norm",)
+    __slots__ = ("means2d", "means2d_norm")
 
     def __getattr__(self, name: str):
         if name == "shN" and name not in self.layout:  # SH degree 0: empty, as Gaussians.shN
@@ -95,5 +97,6 @@ def render_backward(out: RenderOutput, v_image, v_alpha=None) -> Gradients:
     if g.sh_degree > 0:
         grads["shN"][...] = v3d["shN"]
     grads["opacities"][...] = v2d["opacities"]
+    grads.means2d = v2d["means2d"]
     grads.means2d_norm = be.xp.linalg.norm(v2d["means2d"], axis=1)
     return grads

@@ -1,0 +1,274 @@
+"""Adaptive density control (3DGS §5): clone, split, prune and opacity reset, with the
+optimizer state carried along through the layout's gather (DESIGN §4, §5).
+
+    densifier = Densifier(DensifyConfig(), extent=g.extent(), backend=g.backend)
+    # every step, after the optimizer step:
+    densifier.observe(out, grads)                     # this view's gradient statistics
+    event = densifier.after_step(step + 1, g, optimizer, rng)   # maybe densify / reset
+
+Statistics, per splat, over the views it was visible in: the norm of its screen-space mean
+gradient in normalised device units (the pixel gradient times (W/2, H/2): what 3DGS's and
+gsplat's threshold 0.0002 assumes), averaged; and its largest screen radius.
+Every `interval` steps after `start_step`, before `stop_step`:
+  clone  splats whose average gradient >= grad_threshold and largest σ <= percent_dense x extent:
+         an exact copy, which starts with zero optimizer state (the original keeps its own)
+  split  the same but larger: two children sampled from the parent's Gaussian, σ / 1.6,
+         zero optimizer state; the parent goes
+  prune  opacity < prune_opacity; after the first opacity reset also largest σ >
+         max_world_scale x extent (and, when set, screen radius > max_screen_radius)
+and the statistics restart. Every `reset_interval` steps: opacity <- min(opacity,
+reset_opacity) and the opacity's optimizer state is zeroed (3DGS does so for Adam).
+Params, optimizer state and extra PLY properties all move through ONE index per change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .gaussians import Gaussians
+from .layout import Flat
+
+SPLIT_CHILDREN = 2  # children per split splat (3DGS: N = 2)
+SPLIT_SHRINK = 0.8 * SPLIT_CHILDREN  # a child's σ is its parent's / 1.6 (3DGS)
+
+
+@dataclass(frozen=True)
+class DensifyConfig:
+    # densification starts after this step (3DGS: 500)
+    start_step: int = 500
+    # no densification, pruning or opacity reset from this step on (3DGS: 15 000)
+    stop_step: int = 15_000
+    # steps between densifications (3DGS: 100)
+    interval: int = 100
+    # average screen-space gradient (normalised device units) from which a splat is densified
+    grad_threshold: float = 0.0002
+    # splats whose largest σ is at most this fraction of the scene extent are cloned, larger split
+    percent_dense: float = 0.01
+    # splats less opaque than this are pruned at each densification
+    prune_opacity: float = 0.005
+    # steps between opacity resets (3DGS: 3000); None: never reset
+    reset_interval: int | None = 3000
+    # the opacity a reset caps every splat at
+    reset_opacity: float = 0.01
+    # after the first reset, prune splats whose largest σ exceeds this fraction of the extent
+    max_world_scale: float = 0.1
+    # after the first reset, prune splats wider than this on screen (pixels); None: never
+    # (3DGS's code means to at 20 px but zeroes its radii first, so it never does; gsplat: off)
+    max_screen_radius: float | None = None
+    # add no splats past this count (None: no limit); the strongest gradients go first
+    max_splats: int | None = None
+
+    def __post_init__(self):
+        for name in ("start_step", "stop_step", "interval"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < (1 if name == "interval" else 0):
+                raise ValueError(f"densify {name} must be an int >= "
+                                 f"{1 if name == 'interval' else 0}, got {v!r}")
+        for name in ("grad_threshold", "percent_dense", "prune_opacity", "reset_opacity",
+                     "max_world_scale"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"densify {name} must be a finite number > 0, got {v!r}")
+        if not self.reset_opacity < 1 or not self.prune_opacity < 1:
+            raise ValueError("densify reset_opacity and prune_opacity must be < 1")
+        if self.reset_interval is not None and (not isinstance(self.reset_interval, int)
+                                                or self.reset_interval < 1):
+            raise ValueError(f"densify reset_interval must be None or an int >= 1, got "
+                             f"{self.reset_interval!r}")
+        if self.max_splats is not None and (not isinstance(self.max_splats, int)
+                                            or self.max_splats < 1):
+            raise ValueError(f"densify max_splats must be None or an int >= 1, got "
+                             f"{self.max_splats!r}")
+
+    @classmethod
+    def for_steps(cls, steps: int, **kwargs) -> "DensifyConfig":
+        """3DGS's schedule, made for 30 000 steps, compressed into `steps`: the same fractions
+        of the run, with at least 25 steps (views) between densifications and resets only
+        where at least 5 densifications fit between two of them."""
+        f = steps / 30_000
+        interval = max(round(100 * f), 25)
+        reset = round(3000 * f)
+        return cls(**{"start_step": max(round(500 * f), interval),
+                      "stop_step": max(round(15_000 * f), 1), "interval": interval,
+                      "reset_interval": reset if reset >= 5 * interval else None, **kwargs})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DensifyEvent:
+    # the step (1-based: steps completed) this happened after
+    step: int
+    # splats before and after
+    before: int
+    after: int
+    # splats cloned, split (parents), pruned; whether the opacity was reset
+    cloned: int = 0
+    split: int = 0
+    pruned: int = 0
+    reset: bool = False
+
+
+class Densifier:
+    """Gradient statistics and the clone / split / prune / reset schedule of one fit."""
+
+    def __init__(self, config: DensifyConfig, extent: float, backend, count: int):
+        self.config = config
+        self.extent = float(extent)
+        self.backend = backend
+        self._resets = 0
+        self._zero_stats(count)
+
+    def _zero_stats(self, count: int) -> None:
+        be = self.backend
+        self.grad_sum = be.zeros((count,), np.float32, tag="grads")  # [N] Σ |v_ndc| over views
+        self.seen = be.zeros((count,), np.int32, tag="grads")  # [N] views the splat was in
+        self.max_radius = be.zeros((count,), np.float32, tag="grads")  # [N] pixels
+
+    # -- statistics ---------------------------------------------------------------------------
+    def observe(self, out, grads) -> None:
+        """Add one rendered view's screen-space gradients (render_backward's grads.means2d)."""
+        xp = self.backend.xp
+        cam = out.camera
+        v = grads.means2d  # [N, 2] per pixel
+        ndc = xp.sqrt((v[:, 0] * (0.5 * cam.width)) ** 2 + (v[:, 1] * (0.5 * cam.height)) ** 2)
+        vis = out.visible
+        self.grad_sum += xp.where(vis, ndc, 0).astype(np.float32)
+        self.seen += vis.astype(np.int32)
+        radii = out.projected["radii"].astype(np.float32)
+        xp.maximum(self.max_radius, xp.where(vis, radii, 0), out=self.max_radius)
+
+    def average_grad(self):
+        """[N] mean screen-space gradient norm over the views each splat was seen in."""
+        xp = self.backend.xp
+        return xp.where(self.seen > 0, self.grad_sum / xp.maximum(self.seen, 1), 0)
+
+    # -- the schedule -------------------------------------------------------------------------
+    def active(self, step: int) -> bool:
+        """Whether statistics are still gathered after `step` steps."""
+        return step < self.config.stop_step
+
+    def after_step(self, step: int, g: Gaussians, optimizer, rng: np.random.Generator
+                   ) -> DensifyEvent | None:
+        """Run what the schedule says after `step` steps (1-based) on `g` and `optimizer`."""
+        c = self.config
+        if step >= c.stop_step:
+            return None
+        event = None
+        if step > c.start_step and step % c.interval == 0:
+            event = self.densify_and_prune(g, optimizer, rng)
+            event.step = step
+        if c.reset_interval is not None and step % c.reset_interval == 0:
+            self.reset_opacity(g, optimizer)
+            event = event or DensifyEvent(step, g.count, g.count)
+            event.reset = True
+        return event
+
+    def reset_opacity(self, g: Gaussians, optimizer) -> None:
+        xp = self.backend.xp
+        cap = np.float32(math.log(self.config.reset_opacity / (1 - self.config.reset_opacity)))
+        xp.minimum(g.opacities, cap, out=g.opacities)
+        if optimizer is not None:
+            optimizer.zero_state("opacities")
+        self._resets += 1
+
+    def densify_and_prune(self, g: Gaussians, optimizer, rng: np.random.Generator
+                          ) -> DensifyEvent:
+        c, be = self.config, self.backend
+        xp = be.xp
+        n = g.count
+        if self.grad_sum.shape[0] != n:
+            raise ValueError(f"the densifier's statistics hold {self.grad_sum.shape[0]} splats "
+                             f"but the Gaussians {n}: add or remove splats only through it")
+        avg = self.average_grad()
+        sigma_max = xp.exp(g.scales).max(axis=1) if n else xp.zeros(0, np.float32)
+        grow = avg >= c.grad_threshold
+        if c.max_splats is not None:  # each clone or split adds one splat
+            grow = _strongest(grow, avg, max(c.max_splats - n, 0), xp)
+        small = sigma_max <= c.percent_dense * self.extent
+        clone_idx = xp.nonzero(grow & small)[0]
+        split_idx = xp.nonzero(grow & ~small)[0]
+        n_clone, n_split = int(clone_idx.shape[0]), int(split_idx.shape[0])
+
+        # 1. grow: [originals | clones | split children x SPLIT_CHILDREN]
+        index = xp.concatenate([xp.arange(n), clone_idx] + [split_idx] * SPLIT_CHILDREN)
+        n_grown = int(index.shape[0])
+        state_index = xp.concatenate([xp.arange(n), xp.full(n_grown - n, -1, index.dtype)])
+        grown = Flat(g.layout.with_count(n_grown),
+                     g.layout.gather(g.params.data, index, n_grown, tag="params", backend=be))
+        if n_split:
+            self._place_children(grown, n + n_clone, split_idx, rng)
+
+        # 2. prune: split parents, transparent splats, and (after a reset) oversized ones
+        remove = xp.zeros(n_grown, bool)
+        remove[split_idx] = True
+        opacity = 1.0 / (1.0 + xp.exp(-grown.opacities))
+        remove |= opacity < c.prune_opacity
+        if self._resets:
+            remove |= xp.exp(grown.scales).max(axis=1) > c.max_world_scale * self.extent
+            if c.max_screen_radius is not None:
+                radius = xp.concatenate([self.max_radius, xp.zeros(n_grown - n, np.float32)])
+                remove |= radius > c.max_screen_radius
+        keep = xp.nonzero(~remove)[0]
+        n_new = int(keep.shape[0])
+        g.params = Flat(grown.layout.with_count(n_new),
+                        grown.layout.gather(grown.data, keep, n_new, tag="params", backend=be))
+        if optimizer is not None:
+            optimizer.gather(state_index[keep], n_new)
+        if g.extra:
+            host = be.to_numpy(index[keep])
+            g.extra = {k: np.asarray(v)[host] for k, v in g.extra.items()}
+        self._zero_stats(n_new)
+        return DensifyEvent(0, n, n_new, cloned=n_clone, split=n_split,
+                            pruned=n_grown - n_new - n_split)
+
+    def _place_children(self, grown: Flat, first: int, parents, rng) -> None:
+        """Sample the split children's means from their parent's Gaussian and shrink their σ.
+        Rows first .. first + SPLIT_CHILDREN * S - 1 of `grown` hold copies of the parents."""
+        xp = self.backend.xp
+        rows = slice(first, first + SPLIT_CHILDREN * int(parents.shape[0]))
+        sigma = xp.exp(grown.scales[rows])  # [C, 3]
+        q = grown.quats[rows]
+        z = xp.asarray(rng.standard_normal(sigma.shape).astype(np.float32))  # [C, 3]
+        offset = xp.einsum("cij,cj->ci", _rotation_matrices(q, xp), sigma * z)
+        grown.means[rows] += offset.astype(np.float32)
+        grown.scales[rows] = xp.log(sigma / SPLIT_SHRINK).astype(np.float32)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        be = self.backend
+        return {"grad_sum": be.to_numpy(self.grad_sum).copy(),
+                "seen": be.to_numpy(self.seen).copy(),
+                "max_radius": be.to_numpy(self.max_radius).copy(), "resets": self._resets}
+
+    def load_state_dict(self, state: dict) -> None:
+        be = self.backend
+        self.grad_sum = be.asarray(np.asarray(state["grad_sum"], np.float32), tag="grads")
+        self.seen = be.asarray(np.asarray(state["seen"], np.int32), tag="grads")
+        self.max_radius = be.asarray(np.asarray(state["max_radius"], np.float32), tag="grads")
+        self._resets = int(state["resets"])
+
+
+def _strongest(mask, score, budget: int, xp):
+    """`mask` limited to its `budget` highest-`score` entries."""
+    if int(mask.sum()) <= budget:
+        return mask
+    ranked = xp.argsort(-xp.where(mask, score, -xp.inf), kind="stable")
+    out = xp.zeros_like(mask)
+    out[ranked[:budget]] = True
+    return out
+
+
+def _rotation_matrices(quats, xp):
+    """[C, 3, 3] rotation matrices of [C, 4] quaternions (w, x, y, z), normalised here."""
+    q = quats / xp.linalg.norm(quats, axis=1, keepdims=True)
+    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    return xp.stack([
+        xp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        xp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        xp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], 1)
