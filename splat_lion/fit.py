@@ -5,21 +5,32 @@
 
 Each step: render a random training view -> 0.8·L1 + 0.2·(1 − SSIM) against its target ->
 render_backward -> optimizer.step_all(..., visible=...) (ONE fused launch) ->
-end_iteration (lr schedules). The SH degree rises by one every `sh_degree_interval` steps.
-A NaN or infinity in the loss, the gradients or the parameters stops the fit with the step
-and the attribute. Not yet here: densification, checkpoints, datasets (see issue 6).
+end_iteration (lr schedules) -> densification statistics, and on its schedule clone / split /
+prune / opacity reset (densify.py). The SH degree rises by one every `sh_degree_interval`
+steps. A NaN or infinity in the loss, the gradients or the parameters stops the fit with the
+step and the attribute.
+
+Checkpoints (every `checkpoint_every` steps into `checkpoint_dir/checkpoint.npz`) hold the
+parameters, the optimizer and densifier state, the step, the RNG state and the view order:
+`fit(..., resume=path)` continues exactly as the uninterrupted run would have, bit for bit on
+the CPU backend (whose kernels sum in a fixed order; GPU atomics do not).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from .cameras import Camera
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .densify import Densifier, DensifyConfig, DensifyEvent
 from .gaussians import Gaussians
+from .layout import Flat, Layout
 from .loss import photometric_loss, psnr
 from .optim import Adam, Lion, LrTable
 from .optim.lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR
@@ -42,10 +53,15 @@ class FitConfig:
     sh_degree_interval: int = 1000
     # skip splats outside the view in the optimizer step ("selective" Lion / Adam)
     selective: bool = True
-    # seed of the view order
+    # seed of the view order and of the split splats' positions
     seed: int = 0
     # record the training PSNR every this many steps
     log_every: int = 10
+    # adaptive density control (clone / split / prune / opacity reset); None: a fixed set.
+    # The default is 3DGS's schedule (from step 500): short fits never reach it
+    densify: DensifyConfig | None = DensifyConfig()
+    # steps between checkpoints written to fit()'s checkpoint_dir; None: none
+    checkpoint_every: int | None = None
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -54,13 +70,29 @@ class FitConfig:
         for name in ("steps", "sh_degree_interval", "log_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if self.checkpoint_every is not None and (not isinstance(self.checkpoint_every, int)
+                                                  or self.checkpoint_every < 1):
+            raise ValueError(f"checkpoint_every must be None or an int >= 1, got "
+                             f"{self.checkpoint_every!r}")
+        if self.densify is not None and not isinstance(self.densify, DensifyConfig):
+            raise TypeError(f"densify must be a DensifyConfig or None, got "
+                            f"{type(self.densify).__name__}")
         if self.lr is not None and not (self.lr > 0 and np.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
 
     @classmethod
     def quick(cls, **kwargs) -> "FitConfig":
-        """A short fit for demos and tests on a CPU."""
-        return cls(**{"steps": 150, "log_every": 10, **kwargs})
+        """A short fit for demos and tests on a CPU (no densification)."""
+        return cls(**{"steps": 150, "log_every": 10, "densify": None, **kwargs})
+
+    @classmethod
+    def from_points(cls, steps: int, **kwargs) -> "FitConfig":
+        """A fit from a point cloud: 3DGS's densification schedule compressed into `steps`."""
+        return cls(**{"steps": steps, "densify": DensifyConfig.for_steps(steps), **kwargs})
+
+    def to_dict(self) -> dict:
+        """The config as JSON values (what a checkpoint records)."""
+        return json.loads(json.dumps(asdict(self)))
 
 
 @dataclass
@@ -71,10 +103,16 @@ class FitResult:
     loss_history: list[tuple[int, float]] = field(default_factory=list)
     # (step, training PSNR in dB) every log_every steps
     psnr_history: list[tuple[int, float]] = field(default_factory=list)
-    # wall time of the fit in seconds
+    # (step, number of splats) every log_every steps
+    splat_history: list[tuple[int, int]] = field(default_factory=list)
+    # what densification did, in order
+    densify_events: list[DensifyEvent] = field(default_factory=list)
+    # wall time of the fit in seconds (of all its runs, when resumed)
     seconds: float = 0.0
     # bytes of optimizer state at the end
     optimizer_state_bytes: int = 0
+    # the step the fit started from (0, or the resumed checkpoint's)
+    start_step: int = 0
 
 
 class NonFiniteError(FloatingPointError):
@@ -99,13 +137,28 @@ def _check_finite(be, flat, step: int, what: str) -> None:
                                  f"{bad} splats; lower the learning rate or check the inputs")
 
 
+CHECKPOINT_NAME = "checkpoint.npz"
+# config fields a resumed fit may change: they do not alter the trajectory
+_RESUME_MAY_CHANGE = ("checkpoint_every", "log_every")
+
+
 def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitConfig = FitConfig(),
-        optimizer=None, progress=None) -> FitResult:
+        optimizer=None, progress=None, *, checkpoint_dir=None, resume=None) -> FitResult:
     """Fit `gaussians` (updated in place) to `targets[i]` [H, W, 3] seen by `cameras[i]`.
-    `progress(step, loss, psnr)` is called every log_every steps when given."""
+
+    progress(step, loss, psnr): called every log_every steps when given.
+    checkpoint_dir: where checkpoint.npz goes every config.checkpoint_every steps.
+    resume: a checkpoint (path, or load_checkpoint's dict) of a fit with the same config,
+    cameras and targets: its splats replace those of `gaussians` and the fit goes on from its
+    step to config.steps.
+    """
     if len(cameras) != len(targets) or not cameras:
         raise ValueError(f"need one target per camera, got {len(cameras)} cameras and "
                          f"{len(targets)} targets")
+    if config.checkpoint_every is not None and checkpoint_dir is None:
+        raise ValueError("config.checkpoint_every is set: give fit() a checkpoint_dir")
+    if config.checkpoint_every is not None:
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     g = gaussians
     be = g.backend
     targets = [be.asarray(np.asarray(t, np.float32) if isinstance(t, np.ndarray) else t,
@@ -114,14 +167,33 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
         if t.shape != (cam.height, cam.width, 3):
             raise ValueError(f"target of shape {list(t.shape)} does not match its camera "
                              f"({cam.height}, {cam.width}, 3)")
-    opt = optimizer or make_optimizer(config, g.extent(), be)
+    state = None
+    if resume is not None:
+        state = resume if isinstance(resume, dict) else load_checkpoint(resume)
+        _check_resumable(state, config, len(cameras))
+        _restore_gaussians(g, state["gaussians"])
+    extent = float(state["extent"]) if state else g.extent()
+    opt = optimizer or make_optimizer(config, extent, be)
+    densifier = Densifier(config.densify, extent, be, g.count) if config.densify else None
     rng = np.random.default_rng(config.seed)
     result = FitResult(gaussians=g)
-    start = time.perf_counter()
     order: list[int] = []
-    for step in range(config.steps):
+    if state:
+        opt.load_state_dict(state["optimizer"])
+        if densifier:
+            densifier.load_state_dict(state["densifier"])
+        rng.bit_generator.state = state["rng"]
+        order = [int(i) for i in state["order"]]
+        result.start_step = int(state["step"])
+        result.seconds = float(state["seconds"])
+        result.loss_history = [(int(s), v) for s, v in state["loss_history"]]
+        result.psnr_history = [(int(s), v) for s, v in state["psnr_history"]]
+        result.splat_history = [(int(s), int(n)) for s, n in state["splat_history"]]
+        result.densify_events = [DensifyEvent(**e) for e in state["densify_events"]]
+    start = time.perf_counter() - result.seconds
+    for step in range(result.start_step, config.steps):
         if not order:  # every view once per epoch, in a shuffled order (as 3DGS does)
-            order = list(rng.permutation(len(cameras)))
+            order = [int(i) for i in rng.permutation(len(cameras))]
         view = order.pop()
         degree = min(g.sh_degree, step // config.sh_degree_interval)
         out = render(g, cameras[view], config.background, degree)
@@ -137,8 +209,65 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
             p = psnr(out.image, targets[view])
             result.loss_history.append((step, value))
             result.psnr_history.append((step, p))
+            result.splat_history.append((step, g.count))
             if progress:
                 progress(step, value, p)
+        if densifier and densifier.active(step + 1):
+            densifier.observe(out, grads)
+            event = densifier.after_step(step + 1, g, opt, rng)
+            if event:
+                result.densify_events.append(event)
+        del out, grads
+        if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
+            result.seconds = time.perf_counter() - start
+            save_checkpoint(Path(checkpoint_dir) / CHECKPOINT_NAME, _checkpoint(
+                step + 1, g, opt, densifier, rng, order, extent, config, len(cameras), result))
     result.seconds = time.perf_counter() - start
     result.optimizer_state_bytes = opt.state_bytes()
     return result
+
+
+def _checkpoint(step, g, opt, densifier, rng, order, extent, config, views, result) -> dict:
+    be = g.backend
+    return {
+        "step": step, "config": config.to_dict(), "views": views, "extent": extent,
+        "gaussians": {"params": be.to_numpy(g.params.data).copy(), "count": g.count,
+                      "sh_degree": g.sh_degree,
+                      "extra": {k: np.asarray(v) for k, v in g.extra.items()}},
+        "optimizer": opt.state_dict(),
+        "densifier": densifier.state_dict() if densifier else None,
+        "rng": rng.bit_generator.state, "order": list(order),
+        "seconds": result.seconds,
+        "loss_history": result.loss_history, "psnr_history": result.psnr_history,
+        "splat_history": result.splat_history,
+        "densify_events": [asdict(e) for e in result.densify_events],
+    }
+
+
+def _check_resumable(state: dict, config: FitConfig, views: int) -> None:
+    was, now = dict(state["config"]), config.to_dict()
+    for name in _RESUME_MAY_CHANGE:
+        was.pop(name, None)
+        now.pop(name, None)
+    changed = [f"{k} ({was.get(k)!r} -> {now.get(k)!r})" for k in sorted(set(was) | set(now))
+               if was.get(k) != now.get(k)]
+    if changed:
+        raise CheckpointError(f"the checkpoint was made with another config: {', '.join(changed)};"
+                              " resume with the same settings, or start a new fit")
+    if int(state["views"]) != views:
+        raise CheckpointError(f"the checkpoint was made with {state['views']} training views, "
+                              f"now there are {views}: resume with the same cameras")
+    if int(state["step"]) > config.steps:
+        raise CheckpointError(f"the checkpoint is at step {state['step']}, past steps="
+                              f"{config.steps}")
+
+
+def _restore_gaussians(g: Gaussians, saved: dict) -> None:
+    layout = Layout.gaussians(int(saved["count"]), int(saved["sh_degree"]))
+    data = np.asarray(saved["params"])
+    if data.dtype != np.float32 or data.shape != (layout.total,):
+        raise CheckpointError(f"checkpoint parameters: expected float32 [{layout.total}] for "
+                              f"{layout.count} splats, got {data.dtype} {list(data.shape)}")
+    g.params = Flat(layout, g.backend.asarray(data.copy(), tag="params"))
+    g.sh_degree = int(saved["sh_degree"])
+    g.extra = {k: np.asarray(v) for k, v in saved["extra"].items()}

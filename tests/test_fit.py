@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import splat_lion as sl
-from splat_lion.fit import FitConfig, NonFiniteError, fit
+from splat_lion.checkpoint import CheckpointError, load_checkpoint
+from splat_lion.densify import DensifyConfig
+from splat_lion.fit import FitConfig, NonFiniteError, fit, make_optimizer
 from splat_lion.loss import psnr
 
 
@@ -71,3 +73,96 @@ def test_bad_config_and_inputs_are_clear_errors(planet_views):
         FitConfig(steps=0)
     with pytest.raises(ValueError, match="one target per camera"):
         fit(ref, train, targets[:3], FitConfig(steps=1))
+
+
+# -- densification, determinism, checkpoints -----------------------------------------------
+
+SHORT_DENSIFY = DensifyConfig(start_step=5, stop_step=35, interval=10, reset_interval=30)
+
+
+def from_points(ref, every=6):
+    """A 3DGS-style start from every `every`-th splat centre: grey, isotropic, transparent."""
+    points = np.asarray(ref.means)[::every]
+    return sl.Gaussians.from_points(points, np.full(points.shape, 0.5), ref.sh_degree,
+                                    backend=ref.backend)
+
+
+@pytest.fixture(scope="module")
+def small_views(planet_views):
+    ref = planet_views[0]
+    cams = sl.orbit_cameras(radius=4.5, n=6, width=40, height=40, elevation_deg=25)
+    return ref, cams, [sl.render(ref, c).image.copy() for c in cams]
+
+
+@pytest.mark.parametrize("optimizer", ["lion", "adam"])
+def test_densification_changes_the_count_and_keeps_the_optimizer_aligned(small_views, optimizer):
+    ref, cams, targets = small_views
+    g = from_points(ref)
+    n0 = g.count
+    config = FitConfig(optimizer=optimizer, steps=40, densify=SHORT_DENSIFY, log_every=5)
+    opt = make_optimizer(config, g.extent(), g.backend)
+    result = fit(g, cams, targets, config, optimizer=opt)
+    grew = [e for e in result.densify_events if e.cloned + e.split]
+    assert grew and g.count != n0 and any(e.reset for e in result.densify_events)
+    assert [e.step for e in result.densify_events] == [10, 20, 30]
+    for state in opt.flat_state.values():  # one state row per splat, in the params' layout
+        assert state.layout == g.layout
+    assert result.optimizer_state_bytes == {"lion": 1, "adam": 2}[optimizer] * g.layout.nbytes()
+    assert result.splat_history[-1] == (39, g.count)
+
+
+def test_the_same_seed_gives_the_same_fit_bit_for_bit(small_views):
+    ref, cams, targets = small_views
+    runs = []
+    for _ in range(2):
+        g = from_points(ref)
+        fit(g, cams, targets, FitConfig(steps=25, densify=SHORT_DENSIFY, seed=3))
+        runs.append(g.params.data.copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("optimizer", ["lion", "adam"])
+def test_resume_continues_exactly_as_the_uninterrupted_run(small_views, tmp_path, optimizer):
+    """Crash at step 27 (checkpoints every 15 steps), resume from step 15: the result equals
+    a run that never stopped, bit for bit, through densification before and after (and with
+    half-gathered densification statistics in the checkpoint)."""
+    ref, cams, targets = small_views
+    config = FitConfig(optimizer=optimizer, steps=40, densify=SHORT_DENSIFY, seed=1, log_every=3,
+                       checkpoint_every=15)
+    whole = from_points(ref)
+    want = fit(whole, cams, targets, config, checkpoint_dir=tmp_path / "whole")
+
+    def crash(step, loss, p):
+        if step >= 27:
+            raise Interrupted
+
+    g = from_points(ref)
+    with pytest.raises(Interrupted):
+        fit(g, cams, targets, config, progress=crash, checkpoint_dir=tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoint.npz")["step"] == 15
+    resumed = from_points(ref, every=50)  # any start: the checkpoint's splats replace it
+    got = fit(resumed, cams, targets, config, checkpoint_dir=tmp_path,
+              resume=tmp_path / "checkpoint.npz")
+    assert got.start_step == 15 and resumed.count == whole.count
+    np.testing.assert_array_equal(resumed.params.data, whole.params.data)
+    assert got.loss_history == want.loss_history and got.psnr_history == want.psnr_history
+    assert got.densify_events == want.densify_events
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(small_views, tmp_path):
+    ref, cams, targets = small_views
+    config = FitConfig(steps=4, checkpoint_every=2, densify=None)
+    fit(from_points(ref), cams, targets, config, checkpoint_dir=tmp_path)
+    with pytest.raises(CheckpointError, match=r"another config: optimizer \('lion' -> 'adam'\)"):
+        fit(from_points(ref), cams, targets, FitConfig(steps=4, optimizer="adam", densify=None),
+            resume=tmp_path / "checkpoint.npz")
+    with pytest.raises(CheckpointError, match="3 training views, now there are 6"):
+        state = load_checkpoint(tmp_path / "checkpoint.npz")
+        state["views"] = 3
+        fit(from_points(ref), cams, targets, config, checkpoint_dir=tmp_path, resume=state)
+    with pytest.raises(ValueError, match="give fit.. a checkpoint_dir"):
+        fit(from_points(ref), cams, targets, config)
