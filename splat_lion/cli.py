@@ -219,7 +219,7 @@ def _save_side_by_side(out_dir, targets, renders) -> None:
 
     for i, (t, r) in enumerate(zip(targets, renders)):
         pair = np.concatenate([t, r], axis=1)
-        Image.fromarray((np.clip(pair, 0, 1) * 255 + 0.5).astype(np.uint8)).save(
+        Image.fromarray(_to_uint8(pair)).save(
             out_dir / f"heldout_{i}.png")
 
 
@@ -240,6 +240,59 @@ def _save_loss_curve(out_dir, history) -> str:
     fig.savefig(out_dir / "loss.png", dpi=100)
     plt.close(fig)
     return ", loss.png"
+
+
+def _to_uint8(image) -> np.ndarray:
+    return (np.clip(np.asarray(image), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """PNG views of a scene from orbit cameras around it; with --orbit N also turntable.gif,
+    N frames once around. Prints what it wrote."""
+    from pathlib import Path
+
+    from PIL import Image
+    from tqdm import tqdm
+
+    from .backend import get_backend
+    from .cameras import orbit_cameras
+    from .ply import PlyError, load_ply
+    from .render import render
+
+    be = get_backend()
+    try:
+        g = load_ply(_scene_path(args.source), backend=be)
+    except (PlyError, ValueError) as e:
+        print(f"splat-lion: {e}", file=sys.stderr)
+        return 2
+    for name in ("views", "resolution", "orbit"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            print(f"splat-lion: --{name} must be >= 1", file=sys.stderr)
+            return 2
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = args.resolution or (128 if be.name == "cpu" else 512)
+    radius = args.radius or 2.6 * g.extent()
+    background = (1.0, 1.0, 1.0) if args.white else (0.0, 0.0, 0.0)
+    written = []
+    cams = orbit_cameras(radius=radius, n=args.views, width=res, height=res,
+                         elevation_deg=args.elevation)
+    for i, cam in enumerate(cams):
+        path = out_dir / f"view_{i:03d}.png"
+        Image.fromarray(_to_uint8(be.to_numpy(render(g, cam, background).image))).save(path)
+        written.append(path.name)
+    if args.orbit:
+        frames = []
+        for cam in tqdm(orbit_cameras(radius=radius, n=args.orbit, width=res, height=res,
+                                      elevation_deg=args.elevation),
+                        desc="turntable", unit="frame", file=sys.stderr, disable=args.quiet):
+            frames.append(Image.fromarray(_to_uint8(be.to_numpy(render(g, cam, background).image))))
+        frames[0].save(out_dir / "turntable.gif", save_all=True, append_images=frames[1:],
+                       duration=max(20, round(4000 / len(frames))), loop=0)
+        written.append("turntable.gif")
+    print(f"rendered {g.count:,} splats at {res}x{res} on {be.name}: wrote "
+          f"{', '.join(written)} in {out_dir}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,6 +321,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start from the scene perturbed, or from its positions only")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.set_defaults(func=cmd_fit)
+    rend = sub.add_parser("render", help="render PNG views of a scene, and a turntable GIF")
+    rend.add_argument("source", help="a 3DGS .ply file, or a bundled scene name")
+    rend.add_argument("--out", required=True, help="output folder")
+    rend.add_argument("--views", type=int, default=4, help="orbit views saved as PNG (default 4)")
+    rend.add_argument("--orbit", type=int, default=None, metavar="N",
+                      help="also write turntable.gif: N frames once around the scene")
+    rend.add_argument("--resolution", type=int, default=None,
+                      help="square image size in pixels (default: 128 on a CPU, 512 on a GPU)")
+    rend.add_argument("--radius", type=float, default=None,
+                      help="camera distance from the centre (default: 2.6 x the scene extent)")
+    rend.add_argument("--elevation", type=float, default=25.0, help="degrees above the horizon")
+    rend.add_argument("--white", action="store_true", help="white background (default black)")
+    rend.add_argument("--quiet", action="store_true", help="no progress bar")
+    rend.set_defaults(func=cmd_render)
     return parser
 
 
