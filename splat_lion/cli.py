@@ -12,6 +12,8 @@ import argparse
 import json
 import platform
 import sys
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,14 +31,11 @@ def _cupy_version() -> str:
 def describe_scene(source: str) -> dict:
     """Splat count, SH degree, bounds, opacity and scale statistics, and the bytes of the
     parameters and of each optimizer's state for a scene."""
-    from pathlib import Path
-
-    from . import scenes
     from .backend import get_backend
     from .layout import Layout
     from .ply import load_ply
 
-    path = Path(source) if source.endswith(".ply") or Path(source).exists() else scenes.path(source)
+    path = _scene_path(source)
     g = load_ply(path, backend=get_backend("cpu"))
     params = Layout.gaussians(g.count, g.sh_degree).nbytes()
     sigma = g.scale_values()
@@ -127,71 +126,206 @@ def _scene_path(source: str):
 
     from . import scenes
 
-    return Path(source) if source.endswith(".ply") or Path(source).exists() else scenes.path(source)
+    path = Path(source)
+    if source.endswith(".ply") or path.exists() or len(path.parts) > 1:
+        if not path.exists():
+            raise ValueError(f"{source}: no such file or folder")
+        return path
+    return scenes.path(source)
 
 
-def cmd_fit(args: argparse.Namespace) -> int:
-    """Targets: orbit views of the source scene (every fifth held out). Start: the scene
-    perturbed (colours, positions, opacities), or `--init points`: its positions only, grey
-    and isotropic as from a point cloud. Progress on stderr; results in --out."""
-    import time
-    from pathlib import Path
+@dataclass
+class _Problem:
+    """What `splat-lion fit` fits: training and held-out views, and a start."""
+    # training cameras and [H, W, 3] target images (on the backend)
+    train_cameras: list
+    train_images: list
+    # held-out cameras and images, for the PSNR / SSIM report and the side-by-side PNGs
+    test_cameras: list
+    test_images: list
+    # the splats to start from
+    start: Any
+    # whether the start is a point cloud (then densification is on by default)
+    from_points: bool
+    # one line for the log: what the views and the start are
+    description: str
+    # the settings that made the views: a resumed run must use the same
+    context: dict
 
-    from tqdm import tqdm
 
-    from .backend import get_backend
+def _problem_from_scene(args, be, background) -> _Problem:
+    """Orbit views of a PLY or bundled scene (every fifth held out); start: the scene
+    perturbed (colours, positions, opacities), its centres as a point cloud, or random."""
     from .cameras import orbit_cameras
-    from .fit import FitConfig, fit
     from .gaussians import Gaussians
-    from .loss import psnr, ssim
-    from .ply import PlyError, load_ply, save_ply
+    from .ply import load_ply
     from .render import render
 
-    be = get_backend()
-    try:
-        ref = load_ply(_scene_path(args.source), backend=be)
-        config = FitConfig(optimizer=args.optimizer, steps=args.steps, seed=args.seed)
-    except (PlyError, ValueError) as e:
-        print(f"splat-lion: {e}", file=sys.stderr)
-        return 2
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    res = args.resolution or (64 if be.name == "cpu" else 256)
-    radius = 2.6 * ref.extent()
-    cams = orbit_cameras(radius=radius, n=args.views, width=res, height=res, elevation_deg=25)
+    path = _scene_path(args.source)
+    ref = load_ply(path, backend=be)
+    res = max(1, (args.resolution or (64 if be.name == "cpu" else 256)) // args.downscale)
+    cams = orbit_cameras(radius=2.6 * ref.extent(), n=args.views, width=res, height=res,
+                         elevation_deg=25)
     held = cams[::5]
     train = [c for i, c in enumerate(cams) if i % 5]
-    targets = [render(ref, c, config.background).image.copy() for c in train]
-    held_targets = [render(ref, c, config.background).image.copy() for c in held]
-
     rng = np.random.default_rng(args.seed)
-    host = be.to_numpy(ref.means)
-    if args.init == "points":
+    init = args.init or "perturbed"
+    if init == "points":
+        host = be.to_numpy(ref.means)
         g = Gaussians.from_points(host, np.full(host.shape, 0.5), ref.sh_degree, backend=be)
+    elif init == "random":
+        g = _random_start(be.to_numpy(ref.means), args.init_points, ref.sh_degree, rng, be)
     else:
         g = ref.to(be)
         for name, sigma in (("sh0", 0.3), ("means", 0.01 * ref.extent()), ("opacities", 1.0)):
             view = getattr(g, name)
             view[...] += be.asarray(rng.normal(0, sigma, view.shape).astype(np.float32),
                                     tag="params")
+    return _Problem(
+        train, [render(ref, c, background).image.copy() for c in train], held,
+        [render(ref, c, background).image.copy() for c in held], g, init != "perturbed",
+        f"{len(train)} orbit views of {path.name} at {res}x{res}, from a {init} start",
+        {"source": str(path), "resolution": res, "views": args.views, "init": init})
+
+
+def _problem_from_dataset(args, be, background) -> _Problem:
+    """A transforms.json or COLMAP capture; start: its points (COLMAP), or random points
+    in the region the cameras look at (transforms.json without points)."""
+    from .datasets import load_dataset
+
+    ds = load_dataset(args.source, downscale=args.downscale, background=background,
+                      max_images=args.max_images)
+    rng = np.random.default_rng(args.seed)
+    init = args.init or ("points" if ds.points is not None else "random")
+    if init == "perturbed":
+        raise ValueError("--init perturbed needs a PLY scene; a capture starts from 'points' "
+                         "(COLMAP) or 'random'")
+    if init == "points":
+        if ds.points is None or not len(ds.points):
+            raise ValueError(f"{ds.root}: the capture has no points; use --init random")
+        from .gaussians import Gaussians
+
+        g = Gaussians.from_points(ds.points, ds.point_colors, args.sh_degree, backend=be)
+    else:
+        centres = np.stack([c.position for c in ds.train_cameras])
+        g = _random_start(centres, args.init_points, args.sh_degree, rng, be, inner=True)
+    size = f"{ds.train_cameras[0].width}x{ds.train_cameras[0].height}"
+    return _Problem(
+        ds.train_cameras, [be.asarray(t, tag="loss") for t in ds.train_images],
+        ds.test_cameras, [be.asarray(t, tag="loss") for t in ds.test_images], g, True,
+        f"{len(ds.train_cameras)} {ds.kind} views of {ds.root} at {size}, "
+        f"{len(ds.test_cameras)} held out, from a {init} start",
+        {"source": str(ds.root.resolve()), "downscale": args.downscale, "init": init,
+         "max_images": args.max_images})
+
+
+def _random_start(points, count, sh_degree, rng, be, inner=False):
+    """`count` grey splats uniform in the box around `points` ([P, 3]); inner=True: in a cube
+    a third of the points' spread around their mean (cameras around an object, as 3DGS's
+    NeRF-synthetic start: 100k points in [-1.3, 1.3]³ for cameras at radius 4)."""
+    from .gaussians import Gaussians
+
+    points = np.asarray(points, np.float64)
+    if inner:
+        centre = points.mean(0)
+        half = np.median(np.linalg.norm(points - centre, axis=1)) / 3 or 1.0
+        lo, hi = centre - half, centre + half
+    else:
+        lo, hi = points.min(0), points.max(0)
+    xyz = rng.uniform(lo, hi, (count, 3))
+    return Gaussians.from_points(xyz, rng.uniform(0, 1, (count, 3)), sh_degree, backend=be)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit splats to a scene's orbit views or to a capture; progress on stderr, results in
+    --out (fitted.ply, metrics.json, heldout_<i>.png, loss.png, checkpoint.npz)."""
+    import time
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from .backend import get_backend
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .datasets import DatasetError, detect
+    from .densify import DensifyConfig
+    from .fit import CHECKPOINT_NAME, FitConfig, fit
+    from .loss import psnr, ssim
+    from .ply import PlyError, save_ply
+    from .render import render
+
+    be = get_backend()
+    out_dir = Path(args.out)
+    background = (1.0, 1.0, 1.0) if args.white else (0.0, 0.0, 0.0)
+    try:
+        for name in ("steps", "downscale", "views", "init_points"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        kind = detect(args.source) if Path(args.source).is_dir() else None
+        if kind:
+            problem = _problem_from_dataset(args, be, background)
+        elif Path(args.source).is_dir():
+            raise ValueError(f"{args.source}: a folder, but neither a transforms.json capture "
+                             "nor a COLMAP model (sparse/0/cameras.bin or .txt) is in it")
+        else:
+            problem = _problem_from_scene(args, be, background)
+        densify = args.densify == "on" or (args.densify == "auto" and problem.from_points)
+        config = FitConfig(optimizer=args.optimizer, steps=args.steps, seed=args.seed,
+                           background=background,
+                           densify=DensifyConfig.for_steps(args.steps) if densify else None,
+                           checkpoint_every=args.checkpoint_every)
+        resume = None
+        if args.resume:
+            resume = load_checkpoint(out_dir / CHECKPOINT_NAME)
+            was = {k: v for k, v in (resume.get("meta") or {}).items() if k != "psnr_before"}
+            if was != problem.context:
+                changed = [f"{k} {was.get(k)!r} -> {problem.context.get(k)!r}"
+                           for k in sorted(set(was) | set(problem.context))
+                           if was.get(k) != problem.context.get(k)]
+                raise CheckpointError(f"{out_dir / CHECKPOINT_NAME} was made for other views: "
+                                      f"{', '.join(changed)}")
+    except (PlyError, DatasetError, CheckpointError, ValueError) as e:
+        print(f"splat-lion: {e}", file=sys.stderr)
+        return 2
+    out_dir.mkdir(parents=True, exist_ok=True)
+    g = problem.start
 
     def held_out():
-        images = [render(g, c, config.background).image for c in held]
-        return (float(np.mean([psnr(i, t) for i, t in zip(images, held_targets)])),
-                float(np.mean([ssim(i, t)[0] for i, t in zip(images, held_targets)])), images)
+        images = [render(g, c, background).image for c in problem.test_cameras]
+        pairs = list(zip(images, problem.test_images))
+        return (float(np.mean([psnr(i, t) for i, t in pairs])),
+                float(np.mean([ssim(i, t)[0] for i, t in pairs])), images)
 
-    psnr_before = held_out()[0]
-    print(f"fitting {g.count:,} splats (SH degree {g.sh_degree}) from {args.init} start to "
-          f"{len(train)} views at {res}x{res} with {args.optimizer} on {be.name}; held-out PSNR "
+    psnr_before = resume["meta"]["psnr_before"] if resume else held_out()[0]
+    first_step = int(resume["step"]) if resume else 0
+    print(f"fitting {g.count:,} splats (SH degree {g.sh_degree}) to {problem.description}, "
+          f"with {args.optimizer} on {be.name}{', densifying' if config.densify else ''}"
+          f"{f', resuming at step {first_step}' if resume else ''}; held-out PSNR "
           f"{psnr_before:.2f} dB", file=sys.stderr)
-    bar = tqdm(total=config.steps, unit="step", file=sys.stderr, disable=args.quiet)
+    bar = tqdm(total=config.steps, unit="step", file=sys.stderr, disable=args.quiet,
+               initial=first_step)
 
     def progress(step, loss, p):
         bar.update(step + 1 - bar.n)
-        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{p:.1f}", splats=g.count)
+        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{p:.1f}", splats=f"{g.count:,}",
+                        mem=_memory_in_use(be))
 
     t0 = time.perf_counter()
-    result = fit(g, train, targets, config, progress=progress)
+    try:
+        result = fit(g, problem.train_cameras, problem.train_images, config, progress=progress,
+                     checkpoint_dir=out_dir, resume=resume,
+                     meta={**problem.context, "psnr_before": psnr_before})
+    except CheckpointError as e:
+        bar.close()
+        print(f"splat-lion: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        bar.close()
+        saved = out_dir / CHECKPOINT_NAME
+        hint = (f"the checkpoint of step {load_checkpoint(saved)['step']} continues with --resume"
+                if config.checkpoint_every and saved.exists() else
+                "no checkpoint: --checkpoint-every N makes resumable runs")
+        print(f"splat-lion: interrupted; {hint}", file=sys.stderr)
+        return 130
     bar.update(config.steps - bar.n)
     bar.close()
     final_psnr, final_ssim, images = held_out()
@@ -200,17 +334,29 @@ def cmd_fit(args: argparse.Namespace) -> int:
                "psnr_before": round(psnr_before, 4), "steps": config.steps,
                "num_splats": g.count, "seconds": round(time.perf_counter() - t0, 2),
                "optimizer": args.optimizer, "optimizer_state_bytes": result.optimizer_state_bytes,
-               "resolution": res, "views_train": len(train), "views_held_out": len(held),
-               "backend": be.name, "source": str(_scene_path(args.source)), "init": args.init,
-               "loss_history": result.loss_history, "psnr_history": result.psnr_history}
+               "views_train": len(problem.train_cameras),
+               "views_held_out": len(problem.test_cameras), "backend": be.name,
+               **problem.context, "resumed_from_step": result.start_step,
+               "densify_events": len(result.densify_events),
+               "loss_history": result.loss_history, "psnr_history": result.psnr_history,
+               "splat_history": result.splat_history}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _save_side_by_side(out_dir, [be.to_numpy(t) for t in held_targets],
-                       [be.to_numpy(i) for i in images])
+    _save_side_by_side(out_dir, [be.to_numpy(t) for t in problem.test_images[:4]],
+                       [be.to_numpy(i) for i in images[:4]])
     note = _save_loss_curve(out_dir, result.loss_history)
     print(f"held-out PSNR {psnr_before:.2f} -> {final_psnr:.2f} dB, SSIM {final_ssim:.4f}, "
-          f"{metrics['seconds']:.1f} s; wrote {out_dir}/fitted.ply, metrics.json, "
-          f"heldout_*.png{note}")
+          f"{g.count:,} splats, {metrics['seconds']:.1f} s; wrote {out_dir}/fitted.ply, "
+          f"metrics.json, heldout_*.png{note}")
     return 0
+
+
+def _memory_in_use(be) -> str:
+    """GPU memory held by CuPy's pool, or on the CPU the bytes of tracked allocations."""
+    if be.name == "cuda":
+        used = be.xp.get_default_memory_pool().used_bytes()
+    else:
+        used = sum(int(a) for a in getattr(be, "memory_current", {}).values()) or 0
+    return f"{used / 2**20:.0f}MiB"
 
 
 def _save_side_by_side(out_dir, targets, renders) -> None:
@@ -308,17 +454,39 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a 3DGS .ply file, or a bundled scene name (shapes, planet, knot)")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.set_defaults(func=cmd_info)
-    fit = sub.add_parser("fit", help="fit splats to views of a scene and save them")
-    fit.add_argument("source", help="a 3DGS .ply file, or a bundled scene name")
+    fit = sub.add_parser("fit", help="fit splats to a scene's views or to a capture, and save "
+                         "them", description="SOURCE: a 3DGS .ply or bundled scene name (fit to "
+                         "orbit views of it), or a folder with a transforms.json (NeRF / "
+                         "instant-ngp) or a COLMAP model (sparse/0/cameras.bin|txt, images/).")
+    fit.add_argument("source", help="a .ply file, a bundled scene name, or a capture folder")
     fit.add_argument("--out", required=True, help="output folder")
     fit.add_argument("--optimizer", choices=("lion", "lion-bf16", "adam"), default="lion")
     fit.add_argument("--steps", type=int, default=300)
     fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--downscale", type=int, default=1,
+                     help="divide image sizes by this (captures: images_N/ when present)")
+    fit.add_argument("--resume", action="store_true",
+                     help="continue from OUT/checkpoint.npz, exactly where it stopped")
+    fit.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                     help="write OUT/checkpoint.npz every N steps (default: none)")
+    fit.add_argument("--densify", choices=("auto", "on", "off"), default="auto",
+                     help="clone / split / prune on 3DGS's schedule compressed into --steps "
+                          "(auto: on when starting from points)")
+    fit.add_argument("--init", choices=("perturbed", "points", "random"), default=None,
+                     help="start: a scene perturbed (default for scenes), its points (default "
+                          "for COLMAP), or random points (default for transforms.json)")
+    fit.add_argument("--init-points", type=int, default=10_000, metavar="N",
+                     help="splats of a random start (default 10000)")
+    fit.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3), default=3,
+                     help="SH degree of a capture's splats (default 3)")
+    fit.add_argument("--white", action="store_true",
+                     help="white background (NeRF-synthetic); default black")
     fit.add_argument("--resolution", type=int, default=None,
-                     help="square view size in pixels (default: 64 on a CPU, 256 on a GPU)")
-    fit.add_argument("--views", type=int, default=10, help="orbit views (every fifth held out)")
-    fit.add_argument("--init", choices=("perturbed", "points"), default="perturbed",
-                     help="start from the scene perturbed, or from its positions only")
+                     help="scenes: square view size (default: 64 on a CPU, 256 on a GPU)")
+    fit.add_argument("--views", type=int, default=10,
+                     help="scenes: orbit views (every fifth held out)")
+    fit.add_argument("--max-images", type=int, default=None, metavar="N",
+                     help="captures: use at most N training and N held-out images")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.set_defaults(func=cmd_fit)
     rend = sub.add_parser("render", help="render PNG views of a scene, and a turntable GIF")

@@ -86,13 +86,14 @@ class DensifyConfig:
     @classmethod
     def for_steps(cls, steps: int, **kwargs) -> "DensifyConfig":
         """3DGS's schedule, made for 30 000 steps, compressed into `steps`: the same fractions
-        of the run, with at least 25 steps (views) between densifications and resets only
-        where at least 5 densifications fit between two of them."""
+        of the run, with at least 25 steps (views) between densifications, at least one
+        densification, and resets only where 5 densifications fit between two of them."""
         f = steps / 30_000
         interval = max(round(100 * f), 25)
+        start = max(round(500 * f), interval)
         reset = round(3000 * f)
-        return cls(**{"start_step": max(round(500 * f), interval),
-                      "stop_step": max(round(15_000 * f), 1), "interval": interval,
+        return cls(**{"start_step": start, "stop_step": max(round(15_000 * f), start + interval + 1),
+                      "interval": interval,
                       "reset_interval": reset if reset >= 5 * interval else None, **kwargs})
 
     def to_dict(self) -> dict:

@@ -143,7 +143,8 @@ _RESUME_MAY_CHANGE = ("checkpoint_every", "log_every")
 
 
 def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitConfig = FitConfig(),
-        optimizer=None, progress=None, *, checkpoint_dir=None, resume=None) -> FitResult:
+        optimizer=None, progress=None, *, checkpoint_dir=None, resume=None,
+        meta: dict | None = None) -> FitResult:
     """Fit `gaussians` (updated in place) to `targets[i]` [H, W, 3] seen by `cameras[i]`.
 
     progress(step, loss, psnr): called every log_every steps when given.
@@ -151,6 +152,7 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
     resume: a checkpoint (path, or load_checkpoint's dict) of a fit with the same config,
     cameras and targets: its splats replace those of `gaussians` and the fit goes on from its
     step to config.steps.
+    meta: JSON values saved with each checkpoint as "meta" (the caller's own context).
     """
     if len(cameras) != len(targets) or not cameras:
         raise ValueError(f"need one target per camera, got {len(cameras)} cameras and "
@@ -221,13 +223,15 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
             result.seconds = time.perf_counter() - start
             save_checkpoint(Path(checkpoint_dir) / CHECKPOINT_NAME, _checkpoint(
-                step + 1, g, opt, densifier, rng, order, extent, config, len(cameras), result))
+                step + 1, g, opt, densifier, rng, order, extent, config, len(cameras), result,
+                meta))
     result.seconds = time.perf_counter() - start
     result.optimizer_state_bytes = opt.state_bytes()
     return result
 
 
-def _checkpoint(step, g, opt, densifier, rng, order, extent, config, views, result) -> dict:
+def _checkpoint(step, g, opt, densifier, rng, order, extent, config, views, result,
+                meta) -> dict:
     be = g.backend
     return {
         "step": step, "config": config.to_dict(), "views": views, "extent": extent,
@@ -241,6 +245,7 @@ def _checkpoint(step, g, opt, densifier, rng, order, extent, config, views, resu
         "loss_history": result.loss_history, "psnr_history": result.psnr_history,
         "splat_history": result.splat_history,
         "densify_events": [asdict(e) for e in result.densify_events],
+        "meta": meta,
     }
 
 

@@ -92,3 +92,101 @@ def test_render_command_rejects_bad_arguments(tmp_path, capsys):
     assert "no bundled scene 'garden'" in capsys.readouterr().err
     assert main(["render", "knot", "--out", str(tmp_path), "--orbit", "0"]) == 2
     assert "--orbit must be >= 1" in capsys.readouterr().err
+
+
+# -- fit: captures, downscale, resume ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def shapes_capture(tmp_path_factory):
+    """A tiny capture of the bundled `shapes` scene: 8 views at 32x24 with its points, written
+    as a COLMAP binary model and as a transforms.json folder."""
+    import splat_lion as sl
+    from splat_lion.datasets import write_colmap, write_transforms
+
+    root = tmp_path_factory.mktemp("capture")
+    ref = sl.load_ply(sl.scenes.path("shapes"), backend=sl.get_backend("cpu"))
+    cams = sl.orbit_cameras(radius=2.6 * ref.extent(), n=8, width=32, height=24,
+                            elevation_deg=25)
+    images = [np.asarray(sl.render(ref, c).image).copy() for c in cams]
+    points = np.asarray(ref.means, np.float64)[::8]
+    colors = np.clip(np.asarray(ref.base_colors(), np.float64)[::8], 0, 1)
+    write_colmap(root / "colmap", cams, images, points, colors, binary=True)
+    write_transforms(root / "nerf", cams, images)
+    return root, len(points)
+
+
+def test_fit_command_fits_a_colmap_capture_from_its_points(shapes_capture, tmp_path):
+    root, num_points = shapes_capture
+    out = tmp_path / "fit"
+    assert main(["fit", str(root / "colmap"), "--out", str(out), "--steps", "60",
+                 "--sh-degree", "1", "--densify", "on", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["init"] == "points" and metrics["views_train"] == 7
+    assert metrics["splat_history"][0][1] == num_points
+    assert metrics["num_splats"] != num_points and metrics["densify_events"] >= 1
+    assert metrics["psnr"] > metrics["psnr_before"]
+    import splat_lion as sl
+
+    assert sl.load_ply(out / "fitted.ply").count == metrics["num_splats"]
+
+
+def test_fit_command_fits_a_transforms_capture_downscaled(shapes_capture, tmp_path):
+    from PIL import Image
+
+    root, _ = shapes_capture
+    out = tmp_path / "fit"
+    assert main(["fit", str(root / "nerf"), "--out", str(out), "--steps", "10",
+                 "--downscale", "2", "--init-points", "300", "--sh-degree", "0", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["init"] == "random" and metrics["splat_history"][0][1] == 300
+    assert Image.open(out / "heldout_0.png").size == (2 * 16, 12)  # target | render, halved
+
+
+def test_fit_command_resumes_an_interrupted_run_exactly(tmp_path, monkeypatch, capsys):
+    import importlib
+
+    fit_module = importlib.import_module("splat_lion.fit")  # (splat_lion.fit is the function)
+    args = ["fit", "planet", "--steps", "16", "--resolution", "24", "--checkpoint-every", "5",
+            "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    real_loss, calls = fit_module.photometric_loss, []
+
+    def interrupted_loss(*a):  # Ctrl-C during step 12
+        calls.append(1)
+        if len(calls) == 13:
+            raise KeyboardInterrupt
+        return real_loss(*a)
+
+    monkeypatch.setattr(fit_module, "photometric_loss", interrupted_loss)
+    assert main([*args, "--out", str(tmp_path / "cut")]) == 130
+    assert "checkpoint of step 10 continues with --resume" in capsys.readouterr().err
+    monkeypatch.setattr(fit_module, "photometric_loss", real_loss)
+    assert main([*args, "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    assert "resuming at step 10" in capsys.readouterr().err
+    assert (tmp_path / "cut" / "fitted.ply").read_bytes() == \
+        (tmp_path / "whole" / "fitted.ply").read_bytes()
+    metrics = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert metrics["resumed_from_step"] == 10
+    assert metrics["loss_history"] == json.loads(
+        (tmp_path / "whole" / "metrics.json").read_text())["loss_history"]
+
+
+def test_fit_command_refuses_to_resume_other_settings(tmp_path, capsys):
+    args = ["fit", "planet", "--steps", "4", "--checkpoint-every", "2", "--quiet",
+            "--out", str(tmp_path)]
+    assert main([*args, "--resume"]) == 2
+    assert "no checkpoint there" in capsys.readouterr().err
+    assert main([*args, "--resolution", "16"]) == 0
+    assert main([*args, "--resolution", "24", "--resume"]) == 2
+    assert "made for other views: resolution 16 -> 24" in capsys.readouterr().err
+    assert main([*args, "--resolution", "16", "--resume", "--optimizer", "adam"]) == 2
+    assert "another config: optimizer ('lion' -> 'adam')" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: p / "missing", "no such file or folder"),
+    (lambda p: p, "neither a transforms.json capture nor a COLMAP model"),
+])
+def test_fit_command_rejects_bad_sources(tmp_path, capsys, make, match):
+    assert main(["fit", str(make(tmp_path)), "--out", str(tmp_path / "o")]) == 2
+    assert match in capsys.readouterr().err

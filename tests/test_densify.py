@@ -205,6 +205,8 @@ def test_for_steps_compresses_the_3dgs_schedule():
     assert short.interval == 25 and short.start_step == 25 and short.stop_step == 300
     assert short.reset_interval is None
     assert DensifyConfig.for_steps(6000).reset_interval == 600
+    tiny = DensifyConfig.for_steps(60)  # still densifies once, at step 50
+    assert tiny.start_step < 50 < tiny.stop_step and 50 % tiny.interval == 0
 
 
 @pytest.mark.parametrize("kwargs,match", [
