@@ -8,7 +8,9 @@ Code above this module is written once against `backend.xp` and `backend.launch`
 
 Choice: `cuda` when CuPy imports and sees a device, else `cpu`. Forcing `cuda` where it cannot
 work is an error that says how to fix it. Every allocation names what it is for (a tag from
-TAGS, DESIGN §7) so memory can be accounted per tag.
+TAGS, DESIGN §7) and is counted under it while it lives: `be.memory` (splat_lion/memory.py)
+holds the bytes per tag now and at peak; `be.track(a, tag=...)` counts an array made with
+`xp` directly.
 """
 
 from __future__ import annotations
@@ -48,32 +50,44 @@ class Backend:
     xp: Any
 
     def __init__(self) -> None:
+        from .memory import Ledger  # here, not at the top: memory.py imports this module
+
         self.launch_count = 0  # kernel launches so far (tests count launches per step)
         self._tables: dict[tuple, Any] = {}
+        self.memory = Ledger(self)  # bytes per tag of the arrays alive now, and at peak
 
     # -- allocation --------------------------------------------------------------------
     def empty(self, shape, dtype=np.float32, *, tag: str):
         check_tag(tag)
-        return self.xp.empty(shape, dtype=dtype)
+        return self.memory.add(self.xp.empty(shape, dtype=dtype), tag)
 
     def zeros(self, shape, dtype=np.float32, *, tag: str):
         check_tag(tag)
-        return self.xp.zeros(shape, dtype=dtype)
+        return self.memory.add(self.xp.zeros(shape, dtype=dtype), tag)
 
     def asarray(self, a, dtype=None, *, tag: str):
-        """`a` as a C-contiguous array on this backend (copied only when needed)."""
+        """`a` as a C-contiguous array on this backend (copied only when needed). Counted
+        under `tag` unless counted already or a view of another array's memory."""
         check_tag(tag)
-        return self.xp.ascontiguousarray(self.xp.asarray(a, dtype=dtype))
+        return self.memory.adopt(self.xp.ascontiguousarray(self.xp.asarray(a, dtype=dtype)), tag)
+
+    def track(self, a, *, tag: str):
+        """`a`, an array made with `xp` directly (e.g. `keys[order]`), counted under `tag`
+        while it lives, unless counted already or a view of another array's memory."""
+        check_tag(tag)
+        return self.memory.adopt(a, tag)
 
     def table(self, host: np.ndarray):
         """A small read-only table (kernel parameters: segments, learning rates) on this
-        backend; the device copy of each distinct content is made once and reused."""
+        backend; the device copy of each distinct content is made once and reused (counted
+        under "scratch" while cached)."""
         host = np.ascontiguousarray(host)
         key = (host.dtype.str, host.shape, host.tobytes())
         if key not in self._tables:
             if len(self._tables) >= 256:
                 self._tables.pop(next(iter(self._tables)))
-            self._tables[key] = self.xp.array(host)  # a copy: later edits of host cannot leak in
+            # a copy: later edits of host cannot leak in
+            self._tables[key] = self.memory.add(self.xp.array(host), "scratch")
         return self._tables[key]
 
     # -- kernels -----------------------------------------------------------------------
@@ -94,13 +108,19 @@ class Backend:
             kernel(tuple(grid), tuple(block), tuple(args), shared_mem=int(shared_bytes))
 
     # -- array primitives --------------------------------------------------------------
-    def argsort(self, keys):
-        """Stable ascending argsort of a 1-D array (radix sort on the GPU)."""
+    def argsort(self, keys, *, tag: str = "scratch"):
+        """Stable ascending argsort of a 1-D array (radix sort on the GPU); the result is
+        counted under `tag`."""
+        check_tag(tag)
+        return self.memory.add(self._argsort(keys), tag)
+
+    def _argsort(self, keys):
         return self.xp.argsort(keys, kind="stable")
 
-    def cumsum(self, a, dtype=None):
-        """Inclusive prefix sum of a 1-D array."""
-        return self.xp.cumsum(a, dtype=dtype)
+    def cumsum(self, a, dtype=None, *, tag: str = "scratch"):
+        """Inclusive prefix sum of a 1-D array, counted under `tag`."""
+        check_tag(tag)
+        return self.memory.add(self.xp.cumsum(a, dtype=dtype), tag)
 
     def to_numpy(self, a) -> np.ndarray:
         return np.asarray(a)
@@ -165,7 +185,7 @@ class CudaBackend(Backend):
     def raw_module(self, code, options):
         return self.xp.RawModule(code=code, options=options)
 
-    def argsort(self, keys):
+    def _argsort(self, keys):
         return self.xp.argsort(keys)  # CuPy's argsort is a stable radix sort
 
     def to_numpy(self, a) -> np.ndarray:
