@@ -1,0 +1,643 @@
+"""Real captures for the fitting loop: NeRF / instant-ngp transforms.json and COLMAP models.
+
+    ds = load_dataset("garden/", downscale=4)    # detects the kind; or load_transforms/load_colmap
+    ds.train_cameras[i], ds.train_images[i]      # Camera, [H, W, 3] float32 in [0, 1] (host)
+    ds.test_cameras, ds.test_images              # the held-out views
+    ds.points, ds.point_colors                   # [P, 3] COLMAP points and RGB in [0, 1], or None
+    write_transforms("out/", cameras, images)    # and write_colmap(...): small datasets of your own
+
+Conventions:
+- Cameras come out as in cameras.py: world->camera, OpenCV axes (+x right, +y down, +z forward).
+  transforms.json stores camera->world in OpenGL axes (+y up, -z forward): we flip the camera's
+  y and z axes and invert. COLMAP stores world->camera in OpenCV axes already.
+- K uses the pixel-centre convention of cameras.py (pixel (x, y) is sampled at (x+0.5, y+0.5)),
+  which is COLMAP's: its principal point is used unchanged.
+- downscale=d makes every image round(w/d) x round(h/d) pixels (Python's round, at least 1),
+  box-filtered, and scales K by the actual ratios new_w/w and new_h/h. A COLMAP folder's
+  `images_d/` (the 3DGS layout) is read instead of resizing when it exists.
+- Held-out views: transforms_train.json / transforms_test.json when present; otherwise view i
+  (in file order for transforms.json, by name for COLMAP) is held out when i % test_every == 0
+  (test_every=0: none). max_images keeps the first max_images views of each split.
+- Images are read with Pillow: RGBA is composited on `background`, grey becomes RGB, 16-bit
+  grey keeps its precision (Pillow reads 16-bit colour PNGs as 8-bit).
+
+Every problem with the input raises DatasetError naming the file, the field or line, and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cameras import Camera
+
+
+class DatasetError(ValueError):
+    """A dataset folder that cannot be read; the message names the file, the field and the fix."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    # training views: cameras and [H, W, 3] float32 images in [0, 1], numpy (host)
+    train_cameras: list[Camera]
+    train_images: list[np.ndarray]
+    # held-out views, the same way
+    test_cameras: list[Camera]
+    test_images: list[np.ndarray]
+    # [P, 3] float64 initial points in world coordinates, or None (transforms.json without any)
+    points: np.ndarray | None
+    # [P, 3] float64 RGB in [0, 1] of those points, or None
+    point_colors: np.ndarray | None
+    # "transforms" or "colmap"
+    kind: str
+    # the dataset folder
+    root: Path
+    # RGB in [0, 1] composited behind RGBA images
+    background: tuple[float, float, float]
+
+
+def detect(source) -> str | None:
+    """"transforms", "colmap", or None when `source` holds neither."""
+    p = Path(source)
+    if p.is_file() and p.suffix == ".json":
+        return "transforms"
+    if not p.is_dir():
+        return None
+    if (p / "transforms.json").is_file() or (p / "transforms_train.json").is_file():
+        return "transforms"
+    if (p / "sparse" / "0").is_dir() or (p / "sparse").is_dir() or any(
+            (p / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
+        return "colmap"
+    return None
+
+
+def load_dataset(source, *, downscale: int = 1, background=(0, 0, 0), test_every: int = 8,
+                 max_images: int | None = None) -> Dataset:
+    """Load a transforms.json or COLMAP folder, whichever `source` is (see detect)."""
+    kind = detect(source)
+    if kind is None:
+        what = "not a dataset folder" if Path(source).is_dir() else "no such folder"
+        raise DatasetError(f"{source}: {what}: expected transforms.json or transforms_train.json "
+                           "(NeRF, instant-ngp) or a COLMAP model (cameras, images, points3D "
+                           ".bin or .txt) in sparse/0/, sparse/ or the folder itself")
+    load = load_transforms if kind == "transforms" else load_colmap
+    return load(source, downscale=downscale, background=background, test_every=test_every,
+                max_images=max_images)
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+
+def _check_options(downscale, test_every, max_images):
+    if not isinstance(downscale, (int, np.integer)) or downscale < 1:
+        raise ValueError(f"downscale must be an int >= 1, got {downscale!r}")
+    if not isinstance(test_every, (int, np.integer)) or test_every < 0 or test_every == 1:
+        raise ValueError(f"test_every must be 0 (no held-out views) or an int >= 2, "
+                         f"got {test_every!r}")
+    if max_images is not None and (not isinstance(max_images, (int, np.integer)) or max_images < 1):
+        raise ValueError(f"max_images must be None or an int >= 1, got {max_images!r}")
+
+
+def _split(items: list, test_every: int, max_images: int | None) -> tuple[list, list]:
+    """Every test_every-th item (from the first) held out; each split cut to max_images."""
+    test = [x for i, x in enumerate(items) if test_every and i % test_every == 0]
+    train = [x for i, x in enumerate(items) if not (test_every and i % test_every == 0)]
+    return train[:max_images], test[:max_images]
+
+
+def _read_image(path: Path, background, where: str) -> np.ndarray:
+    """[H, W, 3] float32 in [0, 1]: alpha composited on `background`, grey made RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (OSError, UnidentifiedImageError) as e:
+        raise DatasetError(f"{path}: not a readable image ({e}); {where}") from None
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):  # 16-bit grey
+        rgb = np.asarray(im, np.float32)[..., None].repeat(3, axis=2) / 65535.0
+        return np.clip(rgb, 0.0, 1.0)
+    if im.mode == "F":
+        return np.clip(np.asarray(im, np.float32), 0.0, 1.0)[..., None].repeat(3, axis=2)
+    if "A" in im.getbands() or im.has_transparency_data:
+        rgba = np.asarray(im.convert("RGBA"), np.float32) / 255.0  # [H, W, 4]
+        alpha = rgba[..., 3:]
+        bg = np.asarray(background, np.float32).reshape(1, 1, 3)
+        return rgba[..., :3] * alpha + bg * (1.0 - alpha)
+    return np.asarray(im.convert("RGB"), np.float32) / 255.0
+
+
+def _scaled_size(w: int, h: int, downscale: int) -> tuple[int, int]:
+    return max(1, round(w / downscale)), max(1, round(h / downscale))
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """[H, W, 3] -> [h, w, 3], each channel box-filtered (area average) with Pillow."""
+    from PIL import Image
+
+    if (image.shape[1], image.shape[0]) == size:
+        return image
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c])).resize(
+        size, Image.Resampling.BOX)) for c in range(3)]
+    return np.clip(np.stack(channels, axis=2), 0.0, 1.0).astype(np.float32)
+
+
+def _scale_K(K: np.ndarray, w: int, h: int, new_w: int, new_h: int) -> np.ndarray:
+    K = np.array(K, np.float64)
+    K[0] *= new_w / w  # fx, cx
+    K[1] *= new_h / h  # fy, cy
+    return K
+
+
+def _write_png(path: Path, image) -> None:
+    """[H, W, 3] or [H, W, 4] floats in [0, 1] -> 8-bit PNG."""
+    from PIL import Image
+
+    a = np.asarray(image, np.float64)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"{path.name}: expected an [H, W, 3] or [H, W, 4] image, "
+                         f"got {list(a.shape)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)).save(path)
+
+
+def _check_views(cameras, images):
+    if len(cameras) != len(images):
+        raise ValueError(f"got {len(cameras)} cameras but {len(images)} images")
+    for i, (cam, im) in enumerate(zip(cameras, images)):
+        if np.shape(im)[:2] != (cam.height, cam.width):
+            raise ValueError(f"images[{i}]: shape {list(np.shape(im))} does not match camera "
+                             f"{i}'s {cam.height}x{cam.width} (height x width)")
+
+
+# -- transforms.json ---------------------------------------------------------------------------
+
+_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
+_OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips the camera's y and z axes
+
+
+def load_transforms(root, *, downscale=1, background=(0, 0, 0), test_every=8,
+                    max_images=None) -> Dataset:
+    """A NeRF-synthetic / instant-ngp folder, or a transforms .json file itself."""
+    _check_options(downscale, test_every, max_images)
+    root = Path(root)
+    if root.is_file():
+        files, root = [root], root.parent
+    elif not root.is_dir():
+        raise DatasetError(f"{root}: no such folder")
+    elif (root / "transforms_train.json").is_file():
+        files = [root / "transforms_train.json", root / "transforms_test.json"]
+    elif (root / "transforms.json").is_file():
+        files = [root / "transforms.json"]
+    else:
+        raise DatasetError(f"{root}: no transforms.json or transforms_train.json in the folder")
+
+    metas = [_read_json(f) for f in files if f.is_file()]
+    if len(files) == 2:  # split given by the files
+        train = [(files[0], metas[0], i, fr) for i, fr in enumerate(metas[0]["frames"])]
+        test = [] if len(metas) == 1 else [(files[1], metas[1], i, fr)
+                                           for i, fr in enumerate(metas[1]["frames"])]
+        train, test = train[:max_images], test[:max_images]
+    else:
+        frames = [(files[0], metas[0], i, fr) for i, fr in enumerate(metas[0]["frames"])]
+        train, test = _split(frames, test_every, max_images)
+    views = [[_transforms_view(*f, downscale, background) for f in split]
+             for split in (train, test)]
+    return Dataset([c for c, _ in views[0]], [im for _, im in views[0]],
+                   [c for c, _ in views[1]], [im for _, im in views[1]], None, None,
+                   "transforms", root, tuple(float(v) for v in background))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path}: not valid JSON: {e.msg} at line {e.lineno}, column "
+                           f"{e.colno}; fix the file there") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
+        raise DatasetError(f"{path}: no 'frames' list; a transforms file is an object with "
+                           "\"frames\": [{\"file_path\": ..., \"transform_matrix\": ...}, ...]")
+    for i, frame in enumerate(meta["frames"]):
+        if not isinstance(frame, dict):
+            raise DatasetError(f"{path}: frame {i}: expected an object, got {frame!r}")
+        for key in ("file_path", "transform_matrix"):
+            if key not in frame:
+                raise DatasetError(f"{path}: frame {i}: missing key '{key}'; every frame needs "
+                                   "file_path and transform_matrix")
+    return meta
+
+
+def _transforms_view(path: Path, meta: dict, i: int, frame: dict, downscale: int, background):
+    where = f"frame {i} of {path}"
+
+    def number(key, default=None):
+        value = frame.get(key, meta.get(key, default))
+        if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        raise DatasetError(f"{path}: frame {i}: '{key}' must be a number, got {value!r}")
+
+    for key in ("k1", "k2", "k3", "k4", "p1", "p2"):
+        if number(key, 0.0) != 0.0:
+            raise DatasetError(f"{path}: frame {i}: lens distortion {key}={number(key)} is not "
+                               "supported; undistort the images first (e.g. colmap "
+                               "image_undistorter) and drop the k/p coefficients")
+    file = path.parent / str(frame["file_path"])
+    found = [p for p in [file] + [Path(str(file) + e) for e in _IMAGE_EXTS] if p.is_file()]
+    if not found:
+        raise DatasetError(f"{path}: frame {i}: image file {file} not found (also tried "
+                           f"{', '.join(_IMAGE_EXTS[:3])}); fix file_path (it is relative to "
+                           "the json's folder)")
+    image = _read_image(found[0], background, where)  # [H, W, 3]
+    h, w = image.shape[:2]
+    if (number("w", w), number("h", h)) != (w, h):
+        raise DatasetError(f"{path}: frame {i}: image {found[0].name} is {w}x{h} but w/h say "
+                           f"{number('w', w)}x{number('h', h)}; fix w and h or the image")
+    if number("fl_x") is not None:
+        fx = number("fl_x")
+        fy = number("fl_y", fx)
+    elif number("camera_angle_x") is not None:
+        fx = 0.5 * w / math.tan(number("camera_angle_x") / 2)
+        angle_y = number("camera_angle_y")
+        fy = fx if angle_y is None else 0.5 * h / math.tan(angle_y / 2)
+    else:
+        raise DatasetError(f"{path}: frame {i}: no focal length: give fl_x (and fl_y) or "
+                           "camera_angle_x, at the top level or in the frame")
+    K = np.array([[fx, 0, number("cx", w / 2)], [0, fy, number("cy", h / 2)], [0, 0, 1]], float)
+
+    try:
+        c2w = np.asarray(frame["transform_matrix"], np.float64)
+    except (TypeError, ValueError):
+        c2w = None
+    if c2w is None or c2w.shape not in ((4, 4), (3, 4)) or not np.isfinite(c2w).all():
+        raise DatasetError(f"{path}: frame {i}: transform_matrix must be 4x4 (or 3x4) finite "
+                           f"numbers, got {frame['transform_matrix']!r}")
+    c2w = np.vstack([c2w[:3], [0, 0, 0, 1]]) @ _OPENGL_TO_OPENCV  # camera->world, OpenCV axes
+    viewmat = np.eye(4)
+    viewmat[:3, :3] = c2w[:3, :3].T
+    viewmat[:3, 3] = -c2w[:3, :3].T @ c2w[:3, 3]
+    new_w, new_h = _scaled_size(w, h, downscale)
+    try:
+        cam = Camera(_scale_K(K, w, h, new_w, new_h), viewmat, new_w, new_h)
+    except ValueError as e:
+        raise DatasetError(f"{path}: frame {i}: {e}") from None
+    return cam, _resize(image, (new_w, new_h))
+
+
+def write_transforms(root, cameras, images, *, split=None) -> None:
+    """transforms.json (fl_x/fl_y/cx/cy/w/h, OpenGL camera->world) and images/0000.png...;
+    with split (one "train"/"test" per view), transforms_train.json and transforms_test.json
+    and the images in train/ and test/. Images: [H, W, 3] or RGBA [H, W, 4] floats in [0, 1]."""
+    root = Path(root)
+    _check_views(cameras, images)
+    splits = [None] * len(cameras) if split is None else list(split)
+    if split is not None and (len(splits) != len(cameras)
+                              or any(s not in ("train", "test") for s in splits)):
+        raise ValueError(f"split: expected one 'train' or 'test' per camera, got {split!r}")
+    root.mkdir(parents=True, exist_ok=True)
+    keys = ("fl_x", "fl_y", "cx", "cy", "w", "h")
+    intrinsics = [dict(zip(keys, (c.fx, c.fy, c.cx, c.cy, int(c.width), int(c.height))))
+                  for c in cameras]
+    shared = all(k == intrinsics[0] for k in intrinsics)
+    for name in ([None] if split is None else ["train", "test"]):
+        frames = []
+        for i, (cam, image, s) in enumerate(zip(cameras, images, splits)):
+            if s != name:
+                continue
+            file = f"{s or 'images'}/{i:04d}.png"
+            _write_png(root / file, image)
+            c2w = np.linalg.inv(cam.viewmat) @ _OPENGL_TO_OPENCV  # back to OpenGL axes
+            frames.append({"file_path": file, "transform_matrix": c2w.tolist(),
+                           **({} if shared else intrinsics[i])})
+        meta = {**(intrinsics[0] if shared and intrinsics else {}), "frames": frames}
+        out = root / ("transforms.json" if name is None else f"transforms_{name}.json")
+        out.write_text(json.dumps(meta, indent=2))
+
+
+# -- COLMAP ------------------------------------------------------------------------------------
+
+# model id -> (name, number of parameters), as COLMAP numbers them
+_MODELS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4),
+           3: ("RADIAL", 5), 4: ("OPENCV", 8), 5: ("OPENCV_FISHEYE", 8), 6: ("FULL_OPENCV", 12),
+           7: ("FOV", 5), 8: ("SIMPLE_RADIAL_FISHEYE", 4), 9: ("RADIAL_FISHEYE", 5),
+           10: ("THIN_PRISM_FISHEYE", 12)}
+_MODEL_IDS = {name: i for i, (name, _) in _MODELS.items()}
+
+
+def load_colmap(root, *, downscale=1, background=(0, 0, 0), test_every=8,
+                max_images=None) -> Dataset:
+    """A COLMAP folder: the model in sparse/0/, sparse/ or the folder, the images in images/."""
+    _check_options(downscale, test_every, max_images)
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder")
+    model = _find_model(root)
+    ext = "bin" if (model / "cameras.bin").is_file() else "txt"
+    for name in ("cameras", "images", "points3D"):
+        if not (model / f"{name}.{ext}").is_file():
+            raise DatasetError(f"{model / f'{name}.{ext}'}: missing; a COLMAP model needs "
+                               f"cameras.{ext}, images.{ext} and points3D.{ext}")
+    binary = ext == "bin"
+    cams = (_cameras_bin if binary else _cameras_txt)(model / f"cameras.{ext}")
+    images = (_images_bin if binary else _images_txt)(model / f"images.{ext}")
+    points, colors = (_points_bin if binary else _points_txt)(model / f"points3D.{ext}")
+    if not images:
+        raise DatasetError(f"{model / f'images.{ext}'}: no images registered")
+    for name, _, _, cam_id, where in images:
+        if cam_id not in cams:
+            raise DatasetError(f"{where}: image {name!r} refers to camera {cam_id}, which "
+                               f"cameras.{ext} does not define; re-export the model")
+    images.sort(key=lambda im: im[0])
+
+    folder = root / f"images_{downscale}"
+    if downscale == 1 or not folder.is_dir():
+        folder = root / "images"
+    views = []
+    for split in _split(images, test_every, max_images):
+        views.append([])
+        for name, qvec, tvec, cam_id, where in split:
+            K, w, h = cams[cam_id]
+            file = folder / name
+            if not file.is_file():
+                raise DatasetError(f"{file}: image file missing (image {name!r} of {where}); "
+                                   f"put the images in {folder}")
+            image = _read_image(file, background, f"image {name!r} of {where}")  # [H, W, 3]
+            new_w, new_h = _scaled_size(w, h, downscale)
+            got_h, got_w = image.shape[:2]
+            if folder.name != "images":  # pre-scaled by someone else: take its size
+                if abs(got_w - w / downscale) > 1 or abs(got_h - h / downscale) > 1:
+                    raise DatasetError(f"{file}: is {got_w}x{got_h}, expected about "
+                                       f"{new_w}x{new_h} (camera {cam_id} is {w}x{h}, "
+                                       f"downscale {downscale}); regenerate {folder.name}/")
+                new_w, new_h = got_w, got_h
+            elif (got_w, got_h) != (w, h):
+                raise DatasetError(f"{file}: is {got_w}x{got_h} but camera {cam_id} is {w}x{h}; "
+                                   "use the images the model was made from (undistorted)")
+            viewmat = np.eye(4)
+            viewmat[:3, :3] = _quat_to_rotation(qvec, where)
+            viewmat[:3, 3] = tvec
+            try:
+                cam = Camera(_scale_K(K, w, h, new_w, new_h), viewmat, new_w, new_h)
+            except ValueError as e:
+                raise DatasetError(f"{where}: image {name!r}, camera {cam_id}: {e}") from None
+            views[-1].append((cam, _resize(image, (new_w, new_h))))
+    (train, test) = views
+    return Dataset([c for c, _ in train], [im for _, im in train], [c for c, _ in test],
+                   [im for _, im in test], points, colors, "colmap", root,
+                   tuple(float(v) for v in background))
+
+
+def _find_model(root: Path) -> Path:
+    for d in (root / "sparse" / "0", root / "sparse", root):
+        if any((d / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
+            return d
+    raise DatasetError(f"{root}: no COLMAP model (cameras.bin or cameras.txt) in sparse/0/, "
+                       "sparse/ or the folder itself; run colmap mapper, then image_undistorter")
+
+
+def _pinhole_K(cam_id: int, model: str, params, where: str) -> np.ndarray:
+    """[3, 3] K of a pinhole camera; DatasetError for other models or nonzero distortion."""
+    undistort = ("undistort the images with `colmap image_undistorter` (it writes PINHOLE "
+                 "cameras)")
+    if model not in ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
+        raise DatasetError(f"{where}: camera {cam_id} has model {model}, which is not supported; "
+                           f"{undistort}")
+    count = _MODELS[_MODEL_IDS[model]][1]
+    if len(params) != count:
+        raise DatasetError(f"{where}: camera {cam_id} ({model}) has {len(params)} parameters, "
+                           f"expected {count}")
+    if model == "PINHOLE":
+        fx, fy, cx, cy = params
+    else:
+        fx, cx, cy, *distortion = params
+        fy = fx
+        if any(d != 0 for d in distortion):
+            raise DatasetError(f"{where}: camera {cam_id} ({model}) has nonzero distortion "
+                               f"{list(distortion)}; {undistort}")
+    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
+
+
+def _quat_to_rotation(q, where: str) -> np.ndarray:
+    """[3, 3] rotation of a Hamilton quaternion (w, x, y, z), normalised first."""
+    q = np.asarray(q, np.float64)
+    n = np.linalg.norm(q)
+    if not np.isfinite(n) or n < 1e-12:
+        raise DatasetError(f"{where}: quaternion {q.tolist()} is not a rotation")
+    w, x, y, z = q / n
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def _rotation_to_quat(R: np.ndarray) -> list[float]:
+    """(w, x, y, z) of a rotation, dividing by the largest component for accuracy."""
+    (a, b, c), (d, e, f), (g, h, i) = R
+    t = a + e + i
+    if t > 0:
+        s = 2 * math.sqrt(1 + t)
+        return [s / 4, (h - f) / s, (c - g) / s, (d - b) / s]
+    if a > e and a > i:
+        s = 2 * math.sqrt(1 + a - e - i)
+        return [(h - f) / s, s / 4, (b + d) / s, (c + g) / s]
+    if e > i:
+        s = 2 * math.sqrt(1 + e - a - i)
+        return [(c - g) / s, (b + d) / s, s / 4, (f + h) / s]
+    s = 2 * math.sqrt(1 + i - a - e)
+    return [(d - b) / s, (c + g) / s, (f + h) / s, s / 4]
+
+
+def _text_lines(path: Path):
+    """(line number, stripped line) of every line that is not blank or a comment."""
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield n, line.strip()
+
+
+def _fields(where: str, tokens: list[str], types: str, layout: str) -> list:
+    """tokens converted by `types` (i: int, f: float, s: str), or a DatasetError."""
+    try:
+        if len(tokens) < len(types):
+            raise ValueError(f"{len(tokens)} fields, expected at least {len(types)}")
+        conv = {"i": int, "f": float, "s": str}
+        return [conv[t](v) for t, v in zip(types, tokens)]
+    except ValueError as e:
+        raise DatasetError(f"{where}: malformed line ({e}); expected {layout}") from None
+
+
+def _cameras_txt(path: Path) -> dict:
+    cams = {}  # camera id -> (K, width, height)
+    for n, line in _text_lines(path):
+        where = f"{path}:{n}"
+        tokens = line.split()
+        cam_id, model, w, h = _fields(where, tokens, "isii",
+                                      "CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]")
+        params = _fields(where, tokens[4:], "f" * len(tokens[4:]), "numeric PARAMS[]")
+        cams[cam_id] = (_pinhole_K(cam_id, model, params, where), w, h)
+    return cams
+
+
+def _images_txt(path: Path) -> list:
+    images = []  # (name, qvec, tvec, camera id, where)
+    lines = path.read_text().splitlines()
+    n = 0
+    while n < len(lines):
+        line, n = lines[n].strip(), n + 1
+        if not line or line.startswith("#"):
+            continue
+        where = f"{path}:{n}"
+        tokens = line.split(maxsplit=9)
+        image_id, *pose, cam_id, name = _fields(
+            where, tokens, "ifffffffis", "IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME")
+        points2d = lines[n].split() if n < len(lines) else []  # the next line, maybe empty
+        if len(points2d) % 3:
+            raise DatasetError(f"{path}:{n + 1}: malformed POINTS2D line of image {image_id}: "
+                               f"{len(points2d)} fields, expected (X Y POINT3D_ID) triples")
+        n += 1
+        images.append((name.strip(), pose[:4], pose[4:], cam_id, where))
+    return images
+
+
+def _points_txt(path: Path):
+    xyz, rgb = [], []
+    for n, line in _text_lines(path):
+        tokens = line.split()
+        layout = "POINT3D_ID X Y Z R G B ERROR TRACK[] as (IMAGE_ID POINT2D_IDX) pairs"
+        values = _fields(f"{path}:{n}", tokens, "ifffiiif", layout)
+        if len(tokens) % 2:
+            raise DatasetError(f"{path}:{n}: malformed line (odd TRACK length); expected {layout}")
+        xyz.append(values[1:4])
+        rgb.append(values[4:7])
+    return _point_arrays(xyz, rgb, path)
+
+
+def _point_arrays(xyz, rgb, path: Path):
+    xyz = np.array(xyz, np.float64).reshape(-1, 3)  # [P, 3]
+    rgb = np.array(rgb, np.float64).reshape(-1, 3)  # [P, 3]
+    if ((rgb < 0) | (rgb > 255)).any():
+        raise DatasetError(f"{path}: point colours must be 0..255")
+    return xyz, rgb / 255.0
+
+
+class _Binary:
+    """Little-endian reads from a whole COLMAP .bin file, with errors saying what was read."""
+
+    def __init__(self, path: Path):
+        self.path, self.data, self.pos = path, path.read_bytes(), 0
+
+    def _need(self, size: int, what: str):
+        if self.pos + size > len(self.data):
+            raise DatasetError(f"{self.path}: file ends while reading {what} (byte {self.pos} of "
+                               f"{len(self.data)}): truncated or not a COLMAP binary model; "
+                               "export it again (colmap model_converter)")
+
+    def read(self, fmt: str, what: str) -> tuple:
+        size = struct.calcsize("<" + fmt)
+        self._need(size, what)
+        values = struct.unpack_from("<" + fmt, self.data, self.pos)
+        self.pos += size
+        return values
+
+    def skip(self, size: int, what: str):
+        self._need(size, what)
+        self.pos += size
+
+    def string(self, what: str) -> str:
+        end = self.data.find(b"\0", self.pos)
+        if end < 0:
+            self._need(len(self.data) + 1 - self.pos, what)
+        text, self.pos = self.data[self.pos:end].decode("utf-8", "replace"), end + 1
+        return text
+
+    def finish(self):
+        if self.pos != len(self.data):
+            raise DatasetError(f"{self.path}: {len(self.data) - self.pos} bytes left after the "
+                               "last record: not a COLMAP binary model of this kind")
+
+
+def _cameras_bin(path: Path) -> dict:
+    f = _Binary(path)
+    cams = {}
+    (count,) = f.read("Q", "the number of cameras")
+    for k in range(count):
+        cam_id, model_id, w, h = f.read("iiQQ", f"camera record {k}")
+        if model_id not in _MODELS:
+            raise DatasetError(f"{path}: camera {cam_id} has unknown model id {model_id}; "
+                               "undistort the images with `colmap image_undistorter`")
+        name, n_params = _MODELS[model_id]
+        params = f.read("d" * n_params, f"the parameters of camera {cam_id}")
+        cams[cam_id] = (_pinhole_K(cam_id, name, list(params), str(path)), w, h)
+    f.finish()
+    return cams
+
+
+def _images_bin(path: Path) -> list:
+    f = _Binary(path)
+    images = []
+    (count,) = f.read("Q", "the number of images")
+    for k in range(count):
+        image_id, *pose, cam_id = f.read("i7di", f"image record {k}")
+        name = f.string(f"the name of image {image_id}")
+        (n2d,) = f.read("Q", f"the number of 2D points of image {image_id}")
+        f.skip(24 * n2d, f"the 2D points of image {image_id}")  # (x, y: double, id: int64)
+        images.append((name, pose[:4], pose[4:], cam_id, f"{path} (image {image_id})"))
+    f.finish()
+    return images
+
+
+def _points_bin(path: Path):
+    f = _Binary(path)
+    xyz, rgb = [], []
+    (count,) = f.read("Q", "the number of points")
+    for k in range(count):
+        point_id, x, y, z, r, g, b, _error, track = f.read("Q3d3BdQ", f"point record {k}")
+        f.skip(8 * track, f"the track of point {point_id}")  # (image id, point2D idx: int32)
+        xyz.append((x, y, z))
+        rgb.append((r, g, b))
+    f.finish()
+    return _point_arrays(xyz, rgb, path)
+
+
+def _exact(values) -> str:
+    """Numbers as the shortest text that parses back to the same doubles."""
+    return " ".join(repr(float(v)) for v in values)
+
+
+def write_colmap(root, cameras, images, points, colors, *, binary: bool) -> None:
+    """root/sparse/0/{cameras,images,points3D}.{bin|txt} (one PINHOLE camera per image, ids
+    from 1) and root/images/0000.png...; points [P, 3], colors [P, 3] in [0, 1]."""
+    root = Path(root)
+    _check_views(cameras, images)
+    points = np.asarray(points, np.float64).reshape(-1, 3)  # [P, 3]
+    rgb = np.round(np.clip(np.asarray(colors, np.float64), 0, 1) * 255).astype(np.uint8)
+    if rgb.shape != points.shape:
+        raise ValueError(f"colors: expected shape {list(points.shape)}, got {list(rgb.shape)}")
+    model = root / "sparse" / "0"
+    model.mkdir(parents=True, exist_ok=True)
+    cams, views = [], []  # (id, width, height, fx, fy, cx, cy), (id, qvec + tvec, name)
+    for i, (cam, image) in enumerate(zip(cameras, images)):
+        name = f"{i:04d}.png"
+        _write_png(root / "images" / name, image)
+        cams.append((i + 1, cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy))
+        views.append((i + 1, [*_rotation_to_quat(cam.viewmat[:3, :3]), *cam.viewmat[:3, 3]], name))
+    if binary:
+        pinhole = _MODEL_IDS["PINHOLE"]
+        (model / "cameras.bin").write_bytes(struct.pack("<Q", len(cams)) + b"".join(
+            struct.pack("<iiQQ4d", c[0], pinhole, *c[1:]) for c in cams))
+        (model / "images.bin").write_bytes(struct.pack("<Q", len(views)) + b"".join(
+            struct.pack("<i7di", i, *pose, i) + name.encode() + b"\0" + struct.pack("<Q", 0)
+            for i, pose, name in views))  # camera i for image i; no 2D points
+        (model / "points3D.bin").write_bytes(struct.pack("<Q", len(points)) + b"".join(
+            struct.pack("<Q3d3BdQ", k + 1, *p, *c, 0.0, 0)  # error 0, empty track
+            for k, (p, c) in enumerate(zip(points, rgb))))
+        return
+    (model / "cameras.txt").write_text("# CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]\n" + "".join(
+        f"{c[0]} PINHOLE {c[1]} {c[2]} {_exact(c[3:])}\n" for c in cams))
+    (model / "images.txt").write_text(
+        "# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME, then POINTS2D[] (here empty)\n"
+        + "".join(f"{i} {_exact(pose)} {i} {name}\n\n" for i, pose, name in views))
+    (model / "points3D.txt").write_text("# POINT3D_ID X Y Z R G B ERROR TRACK[]\n" + "".join(
+        f"{k + 1} {_exact(p)} {c[0]} {c[1]} {c[2]} 0.0\n"
+        for k, (p, c) in enumerate(zip(points, rgb))))
