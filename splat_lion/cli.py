@@ -334,6 +334,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                "psnr_before": round(psnr_before, 4), "steps": config.steps,
                "num_splats": g.count, "seconds": round(time.perf_counter() - t0, 2),
                "optimizer": args.optimizer, "optimizer_state_bytes": result.optimizer_state_bytes,
+               "peak_bytes": result.peak_bytes, "peak_bytes_by_tag": result.peak_bytes_by_tag,
                "views_train": len(problem.train_cameras),
                "views_held_out": len(problem.test_cameras), "backend": be.name,
                **problem.context, "resumed_from_step": result.start_step,
@@ -351,12 +352,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _memory_in_use(be) -> str:
-    """GPU memory held by CuPy's pool, or on the CPU the bytes of tracked allocations."""
-    if be.name == "cuda":
-        used = be.xp.get_default_memory_pool().used_bytes()
-    else:
-        used = sum(int(a) for a in getattr(be, "memory_current", {}).values()) or 0
-    return f"{used / 2**20:.0f}MiB"
+    """Bytes of the arrays splat-lion holds now (every tagged allocation, memory.py)."""
+    return f"{be.memory.current_bytes() / 2**20:.1f}MiB"
 
 
 def _save_side_by_side(out_dir, targets, renders) -> None:

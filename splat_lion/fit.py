@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import memory
 from .cameras import Camera
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .densify import Densifier, DensifyConfig, DensifyEvent
@@ -113,6 +114,10 @@ class FitResult:
     optimizer_state_bytes: int = 0
     # the step the fit started from (0, or the resumed checkpoint's)
     start_step: int = 0
+    # peak bytes of the tracked arrays during the fit (parameters, targets, optimizer state,
+    # and everything the steps allocate; memory.py), and each tag's own peak
+    peak_bytes: int = 0
+    peak_bytes_by_tag: dict[str, int] = field(default_factory=dict)
 
 
 class NonFiniteError(FloatingPointError):
@@ -193,40 +198,48 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
         result.splat_history = [(int(s), int(n)) for s, n in state["splat_history"]]
         result.densify_events = [DensifyEvent(**e) for e in state["densify_events"]]
     start = time.perf_counter() - result.seconds
-    for step in range(result.start_step, config.steps):
-        if not order:  # every view once per epoch, in a shuffled order (as 3DGS does)
-            order = [int(i) for i in rng.permutation(len(cameras))]
-        view = order.pop()
-        degree = min(g.sh_degree, step // config.sh_degree_interval)
-        out = render(g, cameras[view], config.background, degree)
-        value, grad = photometric_loss(out.image, targets[view])
-        if not np.isfinite(value):
-            raise NonFiniteError(f"step {step}: the loss is {value}; check the parameters")
-        grads = render_backward(out, grad)
-        _check_finite(be, grads, step, "gradients")
-        opt.step_all(g.params, grads, visible=out.visible if config.selective else None)
-        opt.end_iteration()
-        _check_finite(be, g.params, step, "parameters")
-        if step % config.log_every == 0 or step == config.steps - 1:
-            p = psnr(out.image, targets[view])
-            result.loss_history.append((step, value))
-            result.psnr_history.append((step, p))
-            result.splat_history.append((step, g.count))
-            if progress:
-                progress(step, value, p)
-        if densifier and densifier.active(step + 1):
-            densifier.observe(out, grads)
-            event = densifier.after_step(step + 1, g, opt, rng)
-            if event:
-                result.densify_events.append(event)
-        del out, grads
-        if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
-            result.seconds = time.perf_counter() - start
-            save_checkpoint(Path(checkpoint_dir) / CHECKPOINT_NAME, _checkpoint(
-                step + 1, g, opt, densifier, rng, order, extent, config, len(cameras), result,
-                meta))
+    with memory.track(be) as tracker:  # what the fit holds at its peak (FitResult.peak_bytes)
+        tracker.include(g.params.data, "params")
+        for t in targets:
+            tracker.include(t, "loss")
+        for state in opt.flat_state.values():
+            tracker.include(state.data, "optimizer")
+        for step in range(result.start_step, config.steps):
+            if not order:  # every view once per epoch, in a shuffled order (as 3DGS does)
+                order = [int(i) for i in rng.permutation(len(cameras))]
+            view = order.pop()
+            degree = min(g.sh_degree, step // config.sh_degree_interval)
+            out = render(g, cameras[view], config.background, degree)
+            value, grad = photometric_loss(out.image, targets[view])
+            if not np.isfinite(value):
+                raise NonFiniteError(f"step {step}: the loss is {value}; check the parameters")
+            grads = render_backward(out, grad)
+            _check_finite(be, grads, step, "gradients")
+            opt.step_all(g.params, grads, visible=out.visible if config.selective else None)
+            opt.end_iteration()
+            _check_finite(be, g.params, step, "parameters")
+            if step % config.log_every == 0 or step == config.steps - 1:
+                p = psnr(out.image, targets[view])
+                result.loss_history.append((step, value))
+                result.psnr_history.append((step, p))
+                result.splat_history.append((step, g.count))
+                if progress:
+                    progress(step, value, p)
+            if densifier and densifier.active(step + 1):
+                densifier.observe(out, grads)
+                event = densifier.after_step(step + 1, g, opt, rng)
+                if event:
+                    result.densify_events.append(event)
+            del out, grads
+            if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
+                result.seconds = time.perf_counter() - start
+                save_checkpoint(Path(checkpoint_dir) / CHECKPOINT_NAME, _checkpoint(
+                    step + 1, g, opt, densifier, rng, order, extent, config, len(cameras), result,
+                    meta))
     result.seconds = time.perf_counter() - start
     result.optimizer_state_bytes = opt.state_bytes()
+    result.peak_bytes = tracker.peak_total
+    result.peak_bytes_by_tag = tracker.by_tag()
     return result
 
 

@@ -1,0 +1,172 @@
+"""The Lion-vs-Adam study: which learning rates Lion wants for splats, and how it compares.
+
+    python benchmarks/lion_vs_adam.py                        # the bundled scenes, CPU-sized
+    python benchmarks/lion_vs_adam.py my_scene.ply --steps 3000 --resolution 256
+    python benchmarks/lion_vs_adam.py --quick                # a smoke run (tests use it)
+
+For each scene: orbit views around it (every fifth held out), a start (the scene perturbed:
+colours, positions, opacities; or --init points: its centres, grey, with densification),
+then fits with the same views, seed and steps:
+  1. Adam at the 3DGS rates (LrTable.adam_3dgs, base 1e-3): the baseline.
+  2. Lion with 3DGS's relative rates (LrTable.lion_default's table) at base lr 1e-4 x each
+     --lr-mults multiplier, weight decay 0, visibility mask on.
+  3. At each scene's best multiplier: each --weight-decays value, the mask off, and bf16
+     momentum.
+Reported per run: held-out PSNR and SSIM, optimizer state bytes, seconds. The multiplier
+with the best mean PSNR over the scenes is the recommended LrTable.lion_default base; the
+table, the choice and the command go in docs/lion-vs-adam.md. JSON to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import splat_lion as sl  # noqa: E402
+from bench_runtime import OtherLoad, git_state, write_result  # noqa: E402
+from splat_lion.densify import DensifyConfig  # noqa: E402
+from splat_lion.loss import psnr, ssim  # noqa: E402
+from splat_lion.optim.lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR  # noqa: E402
+
+
+def scene_views(source: str, be, resolution: int, views: int):
+    path = Path(source) if source.endswith(".ply") else sl.scenes.path(source)
+    ref = sl.load_ply(path, backend=be)
+    cams = sl.orbit_cameras(radius=2.6 * ref.extent(), n=views, width=resolution,
+                            height=resolution, elevation_deg=25)
+    held, train = cams[::5], [c for i, c in enumerate(cams) if i % 5]
+    return (ref, train, [sl.render(ref, c).image.copy() for c in train], held,
+            [sl.render(ref, c).image.copy() for c in held])
+
+
+def start_from(ref, init: str, seed: int):
+    """The same start for every run of a scene."""
+    be = ref.backend
+    if init == "points":
+        host = be.to_numpy(ref.means)
+        return sl.Gaussians.from_points(host, np.full(host.shape, 0.5), ref.sh_degree,
+                                        backend=be)
+    rng = np.random.default_rng(seed)
+    g = ref.to(be)
+    for name, sigma in (("sh0", 0.3), ("means", 0.01 * ref.extent()), ("opacities", 1.0)):
+        view = getattr(g, name)
+        view[...] += be.asarray(rng.normal(0, sigma, view.shape).astype(np.float32),
+                                tag="params")
+    return g
+
+
+def run(setup, args, name: str, optimizer: str, lr_mult: float = 1.0, weight_decay: float = 0.0,
+        selective: bool = True) -> dict:
+    ref, train, targets, held, held_targets = setup
+    g = start_from(ref, args.init, args.seed)
+    be = g.backend
+    densify = DensifyConfig.for_steps(args.steps) if args.init == "points" else None
+    config = sl.FitConfig(optimizer=optimizer, steps=args.steps, seed=args.seed,
+                          selective=selective, densify=densify)
+    extent = g.extent()
+    if optimizer == "adam":
+        opt = sl.Adam(ADAM_3DGS_LR, lr_table=sl.LrTable.adam_3dgs(extent, args.steps), backend=be)
+    else:
+        opt = sl.Lion(LION_DEFAULT_LR * lr_mult, weight_decay=weight_decay,
+                      lr_table=sl.LrTable.lion_default(extent, args.steps), backend=be,
+                      momentum_dtype="bfloat16" if optimizer == "lion-bf16" else "float32")
+    t0 = time.perf_counter()
+    result = sl.fit(g, train, targets, config, optimizer=opt)
+    seconds = time.perf_counter() - t0
+    images = [sl.render(g, c).image for c in held]
+    row = {"run": name, "optimizer": optimizer, "lr": opt.lr, "lr_mult": lr_mult,
+           "weight_decay": weight_decay, "selective": selective,
+           "psnr": float(np.mean([psnr(i, t) for i, t in zip(images, held_targets)])),
+           "ssim": float(np.mean([ssim(i, t)[0] for i, t in zip(images, held_targets)])),
+           "splats": g.count, "state_bytes": result.optimizer_state_bytes,
+           "seconds": round(seconds, 2)}
+    print(f"  {name:<28} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  "
+          f"{row['splats']:>6} splats  {seconds:5.1f} s", flush=True)
+    return row
+
+
+def markdown(result: dict) -> str:
+    lines = ["| scene | run | held-out PSNR (dB) | SSIM | optimizer state (MiB) | s |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for scene in result["scenes"]:
+        for r in scene["rows"]:
+            lines.append(f"| {scene['scene']} | {r['run']} | {r['psnr']:.2f} | {r['ssim']:.4f} "
+                         f"| {r['state_bytes'] / 2**20:.2f} | {r['seconds']:.1f} |")
+    lines.append("")
+    lines.append("| Lion base lr multiplier | mean held-out PSNR over scenes (dB) |")
+    lines.append("| ---: | ---: |")
+    for mult, p in result["mean_psnr_by_lr_mult"].items():
+        lines.append(f"| {mult} (lr {float(mult) * LION_DEFAULT_LR:.1e}) | {p:.2f} |")
+    lines.append(f"| Adam (3DGS rates) | {result['mean_psnr_adam']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("scenes", nargs="*", default=None,
+                   help="bundled scene names or .ply files (default: all bundled scenes)")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--views", type=int, default=10)
+    p.add_argument("--init", choices=("perturbed", "points"), default="perturbed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr-mults", default="0.3,1,3,10",
+                   help="Lion base-lr multipliers of 1e-4 to sweep (comma-separated)")
+    p.add_argument("--weight-decays", default="0.1,1",
+                   help="Lion weight decays tried at the best multiplier")
+    p.add_argument("--quick", action="store_true", help="tiny: 1 scene, 8 steps, 24 px")
+    p.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
+    p.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.resolution, args.scenes = 8, 24, args.scenes or ["shapes"]
+        args.lr_mults, args.weight_decays = "1,3", "0.1"
+    scenes = args.scenes or sl.scenes.names()
+    mults = [float(m) for m in args.lr_mults.split(",")]
+    decays = [float(w) for w in args.weight_decays.split(",") if w]
+    be = sl.get_backend()
+    load = OtherLoad()
+    result = {"benchmark": "lion_vs_adam", "backend": be.name, **be.describe(),
+              "command": "python benchmarks/lion_vs_adam.py " + " ".join(argv or sys.argv[1:]),
+              "steps": args.steps, "resolution": args.resolution, "views": args.views,
+              "init": args.init, "seed": args.seed, **git_state(), "scenes": []}
+    for source in scenes:
+        print(f"{source}: {args.steps} steps at {args.resolution}x{args.resolution}, "
+              f"{args.init} start", flush=True)
+        setup = scene_views(source, be, args.resolution, args.views)
+        rows = [run(setup, args, "adam (3DGS rates)", "adam")]
+        sweep = [run(setup, args, f"lion x{m:g}", "lion", m) for m in mults]
+        rows += sweep
+        best = max(sweep, key=lambda r: r["psnr"])["lr_mult"]
+        rows += [run(setup, args, f"lion x{best:g} wd {w:g}", "lion", best, w) for w in decays]
+        rows.append(run(setup, args, f"lion x{best:g} no mask", "lion", best, selective=False))
+        rows.append(run(setup, args, f"lion-bf16 x{best:g}", "lion-bf16", best))
+        result["scenes"].append({"scene": source, "splats": setup[0].count, "rows": rows})
+    result["mean_psnr_by_lr_mult"] = {
+        f"{m:g}": float(np.mean([next(r["psnr"] for r in s["rows"] if r["run"] == f"lion x{m:g}")
+                                 for s in result["scenes"]])) for m in mults}
+    result["mean_psnr_adam"] = float(np.mean([s["rows"][0]["psnr"] for s in result["scenes"]]))
+    result["best_lr_mult"] = float(max(result["mean_psnr_by_lr_mult"].items(),
+                                       key=lambda kv: kv[1])[0])
+    result["other_load"] = load.share()
+    table = markdown(result)
+    print("\n" + table)
+    print(f"\nbest Lion base lr: {result['best_lr_mult'] * LION_DEFAULT_LR:.1e} "
+          f"(x{result['best_lr_mult']:g} of the current {LION_DEFAULT_LR:.0e})")
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+    write_result(result, "lion-vs-adam", be.name, be.describe()["device"], args.quick, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
