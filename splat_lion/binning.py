@@ -59,6 +59,7 @@ def bin_intersections(projected: dict, width: int, height: int, be: Backend) -> 
     keys, ids = binning_keys(projected["means2d"], projected["radii"], projected["depths"],
                              offsets, m, width, height, be)
     order = be.argsort(keys)
-    keys, ids = be.xp.ascontiguousarray(keys[order]), be.xp.ascontiguousarray(ids[order])
+    keys = be.track(be.xp.ascontiguousarray(keys[order]), tag="intersections")
+    ids = be.track(be.xp.ascontiguousarray(ids[order]), tag="intersections")
     return {"keys": keys, "ids": ids, "ranges": tile_ranges(keys, width, height, be),
             "num_intersections": m}

@@ -96,4 +96,13 @@ def photometric_loss(image, target, l1_weight: float = L1_WEIGHT):
     l1_value, l1_grad = l1(image, target)
     ssim_value, ssim_grad = ssim(image, target)
     value = l1_weight * l1_value + (1 - l1_weight) * (1 - ssim_value)
-    return value, (l1_weight * l1_grad - (1 - l1_weight) * ssim_grad).astype(image.dtype)
+    grad = (l1_weight * l1_grad - (1 - l1_weight) * ssim_grad).astype(image.dtype)
+    return value, _track(grad)
+
+
+def _track(a):
+    """Count `a` (made with xp) under the "loss" tag of its backend (memory.py)."""
+    from .backend import get_backend
+
+    get_backend("cuda" if type(a).__module__.startswith("cupy") else "cpu").track(a, tag="loss")
+    return a

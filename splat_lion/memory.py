@@ -289,11 +289,11 @@ def profile_step(gaussians, camera, target, optimizer, *, background=(0.0, 0.0, 
 
     Counted: the parameters, the optimizer state (if it exists already: then
     "optimizer_state_resident" is true, as in every step of a fit but the first), the
-    target (tag "loss") and everything the step allocates; also, through be.track, the
-    arrays the step keeps that are made with xp directly: the sorted keys and ids
+    target (tag "loss") and everything the step allocates, including the arrays the
+    wrappers make with xp and count through be.track: the sorted keys and ids
     ("intersections"), the visibility mask ("projection"), dL/dimage ("loss") and
-    means2d_norm ("grads"). Not counted: temporaries made with xp directly (SSIM's, the
-    sort's gather before it replaces the unsorted keys).
+    means2d_norm ("grads"). Not counted: other temporaries made with xp (SSIM's). The
+    render runs through render(..., phase=tracker.phase): the same code as a fit step.
 
     Returns the JSON of `splat-lion profile`: {"peak_bytes": int, "by_tag": {tag: its own
     peak}, "by_phase": {phase: peak total}, "at_peak": {tag: bytes when the total peaked},
@@ -302,11 +302,8 @@ def profile_step(gaussians, camera, target, optimizer, *, background=(0.0, 0.0, 
     "cross_check" on CUDA.
     """
     # here, not at the top: backend.py imports this module when it makes a backend
-    from .binning import bin_intersections
     from .loss import photometric_loss
-    from .project import project_fwd
-    from .rasterize import rasterize_fwd
-    from .render import RenderOutput, render_backward
+    from .render import render, render_backward
 
     g = gaussians
     be = g.backend
@@ -319,36 +316,20 @@ def profile_step(gaussians, camera, target, optimizer, *, background=(0.0, 0.0, 
         if isinstance(target, np.ndarray):
             target = target.astype(np.float32, copy=False)
         target = t.include(be.asarray(target, tag="loss"), "loss")
-        with t.phase("project"):
-            bg = be.asarray(np.asarray(background, np.float32).reshape(3), tag="image")
-            projected = project_fwd(g, camera, degree)
-        with t.phase("binning"):
-            bins = bin_intersections(projected, camera.width, camera.height, be)
-            be.track(bins["keys"], tag="intersections")
-            be.track(bins["ids"], tag="intersections")
-        with t.phase("rasterize"):
-            image, alpha, last = rasterize_fwd(bins["ranges"], bins["ids"], projected["means2d"],
-                                               projected["conics"], projected["colors"],
-                                               g.opacities, bg, camera.width, camera.height, be)
-            visible = be.track(projected["radii"] > 0, tag="projection")
-        out = RenderOutput(image=image, alpha=alpha, visible=visible, projected=projected,
-                           bins=bins, last=last, gaussians=g, camera=camera, background=bg,
-                           sh_degree=degree)
+        out = render(g, camera, background, degree, phase=t.phase)
         with t.phase("loss"):
-            value, v_image = photometric_loss(image, target)
-            be.track(v_image, tag="loss")
+            value, v_image = photometric_loss(out.image, target)
         with t.phase("backward"):
             grads = render_backward(out, v_image)
-            be.track(grads.means2d_norm, tag="grads")
         with t.phase("optimizer"):
-            optimizer.step_all(g.params, grads, visible=visible if selective else None)
+            optimizer.step_all(g.params, grads, visible=out.visible if selective else None)
         optimizer.end_iteration()
     result = {
         "peak_bytes": t.peak_total,
         "by_tag": t.by_tag(),
         "by_phase": {p: t.phases[p]["peak_bytes"] for p in PHASES},
         "at_peak": t.at_peak(),
-        "num_intersections": int(bins["num_intersections"]),
+        "num_intersections": int(out.bins["num_intersections"]),
         "num_splats": g.count,
         "width": camera.width,
         "height": camera.height,
@@ -398,7 +379,8 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
       projection  project_fwd: radii, means2d, depths, conics, colors, tiles_touched: 44·N;
                   + the visibility mask N (bool)
       binning     cumsum 8·N + argsort 8·M (scratch) + unsorted keys 8·M, ids 4·M; then the
-                  sorted keys and ids 12·M and tile ranges 8·T
+                  sorted keys 8·M replace the unsorted (20·M at once), sorted ids 4·M, and
+                  tile ranges 8·T
       image       rasterize_fwd: image 12·HW, alpha 4·HW, last 4·HW (+ background 12)
       loss        target 12·HW, dL/dimage 12·HW, dL/dalpha 4·HW (backward)
       grads       rasterize_bwd 36·N + project_bwd (52 + 12·(K-1))·N + the flat grads 4·P,
@@ -460,9 +442,10 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
                 "image": 12 + 20 * hw}
     moments = [
         ("project", {**projected, "scratch": dummy}),
-        ("binning", {**projected, "scratch": 8 * n + 8 * m, "intersections": 12 * m}),
-        ("binning", {**projected, "scratch": 8 * n + 8 * m, "intersections": 8 * t}),
-        ("binning", {**projected, "intersections": 12 * m + 8 * t}),
+        # unsorted keys and ids 12·M, the sort's order 8·M, then the sorted keys 8·M (the
+        # unsorted ones go as the sorted replace them), then tile ranges 8·T
+        ("binning", {**projected, "scratch": 8 * n + 8 * m, "intersections": 20 * m}),
+        ("binning", {**projected, "scratch": 8 * n + 8 * m, "intersections": 12 * m + 8 * t}),
         ("rasterize", rendered),
         ("loss", {**rendered, "loss": 24 * hw}),
         ("backward", {**rendered, "loss": 28 * hw,

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,19 +51,30 @@ class RenderOutput:
 
 
 def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0),
-           sh_degree: int | None = None) -> RenderOutput:
+           sh_degree: int | None = None, *, phase=None) -> RenderOutput:
+    """phase(name): a context manager entered around each stage ("project", "binning",
+    "rasterize"); memory.profile_step passes its tracker's phase to measure each."""
     g = gaussians
     be = g.backend
+    phase = phase or _no_phase
     degree = g.sh_degree if sh_degree is None else sh_degree
-    bg = be.asarray(np.asarray(background, np.float32).reshape(3), tag="image")
-    projected = project_fwd(g, camera, degree)
-    bins = bin_intersections(projected, camera.width, camera.height, be)
-    image, alpha, last = rasterize_fwd(bins["ranges"], bins["ids"], projected["means2d"],
-                                       projected["conics"], projected["colors"], g.opacities,
-                                       bg, camera.width, camera.height, be)
-    return RenderOutput(image=image, alpha=alpha, visible=projected["radii"] > 0,
-                        projected=projected, bins=bins, last=last, gaussians=g, camera=camera,
-                        background=bg, sh_degree=degree)
+    with phase("project"):
+        bg = be.asarray(np.asarray(background, np.float32).reshape(3), tag="image")
+        projected = project_fwd(g, camera, degree)
+    with phase("binning"):
+        bins = bin_intersections(projected, camera.width, camera.height, be)
+    with phase("rasterize"):
+        image, alpha, last = rasterize_fwd(bins["ranges"], bins["ids"], projected["means2d"],
+                                           projected["conics"], projected["colors"],
+                                           g.opacities, bg, camera.width, camera.height, be)
+        visible = be.track(projected["radii"] > 0, tag="projection")
+    return RenderOutput(image=image, alpha=alpha, visible=visible, projected=projected,
+                        bins=bins, last=last, gaussians=g, camera=camera, background=bg,
+                        sh_degree=degree)
+
+
+def _no_phase(name: str):
+    return nullcontext()
 
 
 class Gradients(Flat):
@@ -98,5 +110,5 @@ def render_backward(out: RenderOutput, v_image, v_alpha=None) -> Gradients:
         grads["shN"][...] = v3d["shN"]
     grads["opacities"][...] = v2d["opacities"]
     grads.means2d = v2d["means2d"]
-    grads.means2d_norm = be.xp.linalg.norm(v2d["means2d"], axis=1)
+    grads.means2d_norm = be.track(be.xp.linalg.norm(v2d["means2d"], axis=1), tag="grads")
     return grads
