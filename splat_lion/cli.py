@@ -2,8 +2,11 @@
 
     splat-lion info [SCENE] [--json]   backend, device, compilers, a self-test kernel run,
                                        and a description of SCENE (a .ply or a bundled name)
-    splat-lion fit SOURCE --out DIR    fit splats to orbit views of SOURCE (a .ply or a bundled
-                                       scene name); writes fitted.ply, metrics.json, images
+    splat-lion fit SOURCE --out DIR    fit splats to orbit views of a scene (.ply or bundled
+                                       name) or to a capture (transforms.json / COLMAP folder);
+                                       writes fitted.ply, metrics.json, images, checkpoints
+    splat-lion render SCENE --out DIR  PNG views and (--orbit N) a turntable GIF
+    splat-lion profile SOURCE          memory of a fit step by tag and phase, per optimizer
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def describe_scene(source: str) -> dict:
     parameters and of each optimizer's state for a scene."""
     from .backend import get_backend
     from .layout import Layout
+    from .memory import predict_memory
     from .ply import load_ply
 
     path = _scene_path(source)
@@ -55,6 +59,11 @@ def describe_scene(source: str) -> dict:
         "bytes_state_lion": params,
         "bytes_state_lion_bf16": params // 2,
         "bytes_state_adam": 2 * params,
+        # predicted peak of one fit step at 1920x1080 (memory.predict_memory; a fit also
+        # keeps its training images: 24 MiB each at that size)
+        "bytes_fit_step_1080p": {name: predict_memory(g.count, 1920, 1080, g.sh_degree,
+                                                      name)["peak"]
+                                 for name in ("lion", "lion-bf16", "adam")},
     }
 
 
@@ -118,6 +127,10 @@ def cmd_info(args: argparse.Namespace) -> int:
               f"{scene['bytes_state_lion'] * mb:.2f} MiB, Lion bf16 "
               f"{scene['bytes_state_lion_bf16'] * mb:.2f} MiB, Adam "
               f"{scene['bytes_state_adam'] * mb:.2f} MiB")
+        step = scene["bytes_fit_step_1080p"]
+        print(f"  to fit at 1920x1080 (one step at its peak, predicted): Lion "
+              f"{step['lion'] * mb:.0f} MiB, Lion bf16 {step['lion-bf16'] * mb:.0f} MiB, Adam "
+              f"{step['adam'] * mb:.0f} MiB, plus 24 MiB per training image")
     return 0 if ok else 1
 
 
@@ -269,9 +282,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
         else:
             problem = _problem_from_scene(args, be, background)
         densify = args.densify == "on" or (args.densify == "auto" and problem.from_points)
+        densify = DensifyConfig.for_steps(args.steps) if densify else None
+        if args.max_memory:
+            predicted, densify = _fit_within(problem, problem.start, args.optimizer,
+                                             args.max_memory, densify)
+            print(f"predicted peak {predicted / 2**20:,.0f} MiB of --max-memory "
+                  f"{args.max_memory / 2**20:,.0f} MiB"
+                  + (f"; densification stops at {densify.max_splats:,} splats" if densify
+                     else ""), file=sys.stderr)
         config = FitConfig(optimizer=args.optimizer, steps=args.steps, seed=args.seed,
-                           background=background,
-                           densify=DensifyConfig.for_steps(args.steps) if densify else None,
+                           background=background, densify=densify,
                            checkpoint_every=args.checkpoint_every)
         resume = None
         if args.resume:
@@ -438,6 +458,114 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_bytes(text: str) -> int:
+    """'8GB', '8GiB', '512MB', '1.5G', '2000000' -> bytes (K/M/G/T are powers of 1024, as
+    GPU memory is counted)."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?B)?\s*", text, re.IGNORECASE)
+    if not m or (m.group(3) and not m.group(2) and m.group(3).lower() != "b"):
+        raise ValueError(f"memory size {text!r}: write it like 8GB, 512MB or 1.5GiB")
+    power = " KMGT".index(m.group(2).upper() or " ")
+    return int(float(m.group(1)) * 1024 ** power)
+
+
+def _predicted_fit_peak(problem, num_splats: int, sh_degree: int, optimizer: str) -> int:
+    """Bytes a fit step at its peak needs (memory.predict_memory) plus every training and
+    held-out image a fit keeps (predict_memory counts one target)."""
+    from .memory import predict_memory
+
+    cam = problem.train_cameras[0]
+    step = predict_memory(num_splats, cam.width, cam.height, sh_degree, optimizer)["peak"]
+    images = sum(int(np.prod(t.shape)) * 4 for t in problem.train_images + problem.test_images)
+    return step + images - cam.width * cam.height * 12
+
+
+def _fit_within(problem, g, optimizer: str, limit: int, densify) -> tuple[int, object]:
+    """(predicted peak, densify config): refuses (ValueError) when even the start does not
+    fit in `limit` bytes; with densification, caps the splat count where the limit is."""
+    from dataclasses import replace
+
+    peak = _predicted_fit_peak(problem, g.count, g.sh_degree, optimizer)
+    mib = 2**20
+    if peak > limit:
+        raise ValueError(f"a fit of {g.count:,} splats at {problem.train_cameras[0].width}x"
+                         f"{problem.train_cameras[0].height} with {optimizer} needs about "
+                         f"{peak / mib:,.0f} MiB (predicted), more than --max-memory "
+                         f"{limit / mib:,.0f} MiB: try --optimizer lion-bf16, --downscale 2, "
+                         "or fewer images (--max-images)")
+    if densify is None:
+        return peak, None
+    lo, hi = g.count, max(g.count, 1) * 64  # the most splats that fit: binary search
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _predicted_fit_peak(problem, mid, g.sh_degree, optimizer) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    cap = lo if densify.max_splats is None else min(lo, densify.max_splats)
+    return peak, replace(densify, max_splats=max(cap, 1))
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """One fit step per optimizer under the memory tracker: a table by tag and phase, the
+    predicted peak beside the measured one, a stacked-bar PNG and the JSON (memory.py)."""
+    from pathlib import Path
+
+    from .backend import get_backend
+    from .cameras import orbit_cameras
+    from .datasets import DatasetError, detect, load_dataset
+    from .fit import FitConfig, make_optimizer
+    from .memory import format_table, plot_profile, predict_memory, profile_step
+    from .ply import PlyError, load_ply
+    from .render import render
+
+    be = get_backend()
+    names = ("lion", "lion-bf16", "adam") if args.optimizer == "all" else (args.optimizer,)
+    try:
+        if Path(args.source).is_dir() and detect(args.source):
+            ds = load_dataset(args.source, downscale=args.downscale, max_images=1)
+            if ds.points is None:
+                raise ValueError(f"{args.source}: profile needs a COLMAP capture with points "
+                                 "(or a PLY)")
+            from .gaussians import Gaussians
+
+            ref = Gaussians.from_points(ds.points, ds.point_colors, args.sh_degree, backend=be)
+            cam, target = ds.train_cameras[0], ds.train_images[0]
+        else:
+            ref = load_ply(_scene_path(args.source), backend=be)
+            res = max(1, args.resolution // args.downscale)
+            cam = orbit_cameras(radius=2.6 * ref.extent(), n=4, width=res, height=res,
+                                elevation_deg=25)[1]
+            target = be.to_numpy(render(ref, cam).image).copy()
+    except (PlyError, DatasetError, ValueError) as e:
+        print(f"splat-lion: {e}", file=sys.stderr)
+        return 2
+    runs = {}
+    for name in names:
+        g = ref.to(be)
+        opt = make_optimizer(FitConfig(optimizer=name), g.extent(), be)
+        profile_step(g, cam, target, opt)  # makes the optimizer state: a steady step follows
+        prof = profile_step(g, cam, target, opt)
+        pred = predict_memory(g.count, cam.width, cam.height, g.sh_degree, name)
+        runs[name] = {**prof, "predicted_peak_bytes": pred["peak"]}
+    print(f"memory of one fit step: {ref.count:,} splats, SH degree {ref.sh_degree}, "
+          f"{cam.width}x{cam.height}, {be.name} backend ({runs[names[0]]['num_intersections']:,}"
+          " tile intersections)\n")
+    print(format_table(runs))
+    report = {"num_splats": ref.count, "width": cam.width, "height": cam.height,
+              "sh_degree": ref.sh_degree, "backend": be.name, "runs": runs}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    try:
+        plot_profile(runs, args.plot)
+        print(f"wrote {args.plot}")
+    except ImportError:
+        print(f"(no {args.plot}: pip install matplotlib for the stacked-bar chart)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="splat-lion",
@@ -485,7 +613,24 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--max-images", type=int, default=None, metavar="N",
                      help="captures: use at most N training and N held-out images")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.add_argument("--max-memory", type=parse_bytes, default=None, metavar="SIZE",
+                     help="refuse to start when the predicted peak exceeds SIZE (e.g. 8GB); "
+                          "with densification, stop adding splats where SIZE is reached")
     fit.set_defaults(func=cmd_fit)
+    prof = sub.add_parser("profile", help="where the memory of a fit step goes, by tag and "
+                          "phase, per optimizer (and the predicted peak)")
+    prof.add_argument("source", help="a .ply file, a bundled scene name, or a COLMAP capture")
+    prof.add_argument("--optimizer", choices=("lion", "lion-bf16", "adam", "all"),
+                      default="all")
+    prof.add_argument("--resolution", type=int, default=256,
+                      help="square view size for a scene (default 256)")
+    prof.add_argument("--downscale", type=int, default=1)
+    prof.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3), default=3,
+                      help="SH degree of a capture's splats")
+    prof.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
+    prof.add_argument("--plot", default="memory-profile.png", metavar="FILE",
+                      help="stacked-bar PNG (needs matplotlib; default memory-profile.png)")
+    prof.set_defaults(func=cmd_profile)
     rend = sub.add_parser("render", help="render PNG views of a scene, and a turntable GIF")
     rend.add_argument("source", help="a 3DGS .ply file, or a bundled scene name")
     rend.add_argument("--out", required=True, help="output folder")

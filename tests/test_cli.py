@@ -190,3 +190,70 @@ def test_fit_command_refuses_to_resume_other_settings(tmp_path, capsys):
 def test_fit_command_rejects_bad_sources(tmp_path, capsys, make, match):
     assert main(["fit", str(make(tmp_path)), "--out", str(tmp_path / "o")]) == 2
     assert match in capsys.readouterr().err
+
+
+# -- memory: profile, --max-memory, info ------------------------------------------------------
+
+def test_profile_command_writes_the_public_json(tmp_path, capsys):
+    out = tmp_path / "profile.json"
+    assert main(["profile", "shapes", "--resolution", "48", "--json", str(out),
+                 "--plot", str(tmp_path / "p.png")]) == 0
+    report = json.loads(out.read_text())
+    assert {"num_splats", "width", "height", "runs"} <= set(report)
+    assert (report["width"], report["height"]) == (48, 48)
+    runs = report["runs"]
+    assert set(runs) == {"lion", "lion-bf16", "adam"}
+    for run in runs.values():
+        assert {"peak_bytes", "predicted_peak_bytes", "by_tag", "by_phase"} <= set(run)
+        assert isinstance(run["peak_bytes"], int) and run["peak_bytes"] == max(
+            run["by_phase"].values())
+        assert abs(run["predicted_peak_bytes"] - run["peak_bytes"]) < 0.1 * run["peak_bytes"]
+    state = {k: r["by_tag"]["optimizer"] for k, r in runs.items()}
+    assert state["adam"] == 2 * state["lion"] == 4 * state["lion-bf16"]
+    text = capsys.readouterr().out
+    assert "predicted peak" in text and "backward" in text
+
+
+@pytest.mark.parametrize("text,value", [("8GB", 8 * 2**30), ("512MiB", 512 * 2**20),
+                                        ("1.5G", 3 * 2**29), ("2000", 2000), ("64kb", 65536)])
+def test_memory_sizes_parse(text, value):
+    from splat_lion.cli import parse_bytes
+
+    assert parse_bytes(text) == value
+
+
+def test_fit_command_refuses_a_run_that_cannot_fit_max_memory(tmp_path, capsys):
+    args = ["fit", "planet", "--out", str(tmp_path), "--steps", "2", "--quiet"]
+    assert main([*args, "--max-memory", "1MB"]) == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "more than --max-memory 1 MiB" in err
+    assert not (tmp_path / "fitted.ply").exists()
+    assert main([*args, "--max-memory", "1GB"]) == 0
+    assert "predicted peak" in capsys.readouterr().err
+
+
+def test_max_memory_caps_densification(shapes_capture, tmp_path, capsys):
+    """A budget that fits the start plus 5 splats: densification stops there."""
+    import splat_lion as sl
+    from splat_lion.cli import _predicted_fit_peak, _Problem
+
+    root, num_points = shapes_capture
+    cam = sl.orbit_cameras(n=1, width=32, height=24)[0]
+    like = _Problem([cam] * 7, [np.zeros((24, 32, 3), np.float32)] * 7, [cam],
+                    [np.zeros((24, 32, 3), np.float32)], None, True, "", {})
+    budget = _predicted_fit_peak(like, num_points + 5, 1, "lion")
+    out = tmp_path / "fit"
+    assert main(["fit", str(root / "colmap"), "--out", str(out), "--steps", "60",
+                 "--sh-degree", "1", "--densify", "on", "--quiet", "--max-memory",
+                 str(budget)]) == 0
+    assert f"densification stops at {num_points + 5:,} splats" in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["densify_events"] >= 1
+    assert max(n for _, n in metrics["splat_history"]) <= num_points + 5
+    assert metrics["num_splats"] <= num_points + 5
+
+
+def test_info_predicts_the_memory_to_fit_a_scene(capsys):
+    assert main(["info", "shapes", "--json"]) == 0
+    step = json.loads(capsys.readouterr().out)["scene"]["bytes_fit_step_1080p"]
+    assert step["adam"] > step["lion"] > step["lion-bf16"] > 1920 * 1080 * 12
