@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(x{result['best_lr_mult']:g} of the current {LION_DEFAULT_LR:.0e})")
     if args.markdown:
         args.markdown.write_text(table + "\n")
-    write_result(result, "lion-vs-adam", be.name, be.describe()["device"], args.quick, args.out)
+    write_result(result, f"lion-vs-adam-{args.init}", be.name, be.describe()["device"],
+                 args.quick, args.out)
     return 0
 
 

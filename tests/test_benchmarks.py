@@ -13,6 +13,7 @@ import bench_optim  # noqa: E402
 import bench_ply  # noqa: E402
 import bench_render  # noqa: E402
 import bench_runtime  # noqa: E402
+import lion_vs_adam  # noqa: E402
 
 
 def test_bench_optim_runs_and_writes_json(tmp_path, monkeypatch):
@@ -47,3 +48,15 @@ def test_bench_render_runs_and_writes_json(tmp_path, monkeypatch):
                               "--out", str(out)]) == 0
     row = json.loads(out.read_text())["rows"][0]
     assert row["forward_ms"] > 0 and row["backward_ms"] > 0 and row["intersections"] > 0
+
+
+def test_lion_vs_adam_study_runs_and_writes_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
+    out, md = tmp_path / "study.json", tmp_path / "study.md"
+    assert lion_vs_adam.main(["--quick", "--out", str(out), "--markdown", str(md)]) == 0
+    result = json.loads(out.read_text())
+    rows = {r["run"]: r for r in result["scenes"][0]["rows"]}
+    assert rows["adam (3DGS rates)"]["state_bytes"] == 2 * rows["lion x1"]["state_bytes"]
+    assert result["best_lr_mult"] in (1.0, 3.0)
+    assert "| Adam (3DGS rates) |" in md.read_text()
+
