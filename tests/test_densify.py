@@ -55,22 +55,23 @@ def with_grads(densifier, value):
 
 
 @pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
-def test_clones_copy_their_parent_and_start_with_zero_state(cpu, make):
-    g = splats(cpu, sigma=0.005, opacity=[0.5] * 6)  # small: σ <= 0.01 x extent
-    before = g.params.data.copy()
+def test_clones_copy_their_parent_and_start_with_zero_state(be, make):
+    h = be.to_numpy
+    g = splats(be, sigma=0.005, opacity=[0.5] * 6)  # small: σ <= 0.01 x extent
+    before = h(g.params.data).copy()
     opt = optimizer_with_state(g, make)
-    d = Densifier(DensifyConfig(), EXTENT, cpu, g.count)
+    d = Densifier(DensifyConfig(), EXTENT, be, g.count)
     with_grads(d, [1e-3, 0, 1e-3, 0, 0, 0])
     event = d.densify_and_prune(g, opt, np.random.default_rng(0))
     assert (event.cloned, event.split, event.pruned, g.count) == (2, 0, 0, 8)
     old = Flat(g.layout.with_count(6), before)
     for name in g.layout.names:
-        np.testing.assert_array_equal(g.params[name][:6], old[name])
-        np.testing.assert_array_equal(g.params[name][6:], old[name][[0, 2]])
+        np.testing.assert_array_equal(h(g.params[name][:6]), old[name])
+        np.testing.assert_array_equal(h(g.params[name][6:]), old[name][[0, 2]])
         for state in opt.flat_state.values():
-            np.testing.assert_array_equal(state[name][:6], old[name].astype(state.data.dtype))
-            assert not state[name][6:].any(), f"{name}: a clone inherited optimizer state"
-    assert d.grad_sum.shape == (8,) and not d.grad_sum.any()  # statistics restart
+            np.testing.assert_array_equal(h(state[name][:6]), old[name])
+            assert not h(state[name][6:]).any(), f"{name}: a clone inherited optimizer state"
+    assert d.grad_sum.shape == (8,) and not h(d.grad_sum).any()  # statistics restart
 
 
 def test_split_replaces_a_large_splat_by_two_smaller_children_inside_it(cpu):
@@ -94,17 +95,17 @@ def test_split_replaces_a_large_splat_by_two_smaller_children_inside_it(cpu):
         assert not opt.flat_state["momentum"][name][children].any()
 
 
-def test_split_children_are_drawn_from_the_parents_gaussian(cpu, rng):
+def test_split_children_are_drawn_from_the_parents_gaussian(be, rng):
     """Children of 2000 copies of one anisotropic, rotated splat: their offsets from the parent
     have the parent's covariance R diag(σ²) Rᵀ (a transposed R or a swapped axis would not)."""
     n = 2000
-    g = splats(cpu, sigma=0.001, opacity=[0.5] * n)
+    g = splats(be, sigma=0.001, opacity=[0.5] * n)
     sigma = np.array([0.4, 0.1, 0.03])
     q = rng.standard_normal(4)
-    g.scales[...] = np.log(sigma)
-    g.quats[...] = q
+    g.scales[...] = be.asarray(np.log(sigma).astype(np.float32), tag="scratch")
+    g.quats[...] = be.asarray(q.astype(np.float32), tag="scratch")
     g.means[...] = 0
-    d = Densifier(DensifyConfig(), EXTENT, cpu, g.count)
+    d = Densifier(DensifyConfig(), EXTENT, be, g.count)
     with_grads(d, 1e-3)
     d.densify_and_prune(g, None, np.random.default_rng(1))
     assert g.count == 2 * n
@@ -112,22 +113,23 @@ def test_split_children_are_drawn_from_the_parents_gaussian(cpu, rng):
     R = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
                   [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
                   [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
-    cov = np.cov(np.asarray(g.means, np.float64).T)
+    cov = np.cov(be.to_numpy(g.means).astype(np.float64).T)
     np.testing.assert_allclose(cov, R @ np.diag(sigma ** 2) @ R.T, atol=0.1 * 0.4 ** 2)
 
 
-def test_transparent_splats_are_pruned_with_their_state(cpu):
+def test_transparent_splats_are_pruned_with_their_state(be):
+    h = be.to_numpy
     opacity = [0.5, 0.001, 0.5, 0.004, 0.9]
-    g = splats(cpu, sigma=0.005, opacity=opacity)
-    before = Flat(g.layout, g.params.data.copy())
+    g = splats(be, sigma=0.005, opacity=opacity)
+    before = Flat(g.layout, h(g.params.data).copy())
     opt = optimizer_with_state(g, OPTIMIZERS["adam"])
-    d = Densifier(DensifyConfig(), EXTENT, cpu, g.count)
+    d = Densifier(DensifyConfig(), EXTENT, be, g.count)
     event = d.densify_and_prune(g, opt, np.random.default_rng(0))
     assert (event.pruned, g.count) == (2, 3)
     for name in g.layout.names:
-        np.testing.assert_array_equal(g.params[name], before[name][[0, 2, 4]])
+        np.testing.assert_array_equal(h(g.params[name]), before[name][[0, 2, 4]])
         for state in opt.flat_state.values():
-            np.testing.assert_array_equal(state[name], before[name][[0, 2, 4]])
+            np.testing.assert_array_equal(h(state[name]), before[name][[0, 2, 4]])
 
 
 def test_oversized_splats_are_pruned_only_after_an_opacity_reset(cpu):
