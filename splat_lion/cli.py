@@ -567,6 +567,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .fit import OPTIMIZERS, FitConfig  # the fit options' choices and defaults
+
     parser = argparse.ArgumentParser(
         prog="splat-lion",
         description="Fit 3D Gaussian splats with a fused Lion optimizer (CuPy, or CPU fallback).",
@@ -585,9 +587,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "instant-ngp) or a COLMAP model (sparse/0/cameras.bin|txt, images/).")
     fit.add_argument("source", help="a .ply file, a bundled scene name, or a capture folder")
     fit.add_argument("--out", required=True, help="output folder")
-    fit.add_argument("--optimizer", choices=("lion", "lion-bf16", "adam"), default="lion")
-    fit.add_argument("--steps", type=int, default=300)
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--optimizer", choices=OPTIMIZERS, default=FitConfig.optimizer,
+                     help="fused Lion (default), Lion with bfloat16 momentum, or Adam at the "
+                          "3DGS rates")
+    fit.add_argument("--steps", type=int, default=FitConfig.steps,
+                     help=f"optimisation steps, one view each (default {FitConfig.steps})")
+    fit.add_argument("--seed", type=int, default=FitConfig.seed,
+                     help="seed of the start, the view order and the splits (default 0)")
     fit.add_argument("--downscale", type=int, default=1,
                      help="divide image sizes by this (captures: images_N/ when present)")
     fit.add_argument("--resume", action="store_true",
@@ -620,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof = sub.add_parser("profile", help="where the memory of a fit step goes, by tag and "
                           "phase, per optimizer (and the predicted peak)")
     prof.add_argument("source", help="a .ply file, a bundled scene name, or a COLMAP capture")
-    prof.add_argument("--optimizer", choices=("lion", "lion-bf16", "adam", "all"),
+    prof.add_argument("--optimizer", choices=(*OPTIMIZERS, "all"),
                       default="all")
     prof.add_argument("--resolution", type=int, default=256,
                       help="square view size for a scene (default 256)")
