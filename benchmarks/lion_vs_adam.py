@@ -11,7 +11,8 @@ then fits with the same views, seed and steps:
   2. Lion with 3DGS's relative rates (LrTable.lion_default's table) at base lr 1e-4 x each
      --lr-mults multiplier, weight decay 0, visibility mask on.
   3. At each scene's best multiplier: each --weight-decays value, the mask off, and bf16
-     momentum.
+     momentum (not with --sweep-only).
+--lion-decay F makes every Lion rate decay log-linearly to F x its start over the run.
 Reported per run: held-out PSNR and SSIM, optimizer state bytes, seconds. The multiplier
 with the best mean PSNR over the scenes is the recommended LrTable.lion_default base; the
 table, the choice and the command go in docs/lion-vs-adam.md. JSON to benchmarks/results/.
@@ -64,6 +65,20 @@ def start_from(ref, init: str, seed: int):
     return g
 
 
+def lion_table(extent: float, steps: int, decay: float | None):
+    """LrTable.lion_default; with `decay`, every entry that is constant there instead decays
+    log-linearly to `decay` x its rate over the run (means keep their own decay)."""
+    from dataclasses import replace
+
+    table = sl.LrTable.lion_default(extent, steps)
+    if decay is None:
+        return table
+    return replace(table, entries={
+        name: e if e.final_scale is not None else replace(e, final_scale=e.scale * decay,
+                                                            decay_steps=steps)
+        for name, e in table.entries})
+
+
 def run(setup, args, name: str, optimizer: str, lr_mult: float = 1.0, weight_decay: float = 0.0,
         selective: bool = True) -> dict:
     ref, train, targets, held, held_targets = setup
@@ -77,7 +92,7 @@ def run(setup, args, name: str, optimizer: str, lr_mult: float = 1.0, weight_dec
         opt = sl.Adam(ADAM_3DGS_LR, lr_table=sl.LrTable.adam_3dgs(extent, args.steps), backend=be)
     else:
         opt = sl.Lion(LION_DEFAULT_LR * lr_mult, weight_decay=weight_decay,
-                      lr_table=sl.LrTable.lion_default(extent, args.steps), backend=be,
+                      lr_table=lion_table(extent, args.steps, args.lion_decay), backend=be,
                       momentum_dtype="bfloat16" if optimizer == "lion-bf16" else "float32")
     t0 = time.perf_counter()
     result = sl.fit(g, train, targets, config, optimizer=opt)
@@ -123,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="Lion base-lr multipliers of 1e-4 to sweep (comma-separated)")
     p.add_argument("--weight-decays", default="0.1,1",
                    help="Lion weight decays tried at the best multiplier")
+    p.add_argument("--lion-decay", type=float, default=None, metavar="F",
+                   help="Lion rates decay log-linearly to F x their start over the run "
+                        "(default: LrTable.lion_default as it is)")
+    p.add_argument("--sweep-only", action="store_true",
+                   help="only Adam and the lr sweep (no weight decay, mask or bf16 runs)")
     p.add_argument("--quick", action="store_true", help="tiny: 1 scene, 8 steps, 24 px")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
@@ -138,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "lion_vs_adam", "backend": be.name, **be.describe(),
               "command": "python benchmarks/lion_vs_adam.py " + " ".join(argv or sys.argv[1:]),
               "steps": args.steps, "resolution": args.resolution, "views": args.views,
-              "init": args.init, "seed": args.seed, **git_state(), "scenes": []}
+              "init": args.init, "seed": args.seed, "lion_decay": args.lion_decay,
+              **git_state(), "scenes": []}
     for source in scenes:
         print(f"{source}: {args.steps} steps at {args.resolution}x{args.resolution}, "
               f"{args.init} start", flush=True)
@@ -147,9 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         sweep = [run(setup, args, f"lion x{m:g}", "lion", m) for m in mults]
         rows += sweep
         best = max(sweep, key=lambda r: r["psnr"])["lr_mult"]
-        rows += [run(setup, args, f"lion x{best:g} wd {w:g}", "lion", best, w) for w in decays]
-        rows.append(run(setup, args, f"lion x{best:g} no mask", "lion", best, selective=False))
-        rows.append(run(setup, args, f"lion-bf16 x{best:g}", "lion-bf16", best))
+        if not args.sweep_only:
+            rows += [run(setup, args, f"lion x{best:g} wd {w:g}", "lion", best, w)
+                     for w in decays]
+            rows.append(run(setup, args, f"lion x{best:g} no mask", "lion", best,
+                            selective=False))
+            rows.append(run(setup, args, f"lion-bf16 x{best:g}", "lion-bf16", best))
         result["scenes"].append({"scene": source, "splats": setup[0].count, "rows": rows})
     result["mean_psnr_by_lr_mult"] = {
         f"{m:g}": float(np.mean([next(r["psnr"] for r in s["rows"] if r["run"] == f"lion x{m:g}")
@@ -164,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(x{result['best_lr_mult']:g} of the current {LION_DEFAULT_LR:.0e})")
     if args.markdown:
         args.markdown.write_text(table + "\n")
-    write_result(result, f"lion-vs-adam-{args.init}", be.name, be.describe()["device"],
+    name = f"lion-vs-adam-{args.init}" + (f"-decay{args.lion_decay:g}" if args.lion_decay else "")
+    write_result(result, name, be.name, be.describe()["device"],
                  args.quick, args.out)
     return 0
 
