@@ -8,14 +8,15 @@ For each scene: orbit views around it (every fifth held out), a start (the scene
 colours, positions, opacities; or --init points: its centres, grey, with densification),
 then fits with the same views, seed and steps:
   1. Adam at the 3DGS rates (LrTable.adam_3dgs, base 1e-3): the baseline.
-  2. Lion with 3DGS's relative rates (LrTable.lion_default's table) at base lr 1e-4 x each
+  2. Lion with 3DGS's relative rates (LrTable.adam_3dgs's table) at base lr 1e-4 x each
      --lr-mults multiplier, weight decay 0, visibility mask on.
   3. At each scene's best multiplier: each --weight-decays value, the mask off, and bf16
      momentum (not with --sweep-only).
 --lion-decay F makes every Lion rate decay log-linearly to F x its start over the run.
 Reported per run: held-out PSNR and SSIM, optimizer state bytes, seconds. The multiplier
-with the best mean PSNR over the scenes is the recommended LrTable.lion_default base; the
-table, the choice and the command go in docs/lion-vs-adam.md. JSON to benchmarks/results/.
+with the best mean PSNR over the scenes is printed; LrTable.lion_default (points start) and
+LrTable.lion_refine (perturbed start) were set from these runs, recorded with the commands
+in docs/lion-vs-adam.md. JSON to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -66,11 +67,13 @@ def start_from(ref, init: str, seed: int):
 
 
 def lion_table(extent: float, steps: int, decay: float | None):
-    """LrTable.lion_default; with `decay`, every entry that is constant there instead decays
-    log-linearly to `decay` x its rate over the run (means keep their own decay)."""
+    """3DGS's relative rates (LrTable.adam_3dgs's table, which the base lr scales); with
+    `decay`, every entry that is constant there instead decays log-linearly to `decay` x
+    its rate over the run (means keep their own decay). LrTable.lion_default and
+    lion_refine are this table with decay 0.1 at the multipliers the study chose."""
     from dataclasses import replace
 
-    table = sl.LrTable.lion_default(extent, steps)
+    table = sl.LrTable.adam_3dgs(extent, steps)
     if decay is None:
         return table
     return replace(table, entries={
@@ -89,7 +92,8 @@ def run(setup, args, name: str, optimizer: str, lr_mult: float = 1.0, weight_dec
                           selective=selective, densify=densify)
     extent = g.extent()
     if optimizer == "adam":
-        opt = sl.Adam(ADAM_3DGS_LR, lr_table=sl.LrTable.adam_3dgs(extent, args.steps), backend=be)
+        opt = sl.Adam(ADAM_3DGS_LR * lr_mult, lr_table=sl.LrTable.adam_3dgs(extent, args.steps),
+                      backend=be)
     else:
         opt = sl.Lion(LION_DEFAULT_LR * lr_mult, weight_decay=weight_decay,
                       lr_table=lion_table(extent, args.steps, args.lion_decay), backend=be,
@@ -136,11 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr-mults", default="0.3,1,3,10",
                    help="Lion base-lr multipliers of 1e-4 to sweep (comma-separated)")
+    p.add_argument("--adam-mults", default="",
+                   help="also Adam at these multiples of the 3DGS rates (comma-separated)")
     p.add_argument("--weight-decays", default="0.1,1",
                    help="Lion weight decays tried at the best multiplier")
     p.add_argument("--lion-decay", type=float, default=None, metavar="F",
                    help="Lion rates decay log-linearly to F x their start over the run "
-                        "(default: LrTable.lion_default as it is)")
+                        "(default: constant rates)")
     p.add_argument("--sweep-only", action="store_true",
                    help="only Adam and the lr sweep (no weight decay, mask or bf16 runs)")
     p.add_argument("--quick", action="store_true", help="tiny: 1 scene, 8 steps, 24 px")
@@ -165,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.init} start", flush=True)
         setup = scene_views(source, be, args.resolution, args.views)
         rows = [run(setup, args, "adam (3DGS rates)", "adam")]
+        rows += [run(setup, args, f"adam x{m:g}", "adam", m)
+                 for m in (float(m) for m in args.adam_mults.split(",") if m)]
         sweep = [run(setup, args, f"lion x{m:g}", "lion", m) for m in mults]
         rows += sweep
         best = max(sweep, key=lambda r: r["psnr"])["lr_mult"]

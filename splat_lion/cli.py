@@ -292,6 +292,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                      else ""), file=sys.stderr)
         config = FitConfig(optimizer=args.optimizer, steps=args.steps, seed=args.seed,
                            background=background, densify=densify,
+                           lion_rates="from_points" if problem.from_points else "refine",
                            checkpoint_every=args.checkpoint_every)
         resume = None
         if args.resume:

@@ -38,6 +38,7 @@ from .optim.lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR
 from .render import render, render_backward
 
 OPTIMIZERS = ("lion", "lion-bf16", "adam")
+LION_RATES = ("from_points", "refine")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class FitConfig:
     steps: int = 300
     # base learning rate; None: the preset's (Lion 1e-4, Adam 1e-3), scaled by the lr table
     lr: float | None = None
+    # Lion's lr table: "from_points" (LrTable.lion_default: big steps that decay, for a start
+    # from points or random) or "refine" (LrTable.lion_refine: for a start that is close)
+    lion_rates: str = "from_points"
     # background colour composited behind the splats, RGB in [0, 1]
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # steps between raises of the active SH degree (3DGS: 1000)
@@ -78,6 +82,9 @@ class FitConfig:
         if self.densify is not None and not isinstance(self.densify, DensifyConfig):
             raise TypeError(f"densify must be a DensifyConfig or None, got "
                             f"{type(self.densify).__name__}")
+        if self.lion_rates not in LION_RATES:
+            raise ValueError(f"lion_rates must be one of {', '.join(LION_RATES)}, got "
+                             f"{self.lion_rates!r}")
         if self.lr is not None and not (self.lr > 0 and np.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
 
@@ -85,6 +92,12 @@ class FitConfig:
     def quick(cls, **kwargs) -> "FitConfig":
         """A short fit for demos and tests on a CPU (no densification)."""
         return cls(**{"steps": 150, "log_every": 10, "densify": None, **kwargs})
+
+    @classmethod
+    def refine(cls, steps: int, **kwargs) -> "FitConfig":
+        """Refining splats that are nearly right (a perturbed or pre-fitted scene): Lion's
+        refine rates, no densification."""
+        return cls(**{"steps": steps, "lion_rates": "refine", "densify": None, **kwargs})
 
     @classmethod
     def from_points(cls, steps: int, **kwargs) -> "FitConfig":
@@ -128,7 +141,8 @@ def make_optimizer(config: FitConfig, extent: float, backend):
     if config.optimizer == "adam":
         table = LrTable.adam_3dgs(extent, config.steps)
         return Adam(config.lr or ADAM_3DGS_LR, lr_table=table, backend=backend)
-    table = LrTable.lion_default(extent, config.steps)
+    preset = LrTable.lion_default if config.lion_rates == "from_points" else LrTable.lion_refine
+    table = preset(extent, config.steps)
     return Lion(config.lr or LION_DEFAULT_LR, lr_table=table, backend=backend,
                 momentum_dtype="bfloat16" if config.optimizer == "lion-bf16" else "float32")
 

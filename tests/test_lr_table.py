@@ -38,11 +38,16 @@ def test_unlisted_names_scale_by_one_and_the_optimizer_follows_its_iteration():
     assert opt.iteration == 10 and opt.lr_scale("means") == pytest.approx(before / 100)
 
 
-def test_lion_default_is_marked_provisional():
-    table = LrTable.lion_default()
-    assert table.provisional and "provisional" in table.note
-    assert not LrTable.adam_3dgs().provisional
-    assert Lion.for_splats().lr_table.provisional
+@pytest.mark.parametrize("preset,multiplier", [(LrTable.lion_default, 40.0),
+                                               (LrTable.lion_refine, 3.0)])
+def test_lion_presets_scale_3dgs_relative_rates_and_decay_them(preset, multiplier):
+    lion, adam = preset(extent=2.0, steps=1000), LrTable.adam_3dgs(extent=2.0, steps=1000)
+    assert lion.names == adam.names and not lion.provisional
+    for name in adam.names:
+        assert lion.scale(name, 0) == pytest.approx(multiplier * adam.scale(name, 0)), name
+        decay = 0.01 if name == "means" else 0.1  # means: 3DGS's own decay
+        assert lion.scale(name, 1000) == pytest.approx(decay * lion.scale(name, 0)), name
+    assert Lion.for_splats().lr_table == LrTable.lion_default()
 
 
 def test_table_helpers():

@@ -77,7 +77,8 @@ class Lion(FusedOptimizer):
 
     @classmethod
     def for_splats(cls, extent: float = 1.0, steps: int = 30_000, **kwargs) -> "Lion":
-        """Lion with the (provisional) default lr table for Gaussian splats."""
+        """Lion with its default lr table for Gaussian splats (LrTable.lion_default: a fit
+        from points; pass lr_table=LrTable.lion_refine(extent, steps) to refine)."""
         return cls(LION_DEFAULT_LR, lr_table=LrTable.lion_default(extent, steps), **kwargs)
 
     def with_betas(self, beta1: float, beta2: float) -> "Lion":

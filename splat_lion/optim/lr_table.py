@@ -18,6 +18,12 @@ from dataclasses import dataclass, field, replace
 # Base learning rates the presets are written for (their multipliers are relative to these).
 ADAM_3DGS_LR = 1e-3
 LION_DEFAULT_LR = 1e-4
+# Lion's presets, set by the Lion-vs-Adam study (benchmarks/lion_vs_adam.py,
+# docs/lion-vs-adam.md): 3DGS's relative rates times one of these multipliers, on base lr
+# LION_DEFAULT_LR, each rate decaying over the run to LION_DECAY times itself.
+LION_FROM_POINTS = 40.0  # fitting from a point cloud or a random start
+LION_REFINE = 3.0  # refining splats that are nearly right already
+LION_DECAY = 0.1
 
 
 @dataclass(frozen=True)
@@ -111,9 +117,28 @@ class LrTable:
 
     @classmethod
     def lion_default(cls, extent: float = 1.0, steps: int = 30_000) -> "LrTable":
-        """PROVISIONAL Lion rates, relative to base lr LION_DEFAULT_LR = 1e-4: 3DGS's relative
-        rates at a tenth of Adam's base (Lion wants 3-10x smaller steps than Adam). To be set
-        by the Lion-vs-Adam study (benchmarks/lion_vs_adam.py, docs/lion-vs-adam.md)."""
-        base = cls.adam_3dgs(extent, steps)
-        return replace(base, provisional=True,
-                       note="provisional: 3DGS relative rates, base lr 1e-4, until the study")
+        """Lion's rates for a fit from a point cloud or a random start, relative to base lr
+        LION_DEFAULT_LR = 1e-4: 3DGS's relative rates x LION_FROM_POINTS (40), every rate
+        decaying log-linearly over the run to LION_DECAY (0.1) x itself (means, as in 3DGS,
+        to 0.01 x). Chosen by the Lion-vs-Adam study (docs/lion-vs-adam.md): big early steps
+        carry the splats from their start, the decay lets them settle."""
+        return cls._lion(extent, steps, LION_FROM_POINTS,
+                         "Lion from points: 3DGS relative rates x40 on lr 1e-4, decaying to "
+                         "0.1x (docs/lion-vs-adam.md)")
+
+    @classmethod
+    def lion_refine(cls, extent: float = 1.0, steps: int = 30_000) -> "LrTable":
+        """Lion's rates for refining splats that are close already (a perturbed or pre-fitted
+        scene): the same shape as lion_default, x LION_REFINE (3) instead of x40."""
+        return cls._lion(extent, steps, LION_REFINE,
+                         "Lion refine: 3DGS relative rates x3 on lr 1e-4, decaying to 0.1x "
+                         "(docs/lion-vs-adam.md)")
+
+    @classmethod
+    def _lion(cls, extent: float, steps: int, multiplier: float, note: str) -> "LrTable":
+        entries = {}
+        for name, e in cls.adam_3dgs(extent, steps).entries:
+            final = e.final_scale if e.final_scale is not None else e.scale * LION_DECAY
+            entries[name] = replace(e, scale=e.scale * multiplier,
+                                    final_scale=final * multiplier, decay_steps=steps)
+        return cls(entries, extent=extent, note=note)
