@@ -40,10 +40,10 @@ from splat_lion.loss import psnr, ssim  # noqa: E402
 from splat_lion.optim.lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR  # noqa: E402
 
 
-def scene_views(source: str, be, resolution: int, views: int):
+def scene_views(source: str, be, resolution: int, views: int, radius: float = 2.6):
     path = Path(source) if source.endswith(".ply") else sl.scenes.path(source)
     ref = sl.load_ply(path, backend=be)
-    cams = sl.orbit_cameras(radius=2.6 * ref.extent(), n=views, width=resolution,
+    cams = sl.orbit_cameras(radius=radius * ref.extent(), n=views, width=resolution,
                             height=resolution, elevation_deg=25)
     held, train = cams[::5], [c for i, c in enumerate(cams) if i % 5]
     return (ref, train, [sl.render(ref, c).image.copy() for c in train], held,
@@ -149,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: constant rates)")
     p.add_argument("--sweep-only", action="store_true",
                    help="only Adam and the lr sweep (no weight decay, mask or bf16 runs)")
+    p.add_argument("--mask-runs", action="store_true",
+                   help="with --sweep-only: also every Lion multiplier without the mask")
+    p.add_argument("--radius", type=float, default=2.6,
+                   help="camera distance in scene extents (2.6: every splat in every view; "
+                        "about 1.2: each view sees part of the scene)")
     p.add_argument("--quick", action="store_true", help="tiny: 1 scene, 8 steps, 24 px")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
@@ -165,16 +170,20 @@ def main(argv: list[str] | None = None) -> int:
               "command": "python benchmarks/lion_vs_adam.py " + " ".join(argv or sys.argv[1:]),
               "steps": args.steps, "resolution": args.resolution, "views": args.views,
               "init": args.init, "seed": args.seed, "lion_decay": args.lion_decay,
+              "radius": args.radius,
               **git_state(), "scenes": []}
     for source in scenes:
         print(f"{source}: {args.steps} steps at {args.resolution}x{args.resolution}, "
               f"{args.init} start", flush=True)
-        setup = scene_views(source, be, args.resolution, args.views)
+        setup = scene_views(source, be, args.resolution, args.views, args.radius)
         rows = [run(setup, args, "adam (3DGS rates)", "adam")]
         rows += [run(setup, args, f"adam x{m:g}", "adam", m)
                  for m in (float(m) for m in args.adam_mults.split(",") if m)]
         sweep = [run(setup, args, f"lion x{m:g}", "lion", m) for m in mults]
         rows += sweep
+        if args.sweep_only and args.mask_runs:
+            rows += [run(setup, args, f"lion x{m:g} no mask", "lion", m, selective=False)
+                     for m in mults]
         best = max(sweep, key=lambda r: r["psnr"])["lr_mult"]
         if not args.sweep_only:
             rows += [run(setup, args, f"lion x{best:g} wd {w:g}", "lion", best, w)
