@@ -309,10 +309,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return 2
     out_dir.mkdir(parents=True, exist_ok=True)
     g = problem.start
+    eval_cameras, eval_images = problem.test_cameras, problem.test_images
+    if not eval_cameras:  # e.g. a transforms_train.json without a transforms_test.json
+        print("splat-lion: no held-out views: PSNR and SSIM are on the training views",
+              file=sys.stderr)
+        eval_cameras, eval_images = problem.train_cameras, problem.train_images
 
     def held_out():
-        images = [render(g, c, background).image for c in problem.test_cameras]
-        pairs = list(zip(images, problem.test_images))
+        images = [render(g, c, background).image for c in eval_cameras]
+        pairs = list(zip(images, eval_images))
         return (float(np.mean([psnr(i, t) for i, t in pairs])),
                 float(np.mean([ssim(i, t)[0] for i, t in pairs])), images)
 
@@ -358,12 +363,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
                "peak_bytes": result.peak_bytes, "peak_bytes_by_tag": result.peak_bytes_by_tag,
                "views_train": len(problem.train_cameras),
                "views_held_out": len(problem.test_cameras), "backend": be.name,
+               "evaluated_on": "held-out views" if problem.test_cameras else "training views",
                **problem.context, "resumed_from_step": result.start_step,
                "densify_events": len(result.densify_events),
                "loss_history": result.loss_history, "psnr_history": result.psnr_history,
                "splat_history": result.splat_history}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _save_side_by_side(out_dir, [be.to_numpy(t) for t in problem.test_images[:4]],
+    _save_side_by_side(out_dir, [be.to_numpy(t) for t in eval_images[:4]],
                        [be.to_numpy(i) for i in images[:4]])
     note = _save_loss_curve(out_dir, result.loss_history)
     print(f"held-out PSNR {psnr_before:.2f} -> {final_psnr:.2f} dB, SSIM {final_ssim:.4f}, "

@@ -257,3 +257,19 @@ def test_info_predicts_the_memory_to_fit_a_scene(capsys):
     assert main(["info", "shapes", "--json"]) == 0
     step = json.loads(capsys.readouterr().out)["scene"]["bytes_fit_step_1080p"]
     assert step["adam"] > step["lion"] > step["lion-bf16"] > 1920 * 1080 * 12
+
+
+def test_fit_command_without_held_out_views_reports_on_the_training_views(tmp_path, capsys):
+    import splat_lion as sl
+    from splat_lion.datasets import write_transforms
+
+    ref = sl.load_ply(sl.scenes.path("shapes"), backend=sl.get_backend("cpu"))
+    cams = sl.orbit_cameras(radius=2.6 * ref.extent(), n=3, width=16, height=16)
+    write_transforms(tmp_path / "cap", cams, [np.asarray(sl.render(ref, c).image) for c in cams],
+                     split=["train"] * 3)
+    out = tmp_path / "fit"
+    assert main(["fit", str(tmp_path / "cap"), "--out", str(out), "--steps", "3",
+                 "--init-points", "50", "--sh-degree", "0", "--quiet"]) == 0
+    assert "no held-out views" in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["evaluated_on"] == "training views" and np.isfinite(metrics["psnr"])
