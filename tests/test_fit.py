@@ -21,6 +21,11 @@ def planet_views():
         [sl.render(ref, c).image.copy() for c in cams[8:]]
 
 
+def held_psnr(g, cameras, targets) -> float:
+    """Mean PSNR of `g` rendered from held-out `cameras` against their `targets`."""
+    return float(np.mean([psnr(sl.render(g, c).image, t) for c, t in zip(cameras, targets)]))
+
+
 def perturbed(ref, seed=0):
     rng = np.random.default_rng(seed)
     g = ref.to("cpu")
@@ -36,13 +41,9 @@ def perturbed(ref, seed=0):
 def test_fitting_a_perturbed_scene_raises_held_out_psnr(planet_views, optimizer, gain_db):
     ref, train, targets, held, held_targets = planet_views
     g = perturbed(ref)
-
-    def held_psnr():
-        return np.mean([psnr(sl.render(g, c).image, t) for c, t in zip(held, held_targets)])
-
-    before = held_psnr()
+    before = held_psnr(g, held, held_targets)
     result = fit(g, train, targets, FitConfig.refine(100, optimizer=optimizer))
-    assert held_psnr() > before + gain_db
+    assert held_psnr(g, held, held_targets) > before + gain_db
     assert result.psnr_history[-1][1] > result.psnr_history[0][1]
     assert result.optimizer_state_bytes == {"lion": 1, "lion-bf16": 0.5, "adam": 2}[optimizer] * \
         g.layout.nbytes()
@@ -179,11 +180,7 @@ def test_fitting_from_points_raises_held_out_psnr(planet_views, optimizer, gain_
     targets = [sl.render(ref, c).image.copy() for c in train]
     held_targets = [sl.render(ref, c).image.copy() for c in held]
     g = from_points(ref)
-
-    def held_psnr():
-        return np.mean([psnr(sl.render(g, c).image, t) for c, t in zip(held, held_targets)])
-
-    before = held_psnr()
+    before = held_psnr(g, held, held_targets)
     result = fit(g, train, targets, FitConfig.from_points(150, optimizer=optimizer))
-    assert held_psnr() > before + gain_db
+    assert held_psnr(g, held, held_targets) > before + gain_db
     assert result.densify_events and g.count != from_points(ref).count
