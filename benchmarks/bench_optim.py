@@ -46,7 +46,6 @@ benchmarks/results/ (benchmarks/README.md).
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import gc
 import math
 import os
@@ -66,7 +65,7 @@ for _p in (REPO, HERE):  # run from a checkout without installing; bench_runtime
         sys.path.insert(0, str(_p))
 
 from bench_runtime import (NOISY_SPREAD, OTHER_LOAD_MAX, OtherLoad, WrongResult,  # noqa: E402
-                           check_close, git_state, make_timer, write_result)
+                           check_close, make_timer, result_fields, write_result)
 
 from splat_lion import Adam, Flat, Layout, Lion, LrTable, get_backend  # noqa: E402
 from splat_lion.backend import Backend  # noqa: E402
@@ -463,14 +462,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{max(r.ms_all):.4f} ms ({r.spread:.2f}x); not flagged: its temporaries are "
                   "fresh memory each call")
 
-    today = _dt.date.today().isoformat()
     result = {
-        "benchmark": "optim",
-        "date": today,
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "backend": be.name,
-        **info,
-        **git_state(),
+        **result_fields("optim", be.name, info),
         "quick": args.quick,
         "sizes": list(sizes),
         "repeats": args.repeats,

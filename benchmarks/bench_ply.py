@@ -11,7 +11,6 @@ a table and writes JSON to benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import platform
 import statistics
 import sys
@@ -25,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(HERE.parent))
 
-from bench_runtime import git_state, write_result  # noqa: E402
+from bench_runtime import result_fields, write_result  # noqa: E402
 
 from splat_lion import Gaussians, get_backend, load_ply, save_ply  # noqa: E402
 
@@ -81,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         target = load_s < LOAD_TARGET_S
         print(f"\ntarget {'MET' if target else 'MISSED'}: load 1M splats in under "
               f"{LOAD_TARGET_S} s: {load_s:.3f} s")
-    today = _dt.date.today().isoformat()
-    result = {"benchmark": "ply", "date": today, **info, **git_state(),
+    result = {**result_fields("ply", "cpu", info),
               "python": platform.python_version(), "numpy": np.__version__, "rows": rows,
               "load_target_s": LOAD_TARGET_S, "target_met": target}
     write_result(result, "ply", "cpu", info["device"], out=args.out)

@@ -14,7 +14,6 @@ time for the same scene is a separate step (not installable here).
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import platform
 import statistics
 import sys
@@ -27,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(HERE.parent))
 
-from bench_runtime import git_state, make_timer, write_result  # noqa: E402
+from bench_runtime import make_timer, result_fields, write_result  # noqa: E402
 
 from splat_lion import Gaussians, get_backend, orbit_cameras, render, render_backward  # noqa: E402
 
@@ -96,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"{n:>9,} {size:>10} {row['forward_ms']:>9.2f} {row['backward_ms']:>9.2f} "
                   f"{row['intersections']:>14,}")
-    today = _dt.date.today().isoformat()
-    result = {"benchmark": "render", "date": today, "backend": be.name, **info, **git_state(),
+    result = {**result_fields("render", be.name, info),
               "python": platform.python_version(), "numpy": np.__version__,
               "repeats": args.repeats, "sh_degree": 3, "rows": rows,
               "gsplat": "not measured (no GPU in this run)" if be.name == "cpu" else "not installed"}

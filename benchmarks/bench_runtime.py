@@ -336,6 +336,14 @@ class OtherLoad:
         return max(0.0, other_s / ((wall1 - self.wall0) * (os.cpu_count() or 1)))
 
 
+def result_fields(benchmark: str, backend: str, info: dict) -> dict:
+    """The fields every results JSON opens with: what ran, when, where, and from which commit."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return {"benchmark": benchmark, "date": _dt.date.today().isoformat(),
+            "timestamp": now.isoformat(timespec="seconds"), "backend": backend, **info,
+            **git_state()}
+
+
 def write_result(result: dict, name: str, backend: str, device: str, quick: bool = False,
                  out: Path | None = None) -> Path:
     """Write a benchmark's JSON to `out`, or to results/<date>-<backend>-<device>-<name>
@@ -410,14 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     if all(r.target is None for r in rows):
         print(f"no targets on the {be.name} backend (the axpy target is for the CPU runtime)")
 
-    today = _dt.date.today().isoformat()
     result = {
-        "benchmark": "runtime",
-        "date": today,
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "backend": be.name,
-        **info,
-        **git_state(),
+        **result_fields("runtime", be.name, info),
         "quick": args.quick,
         "repeats": args.repeats,
         "seed": args.seed,

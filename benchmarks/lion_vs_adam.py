@@ -34,7 +34,7 @@ if str(HERE.parent) not in sys.path:  # run from a checkout without installing
 sys.path.insert(0, str(HERE))
 
 import splat_lion as sl  # noqa: E402
-from bench_runtime import OtherLoad, git_state, write_result  # noqa: E402
+from bench_runtime import OtherLoad, result_fields, write_result  # noqa: E402
 from splat_lion.densify import DensifyConfig  # noqa: E402
 from splat_lion.loss import psnr, ssim  # noqa: E402
 from splat_lion.optim.lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR  # noqa: E402
@@ -52,18 +52,7 @@ def scene_views(source: str, be, resolution: int, views: int, radius: float = 2.
 
 def start_from(ref, init: str, seed: int):
     """The same start for every run of a scene."""
-    be = ref.backend
-    if init == "points":
-        host = be.to_numpy(ref.means)
-        return sl.Gaussians.from_points(host, np.full(host.shape, 0.5), ref.sh_degree,
-                                        backend=be)
-    rng = np.random.default_rng(seed)
-    g = ref.to(be)
-    for name, sigma in (("sh0", 0.3), ("means", 0.01 * ref.extent()), ("opacities", 1.0)):
-        view = getattr(g, name)
-        view[...] += be.asarray(rng.normal(0, sigma, view.shape).astype(np.float32),
-                                tag="params")
-    return g
+    return sl.scenes.centres_only(ref) if init == "points" else sl.scenes.perturbed(ref, seed)
 
 
 def lion_table(extent: float, steps: int, decay: float | None):
@@ -166,12 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     decays = [float(w) for w in args.weight_decays.split(",") if w]
     be = sl.get_backend()
     load = OtherLoad()
-    result = {"benchmark": "lion_vs_adam", "backend": be.name, **be.describe(),
+    result = {**result_fields("lion_vs_adam", be.name, be.describe()),
               "command": "python benchmarks/lion_vs_adam.py " + " ".join(argv or sys.argv[1:]),
               "steps": args.steps, "resolution": args.resolution, "views": args.views,
               "init": args.init, "seed": args.seed, "lion_decay": args.lion_decay,
-              "radius": args.radius,
-              **git_state(), "scenes": []}
+              "radius": args.radius, "scenes": []}
     for source in scenes:
         print(f"{source}: {args.steps} steps at {args.resolution}x{args.resolution}, "
               f"{args.init} start", flush=True)

@@ -101,11 +101,7 @@ class Backend:
         the CPU backend then runs its blocks in index order, so its results are the same bit
         for bit on every run (GPU atomics are unordered: there it changes nothing)."""
         self.launch_count += 1
-        if ordered and self.name == "cpu":
-            kernel(tuple(grid), tuple(block), tuple(args), shared_mem=int(shared_bytes),
-                   ordered=True)
-        else:
-            kernel(tuple(grid), tuple(block), tuple(args), shared_mem=int(shared_bytes))
+        kernel(tuple(grid), tuple(block), tuple(args), shared_mem=int(shared_bytes))
 
     # -- array primitives --------------------------------------------------------------
     def argsort(self, keys, *, tag: str = "scratch"):
@@ -141,6 +137,12 @@ class CpuBackend(Backend):
 
     def raw_module(self, code, options):
         return cuda_cpu.RawModule(code, options)
+
+    def launch(self, kernel, grid, block, args, shared_bytes: int = 0, *,
+               ordered: bool = False) -> None:
+        self.launch_count += 1
+        kernel(tuple(grid), tuple(block), tuple(args), shared_mem=int(shared_bytes),
+               ordered=ordered)
 
     def describe(self) -> dict[str, str]:
         from .cuda_cpu.builder import compiler, sanitize_mode
@@ -238,6 +240,11 @@ def get_backend(name: str | None = None) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r} ({ENV_VAR}?): choose cuda, cpu or auto")
     return _make(name)
+
+
+def backend_of(a) -> Backend:
+    """The backend an array lives on: cuda for a CuPy array, else cpu."""
+    return get_backend("cuda" if type(a).__module__.startswith("cupy") else "cpu")
 
 
 def why_chosen(be: Backend) -> str:

@@ -169,8 +169,8 @@ class _Problem:
 def _problem_from_scene(args, be, background) -> _Problem:
     """Orbit views of a PLY or bundled scene (every fifth held out); start: the scene
     perturbed (colours, positions, opacities), its centres as a point cloud, or random."""
+    from . import scenes
     from .cameras import orbit_cameras
-    from .gaussians import Gaussians
     from .ply import load_ply
     from .render import render
 
@@ -181,19 +181,14 @@ def _problem_from_scene(args, be, background) -> _Problem:
                          elevation_deg=25)
     held = cams[::5]
     train = [c for i, c in enumerate(cams) if i % 5]
-    rng = np.random.default_rng(args.seed)
     init = args.init or "perturbed"
     if init == "points":
-        host = be.to_numpy(ref.means)
-        g = Gaussians.from_points(host, np.full(host.shape, 0.5), ref.sh_degree, backend=be)
+        g = scenes.centres_only(ref)
     elif init == "random":
-        g = _random_start(be.to_numpy(ref.means), args.init_points, ref.sh_degree, rng, be)
+        g = _random_start(be.to_numpy(ref.means), args.init_points, ref.sh_degree,
+                          np.random.default_rng(args.seed), be)
     else:
-        g = ref.to(be)
-        for name, sigma in (("sh0", 0.3), ("means", 0.01 * ref.extent()), ("opacities", 1.0)):
-            view = getattr(g, name)
-            view[...] += be.asarray(rng.normal(0, sigma, view.shape).astype(np.float32),
-                                    tag="params")
+        g = scenes.perturbed(ref, args.seed)
     return _Problem(
         train, [render(ref, c, background).image.copy() for c in train], held,
         [render(ref, c, background).image.copy() for c in held], g, init != "perturbed",

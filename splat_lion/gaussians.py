@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import Backend, get_backend
+from .backend import Backend, backend_of, get_backend
 from .layout import Flat, Layout
 
 SH_C0 = 0.28209479177387814  # Y_0^0: colour = SH_C0 * sh0 + 0.5
@@ -130,8 +130,7 @@ class Gaussians:
 
     @property
     def backend(self) -> Backend:
-        return get_backend("cuda" if type(self.params.data).__module__.startswith("cupy")
-                           else "cpu")
+        return backend_of(self.params.data)
 
     # -- activations -----------------------------------------------------------------------
     def scale_values(self):

@@ -2,6 +2,8 @@
 
     splat_lion.scenes.names()           # ["..."]
     g = splat_lion.load_ply(splat_lion.scenes.path("<name>"))
+    start = splat_lion.scenes.perturbed(g, seed=0)     # starts to fit a scene back from
+    start = splat_lion.scenes.centres_only(g)
 """
 
 from __future__ import annotations
@@ -30,3 +32,30 @@ def path(name: str) -> Path:
     if not p.is_file():
         raise ValueError(f"no bundled scene {name!r}: there are {', '.join(names())}")
     return p
+
+
+def perturbed(ref, seed: int = 0):
+    """A copy of `ref` (Gaussians) with colours (sh0 ± 0.3), positions (± 1% of the extent)
+    and opacity logits (± 1) perturbed by Gaussian noise: the `--init perturbed` start."""
+    import numpy as np
+
+    be = ref.backend
+    rng = np.random.default_rng(seed)
+    g = ref.to(be)
+    for name, sigma in (("sh0", 0.3), ("means", 0.01 * ref.extent()), ("opacities", 1.0)):
+        view = getattr(g, name)
+        view[...] += be.asarray(rng.normal(0, sigma, view.shape).astype(np.float32),
+                                tag="params")
+    return g
+
+
+def centres_only(ref):
+    """Grey, isotropic splats at `ref`'s centres, as from a point cloud (Gaussians.from_points):
+    the `--init points` start."""
+    import numpy as np
+
+    from .gaussians import Gaussians
+
+    host = ref.backend.to_numpy(ref.means)
+    return Gaussians.from_points(host, np.full(host.shape, 0.5), ref.sh_degree,
+                                 backend=ref.backend)
