@@ -10,11 +10,7 @@
 //          hyper: [S, 2] float32 (lr_s, wd_s); visible: [N] uint8 (dummy [1] if unused).
 #include "common.cuh"
 
-#ifndef ADAM_BLOCK
-#define ADAM_BLOCK 256
-#endif
-
-extern "C" __global__ void __launch_bounds__(ADAM_BLOCK)
+extern "C" __global__ void __launch_bounds__(BLOCK)
 adam_step(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
           float* __restrict__ v, const long long* __restrict__ segments,
           const float* __restrict__ hyper, int num_segments, const unsigned char* __restrict__ visible,

@@ -9,8 +9,10 @@
 
 #define FULL_WARP_MASK 0xffffffffu
 
-#ifndef TILE
-#define TILE 16  // tile side in pixels, for projection, binning and rasterisation
+// TILE (tile side in pixels, for projection, binning and rasterisation) and BLOCK (threads
+// per block of the 1-D kernels) come from splat_lion/kernels.py as -D options: one home.
+#if !defined(TILE) || !defined(BLOCK)
+#error "TILE and BLOCK are -D options from splat_lion/kernels.py (compile through it)"
 #endif
 
 // Linear id of this thread in its block: x + blockDim.x * (y + blockDim.y * z).

@@ -16,9 +16,6 @@
 //          float32 (lr_s, wd_s); visible: [N] uint8 (a dummy [1] when has_visible == 0).
 #include "common.cuh"
 
-#ifndef LION_BLOCK
-#define LION_BLOCK 256
-#endif
 
 // M: float (fp32 momentum) or unsigned short (bfloat16 momentum).
 template <class M>
@@ -52,7 +49,7 @@ __device__ __forceinline__ void lion_step_impl(float* __restrict__ p, const floa
     }
 }
 
-extern "C" __global__ void __launch_bounds__(LION_BLOCK)
+extern "C" __global__ void __launch_bounds__(BLOCK)
 lion_step(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
           const long long* __restrict__ segments, const float* __restrict__ hyper, int num_segments,
           const unsigned char* __restrict__ visible, int has_visible, float beta1, float beta2,
@@ -60,7 +57,7 @@ lion_step(float* __restrict__ p, const float* __restrict__ g, float* __restrict_
     lion_step_impl(p, g, m, segments, hyper, num_segments, visible, has_visible, beta1, beta2, total);
 }
 
-extern "C" __global__ void __launch_bounds__(LION_BLOCK)
+extern "C" __global__ void __launch_bounds__(BLOCK)
 lion_step_bf16(float* __restrict__ p, const float* __restrict__ g, unsigned short* __restrict__ m,
                const long long* __restrict__ segments, const float* __restrict__ hyper,
                int num_segments, const unsigned char* __restrict__ visible, int has_visible,

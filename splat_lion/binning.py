@@ -11,9 +11,8 @@ import numpy as np
 from . import kernels
 from .backend import Backend
 from .checks import check_array
+from .kernels import BLOCK, TILE
 
-BLOCK = 256
-TILE = 16  # kernels' TILE default
 
 
 def num_tiles(width: int, height: int) -> tuple[int, int]:

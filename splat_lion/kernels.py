@@ -1,12 +1,13 @@
 """The one place that loads `kernels/*.cu`, for CuPy on a GPU and for the CPU runtime alike.
 
     k = kernels.function("selftest", "selftest_saxpy")            # compiled once, cached
-    k = kernels.function("project", "project_fwd", {"SH_DEGREE": 3})
+    k = kernels.function("rasterize", "rasterize_bwd", {"SPLAT_LION_WARP_SUM_ON_CPU": 1})
 
 Each source is assembled the same way for both backends: `#include "common.cuh"` is replaced
 by the header's text (CuPy's disk cache keys on the source string only, not on headers), and
 `#line` directives make compiler errors point at the real file and line. Compile-time choices
-are `-D` defines. Modules are cached per (backend, file, options); importing compiles nothing.
+are `-D` defines; the launch geometry every family shares (TILE, BLOCK) is defined here,
+once, and passed to every compilation. Modules are cached per (backend, file, options); importing compiles nothing.
 A new `kernels/foo.cu` needs no change here.
 """
 
@@ -18,8 +19,13 @@ from pathlib import Path
 
 from . import backend as _backend
 
+# Launch geometry shared by Python and every kernel: defined here only, passed as -D.
+TILE = 16  # tile side in pixels (projection's tile rectangles, binning, rasterisation)
+BLOCK = 256  # threads per block of the 1-D kernels (optimizers, projection, binning)
+GEOMETRY = {"BLOCK": BLOCK, "TILE": TILE}
+
 # Options every kernel is compiled with, on NVRTC and (translated) on the CPU.
-FIXED_OPTIONS: tuple[str, ...] = ("--std=c++17",)
+FIXED_OPTIONS: tuple[str, ...] = ("--std=c++17", *(f"-D{k}={v}" for k, v in GEOMETRY.items()))
 
 _INCLUDE_COMMON = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"common\.cuh"[ \t]*$', re.MULTILINE)
 _DEFINE_NAME = re.compile(r"^[A-Za-z_]\w*$")
@@ -78,6 +84,9 @@ def options(defines: Mapping[str, int | str] | None = None) -> tuple[str, ...]:
     """FIXED_OPTIONS plus one `-DNAME=VALUE` per define, in sorted order."""
     out = list(FIXED_OPTIONS)
     for key in sorted(defines or {}):
+        if key in GEOMETRY:
+            raise ValueError(f"define {key}: the launch geometry is fixed in splat_lion/kernels.py "
+                             f"({key} = {GEOMETRY[key]}); change it there")
         value = defines[key]
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise TypeError(f"define {key}={value!r}: value must be an int or a str")

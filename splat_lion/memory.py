@@ -350,7 +350,8 @@ def default_intersections_per_splat(num_splats: int, width: int, height: int) ->
     """Estimated tile intersections per splat (see COVERAGE, PAD); within ~30% on the bundled
     scenes from 64² to 1024². Scenes with large background splats can need several times
     more: give predict_memory the count profile_step measures."""
-    from .binning import TILE, num_tiles
+    from .binning import num_tiles
+    from .kernels import TILE
 
     if num_splats == 0:
         return 0.0

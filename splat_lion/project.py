@@ -13,8 +13,7 @@ from .backend import Backend
 from .cameras import Camera
 from .checks import check_array
 from .gaussians import Gaussians
-
-BLOCK = 256
+from .kernels import BLOCK
 
 
 def _common_args(g: Gaussians, camera: Camera, sh_degree: int | None, be: Backend):

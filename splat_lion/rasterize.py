@@ -6,8 +6,9 @@ import numpy as np
 
 from . import kernels
 from .backend import Backend
-from .binning import TILE, num_tiles
+from .binning import num_tiles
 from .checks import check_array
+from .kernels import TILE
 
 
 def rasterize_fwd(ranges, ids, means2d, conics, colors, opacities, background, width: int,

@@ -36,6 +36,17 @@ def test_options_are_fixed_plus_sorted_defines():
         kernels.options({"A": 1.5})
 
 
+def test_launch_geometry_has_one_home():
+    """TILE and BLOCK are defined in kernels.py only and reach every kernel as -D options;
+    kernels/common.cuh refuses to compile without them, and no caller may change them."""
+    assert f"-DTILE={kernels.TILE}" in kernels.FIXED_OPTIONS
+    assert f"-DBLOCK={kernels.BLOCK}" in kernels.FIXED_OPTIONS
+    with pytest.raises(ValueError, match="launch geometry is fixed"):
+        kernels.options({"TILE": 8})
+    common = (kernels.kernel_dir() / "common.cuh").read_text()
+    assert "#define TILE" not in common and "#define BLOCK" not in common
+
+
 def test_modules_are_cached_per_family_and_options():
     cpu = get_backend("cpu")
     m1 = kernels.module("selftest", backend=cpu)

@@ -17,10 +17,10 @@ import numpy as np
 
 from ..backend import Backend, get_backend
 from ..checks import check_aligned, check_array
+from ..kernels import BLOCK
 from ..layout import ALIGN, Flat, Layout
 from .lr_table import LrTable
 
-BLOCK = 256  # threads per block of the fused optimizer kernels
 
 
 @runtime_checkable
