@@ -27,6 +27,7 @@ if str(HERE.parent) not in sys.path:  # run from a checkout without installing
 from bench_runtime import result_fields, write_result  # noqa: E402
 
 from splat_lion import Gaussians, get_backend, load_ply, save_ply  # noqa: E402
+from splat_lion.sh import sh_coeffs  # noqa: E402
 
 LOAD_TARGET_S = 2.0  # for 1M splats at SH degree 3, on the CPU
 TARGET_SPLATS = 1_000_000
@@ -34,7 +35,7 @@ TARGET_SPLATS = 1_000_000
 
 def random_scene(n: int, degree: int, seed: int) -> Gaussians:
     rng = np.random.default_rng(seed)
-    k = (degree + 1) ** 2
+    k = sh_coeffs(degree)
     return Gaussians.from_arrays(
         rng.standard_normal((n, 3)), rng.standard_normal((n, 3)) - 4, rng.standard_normal((n, 4)),
         rng.standard_normal(n), rng.standard_normal((n, 1, 3)),

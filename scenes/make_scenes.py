@@ -28,7 +28,7 @@ if (HERE.parent / "splat_lion").is_dir():  # a checkout: use its splat_lion, ins
     sys.path.insert(0, str(HERE.parent))
 
 from splat_lion import Gaussians, get_backend, save_ply
-from splat_lion.gaussians import rgb_to_sh0
+from splat_lion.sh import rgb_to_sh0
 
 # Light direction (towards the light) for the baked shading and the knot's highlight.
 LIGHT = np.array([0.4, 0.5, 0.77]) / np.linalg.norm([0.4, 0.5, 0.77])

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .cameras import Camera
+from .quaternion import quat_to_rotmat
 
 
 class DatasetError(ValueError):
@@ -426,10 +427,7 @@ def _quat_to_rotation(q, where: str) -> np.ndarray:
     n = np.linalg.norm(q)
     if not np.isfinite(n) or n < 1e-12:
         raise DatasetError(f"{where}: quaternion {q.tolist()} is not a rotation")
-    w, x, y, z = q / n
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    return quat_to_rotmat(q)
 
 
 def _rotation_to_quat(R: np.ndarray) -> list[float]:

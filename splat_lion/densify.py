@@ -30,6 +30,7 @@ import numpy as np
 
 from .gaussians import Gaussians
 from .layout import Flat
+from .quaternion import quat_to_rotmat
 
 SPLIT_CHILDREN = 2  # children per split splat (3DGS: N = 2)
 SPLIT_SHRINK = 0.8 * SPLIT_CHILDREN  # a child's σ is its parent's / 1.6 (3DGS)
@@ -235,7 +236,7 @@ class Densifier:
         sigma = xp.exp(grown.scales[rows])  # [C, 3]
         q = grown.quats[rows]
         z = xp.asarray(rng.standard_normal(sigma.shape).astype(np.float32))  # [C, 3]
-        offset = xp.einsum("cij,cj->ci", _rotation_matrices(q, xp), sigma * z)
+        offset = xp.einsum("cij,cj->ci", quat_to_rotmat(q, xp), sigma * z)
         grown.means[rows] += offset.astype(np.float32)
         grown.scales[rows] = xp.log(sigma / SPLIT_SHRINK).astype(np.float32)
 
@@ -262,14 +263,3 @@ def _strongest(mask, score, budget: int, xp):
     out = xp.zeros_like(mask)
     out[ranked[:budget]] = True
     return out
-
-
-def _rotation_matrices(quats, xp):
-    """[C, 3, 3] rotation matrices of [C, 4] quaternions (w, x, y, z), normalised here."""
-    q = quats / xp.linalg.norm(quats, axis=1, keepdims=True)
-    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    return xp.stack([
-        xp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        xp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        xp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], 1)

@@ -17,12 +17,7 @@ import numpy as np
 
 from .backend import Backend, backend_of, get_backend
 from .layout import Flat, Layout
-
-SH_C0 = 0.28209479177387814  # Y_0^0: colour = SH_C0 * sh0 + 0.5
-
-
-def rgb_to_sh0(rgb: np.ndarray) -> np.ndarray:
-    return (np.asarray(rgb, np.float64) - 0.5) / SH_C0
+from .sh import DEGREES, SH_C0, empty_shN, rgb_to_sh0, sh_rest
 
 
 class Gaussians:
@@ -56,14 +51,14 @@ class Gaussians:
         sh0 = np.asarray(sh0)
         if sh0.shape == (n, 3):
             sh0 = sh0.reshape(n, 1, 3)
-        k = 1
+        degree = 0
         if shN is not None:
             shN = np.asarray(shN)
-            k = shN.shape[1] + 1 if shN.ndim == 3 else -1
-        degree = {1: 0, 4: 1, 9: 2, 16: 3}.get(k)
-        if degree is None:
-            raise ValueError(f"shN: expected [N, K-1, 3] with K in 4, 9, 16 (or None), got "
-                             f"shape {list(shN.shape)}")
+            rows = {sh_rest(d): d for d in DEGREES if d}  # shN rows -> SH degree
+            if shN.ndim != 3 or shN.shape[1] not in rows:
+                raise ValueError(f"shN: expected [N, K-1, 3] with K in 4, 9, 16 (or None), got "
+                                 f"shape {list(shN.shape)}")
+            degree = rows[shN.shape[1]]
         layout = Layout.gaussians(n, degree)
         values = {"means": means, "scales": scales, "quats": quats, "opacities": opacities,
                   "sh0": sh0, "shN": shN}
@@ -93,12 +88,12 @@ class Gaussians:
         n = points.shape[0]
         dist2 = mean_sq_dist_to_neighbours(points, 3)
         log_sigma = 0.5 * np.log(np.maximum(dist2, 1e-7))
-        k = (sh_degree + 1) ** 2
+        rest = sh_rest(sh_degree)
         return cls.from_arrays(
             points, np.repeat(log_sigma[:, None], 3, 1),
             np.tile([1.0, 0.0, 0.0, 0.0], (n, 1)), np.full(n, np.log(opacity / (1 - opacity))),
             rgb_to_sh0(colors).reshape(n, 1, 3),
-            np.zeros((n, k - 1, 3)) if k > 1 else None, backend=backend)
+            np.zeros((n, rest, 3)) if rest else None, backend=backend)
 
     @classmethod
     def random(cls, count: int, sh_degree: int = 3, box: float = 1.0, seed: int = 0, *,
@@ -124,7 +119,7 @@ class Gaussians:
     def __getattr__(self, name: str):
         if name in ("means", "scales", "quats", "opacities", "sh0", "shN"):
             if name == "shN" and self.sh_degree == 0:
-                return self.params.data[:0].reshape(self.count, 0, 3)
+                return empty_shN(self.params.data, self.count)
             return self.params[name]
         raise AttributeError(name)
 

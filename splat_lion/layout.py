@@ -21,15 +21,9 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend, get_backend
+from .sh import sh_rest
 
 ALIGN = 4  # floats per 16 bytes: every segment starts at a multiple of this
-
-
-def sh_coeffs(sh_degree: int) -> int:
-    """Spherical-harmonic coefficients per colour channel for a degree 0..3: (d + 1)²."""
-    if sh_degree not in (0, 1, 2, 3):
-        raise ValueError(f"sh_degree must be 0, 1, 2 or 3, got {sh_degree!r}")
-    return (sh_degree + 1) ** 2
 
 
 @dataclass(frozen=True)
@@ -78,11 +72,11 @@ class Layout:
     def gaussians(cls, count: int, sh_degree: int = 3) -> "Layout":
         """The 3DGS attributes: means [N,3], scales [N,3] (log σ), quats [N,4] (w,x,y,z),
         opacities [N] (logit), sh0 [N,1,3], shN [N,K-1,3] with K = (sh_degree + 1)²."""
-        k = sh_coeffs(sh_degree)
+        rest = sh_rest(sh_degree)
         attrs = [("means", (3,)), ("scales", (3,)), ("quats", (4,)), ("opacities", ()),
                  ("sh0", (1, 3))]
-        if k > 1:
-            attrs.append(("shN", (k - 1, 3)))
+        if rest:  # degree 0 stores no shN (Gaussians.shN is then empty_shN)
+            attrs.append(("shN", (rest, 3)))
         return cls(attrs, count)
 
     # -- description -----------------------------------------------------------------------

@@ -35,6 +35,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 
 from .backend import TAGS, Backend, check_tag, get_backend
+from .sh import sh_rest
 
 # The phases of a fit step, in order (profile_step's "by_phase").
 PHASES = ("project", "binning", "rasterize", "loss", "backward", "optimizer")
@@ -394,8 +395,7 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
     _check_int("num_splats", num_splats, 0)
     _check_int("width", width, 1)
     _check_int("height", height, 1)
-    if sh_degree not in (0, 1, 2, 3) or isinstance(sh_degree, bool):
-        raise ValueError(f"sh_degree must be 0, 1, 2 or 3, got {sh_degree!r}")
+    rest = sh_rest(sh_degree)  # checks the degree
     if optimizer not in OPTIMIZER_STATE:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_STATE)}, got "
                          f"{optimizer!r}")
@@ -429,7 +429,6 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
 
     n, hw = int(num_splats), int(width) * int(height)
     p = Layout.gaussians(n, sh_degree).total
-    rest = (sh_degree + 1) ** 2 - 1
     tx, ty = num_tiles(width, height)
     t = tx * ty
     buffers, itemsize = OPTIMIZER_STATE[optimizer]

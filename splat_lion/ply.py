@@ -23,8 +23,9 @@ import numpy as np
 
 from .backend import Backend
 from .gaussians import Gaussians
+from .sh import DEGREES, sh_rest
 
-F_REST_COUNTS = {0: 0, 9: 1, 24: 2, 45: 3}  # f_rest properties -> SH degree
+F_REST_COUNTS = {3 * sh_rest(d): d for d in DEGREES}  # f_rest properties -> SH degree
 _NORMALS = ("nx", "ny", "nz")
 
 
@@ -34,7 +35,7 @@ class PlyError(ValueError):
 
 def property_names(sh_degree: int) -> list[str]:
     """The 3DGS vertex properties for an SH degree, in file order."""
-    rest = 3 * ((sh_degree + 1) ** 2 - 1)
+    rest = 3 * sh_rest(sh_degree)
     return (["x", "y", "z", *_NORMALS, "f_dc_0", "f_dc_1", "f_dc_2"]
             + [f"f_rest_{i}" for i in range(rest)]
             + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
@@ -106,8 +107,8 @@ def load_ply(path: str | os.PathLike, *, on_nonfinite: str = "error",
         column = {k: v[finite] for k, v in column.items()}
         n = int(finite.sum())
 
-    k = (degree + 1) ** 2
-    rest_cols = np.stack([column[f"f_rest_{i}"] for i in range(3 * (k - 1))], 1) if k > 1 else None
+    rest = sh_rest(degree)
+    rest_cols = np.stack([column[f"f_rest_{i}"] for i in range(3 * rest)], 1) if rest else None
     # other scalar vertex properties travel along (list properties are not kept)
     extra = {name: np.array(data[name])[finite] for name in data.dtype.names
              if name not in required and name not in _NORMALS and name not in lists}
@@ -122,7 +123,7 @@ def load_ply(path: str | os.PathLike, *, on_nonfinite: str = "error",
         column["opacity"],
         cols("f_dc_0", "f_dc_1", "f_dc_2").reshape(n, 1, 3),
         # channel-major in the file: [N, 3, K-1] -> [N, K-1, 3]
-        None if rest_cols is None else rest_cols.reshape(n, 3, k - 1).transpose(0, 2, 1),
+        None if rest_cols is None else rest_cols.reshape(n, 3, rest).transpose(0, 2, 1),
         extra=extra, backend=backend)
 
 
@@ -136,7 +137,7 @@ def save_ply(gaussians: Gaussians, path: str | os.PathLike) -> Path:
         raise PlyError(f"{path}: folder {path.parent} does not exist")
     g = gaussians
     be = g.backend
-    n, k = g.count, (g.sh_degree + 1) ** 2
+    n = g.count
     names = property_names(g.sh_degree)
     extra_names = [e for e in g.extra if e not in names]
     dtype = [(name, "<f4") for name in names] + [
@@ -149,10 +150,9 @@ def save_ply(gaussians: Gaussians, path: str | os.PathLike) -> Path:
     for i in range(3):
         rows[f"f_dc_{i}"] = host["sh0"][:, 0, i]
         rows[f"scale_{i}"] = host["scales"][:, i]
-    if k > 1:
-        rest = host["shN"].transpose(0, 2, 1).reshape(n, -1)  # channel-major
-        for i in range(rest.shape[1]):
-            rows[f"f_rest_{i}"] = rest[:, i]
+    rest = host["shN"].transpose(0, 2, 1).reshape(n, -1)  # channel-major; [N, 0] at degree 0
+    for i in range(rest.shape[1]):
+        rows[f"f_rest_{i}"] = rest[:, i]
     rows["opacity"] = host["opacities"]
     for i in range(4):
         rows[f"rot_{i}"] = host["quats"][:, i]

@@ -14,13 +14,14 @@ from .cameras import Camera
 from .checks import check_array
 from .gaussians import Gaussians
 from .kernels import BLOCK
+from .sh import empty_shN, sh_rest
 
 
 def _common_args(g: Gaussians, camera: Camera, sh_degree: int | None, be: Backend):
     degree = g.sh_degree if sh_degree is None else sh_degree
     if not 0 <= degree <= g.sh_degree:
         raise ValueError(f"sh_degree must lie in 0..{g.sh_degree} (the scene's), got {degree}")
-    num_rest = (g.sh_degree + 1) ** 2 - 1
+    num_rest = sh_rest(g.sh_degree)
     shN = g.shN if num_rest else be.zeros((1,), np.float32, tag="scratch")  # noqa: N806
     viewmat = be.table(camera.viewmat.astype(np.float32))
     return (g.means, g.scales, g.quats, g.sh0, shN, np.int32(num_rest), np.int32(degree), viewmat,
@@ -58,7 +59,7 @@ def project_bwd(g: Gaussians, camera: Camera, radii, v_means2d, v_conics, v_colo
     check_array("v_means2d", v_means2d, np.float32, (n, 2), xp)
     check_array("v_conics", v_conics, np.float32, (n, 3), xp)
     check_array("v_colors", v_colors, np.float32, (n, 3), xp)
-    rest = max((g.sh_degree + 1) ** 2 - 1, 0)
+    rest = sh_rest(g.sh_degree)
     out = {"means": be.empty((n, 3), np.float32, tag="grads"),
            "scales": be.empty((n, 3), np.float32, tag="grads"),
            "quats": be.empty((n, 4), np.float32, tag="grads"),
@@ -70,5 +71,5 @@ def project_bwd(g: Gaussians, camera: Camera, radii, v_means2d, v_conics, v_colo
                   (*_common_args(g, camera, sh_degree, be), radii, v_means2d, v_conics, v_colors,
                    *out.values()))
     if not rest:
-        out["shN"] = out["shN"][:0].reshape(n, 0, 3)
+        out["shN"] = empty_shN(out["shN"], n)
     return out

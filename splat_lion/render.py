@@ -27,6 +27,7 @@ from .gaussians import Gaussians
 from .layout import Flat
 from .project import project_bwd, project_fwd
 from .rasterize import rasterize_bwd, rasterize_fwd
+from .sh import empty_shN
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Gradients(Flat):
 
     def __getattr__(self, name: str):
         if name == "shN" and name not in self.layout:  # SH degree 0: empty, as Gaussians.shN
-            return self.data[:0].reshape(self.layout.count, 0, 3)
+            return empty_shN(self.data, self.layout.count)
         return super().__getattr__(name)
 
 

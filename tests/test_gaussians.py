@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from splat_lion import Gaussians
-from splat_lion.gaussians import SH_C0, mean_sq_dist_to_neighbours, rgb_to_sh0
+from splat_lion.gaussians import mean_sq_dist_to_neighbours
+from splat_lion.sh import SH_C0, rgb_to_sh0
 
 
 def test_from_points_follows_the_3dgs_initialisation(rng):

@@ -13,10 +13,11 @@ from plyfile import PlyData, PlyElement, PlyListProperty
 
 from splat_lion import Gaussians, PlyError, load_ply, save_ply
 from splat_lion.ply import property_names
+from splat_lion.sh import sh_coeffs
 
 
 def random_scene(rng, n=57, degree=3, extra=True) -> Gaussians:
-    k = (degree + 1) ** 2
+    k = sh_coeffs(degree)
     g = Gaussians.from_arrays(
         rng.standard_normal((n, 3)), rng.standard_normal((n, 3)) - 3, rng.standard_normal((n, 4)),
         rng.standard_normal(n), rng.standard_normal((n, 1, 3)),

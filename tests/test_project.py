@@ -10,6 +10,7 @@ from splat_lion.backend import Backend
 from splat_lion.cameras import Camera, orbit_cameras
 from splat_lion.project import project_bwd, project_fwd
 from splat_lion.reference import project as ref
+from splat_lion.sh import sh_coeffs
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +27,7 @@ def poisoned_outputs(monkeypatch):
 
 
 def scene(rng, n, degree, be, spread=1.0):
-    k = (degree + 1) ** 2
+    k = sh_coeffs(degree)
     return Gaussians.from_arrays(
         rng.uniform(-spread, spread, (n, 3)), np.log(rng.uniform(0.05, 0.3, (n, 3))),
         rng.standard_normal((n, 4)), rng.standard_normal(n),

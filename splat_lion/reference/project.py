@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-SH_C0 = 0.28209479177387814
+from ..quaternion import quat_to_rotmat
+from ..sh import SH_C0, sh_coeffs
+
 SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
          0.5462742152960396)
@@ -48,17 +50,6 @@ def sh_basis(dirs: np.ndarray, degree: int) -> np.ndarray:
                 SH_C3[4] * x * (4 * zz - xx - yy), SH_C3[5] * z * (xx - yy),
                 SH_C3[6] * x * (xx - 3 * yy)]
     return np.stack(out, 1)
-
-
-def quat_to_rotmat(quats: np.ndarray) -> np.ndarray:
-    """[N, 3, 3] rotations from quaternions (w, x, y, z), normalised first."""
-    q = quats / np.linalg.norm(quats, axis=1, keepdims=True)
-    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], 1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], 1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], 1),
-    ], 1)
 
 
 def project_fwd(means, scales, quats, sh0, shN, viewmat, fx, fy, cx, cy, width, height,  # noqa: N803
@@ -107,7 +98,7 @@ def project_fwd(means, scales, quats, sh0, shN, viewmat, fx, fy, cx, cy, width, 
     campos = -W.T @ T
     d = means - campos
     d = d / np.linalg.norm(d, axis=1, keepdims=True)
-    k = (sh_degree + 1) ** 2
+    k = sh_coeffs(sh_degree)
     colors = np.maximum(np.einsum("nk,nkc->nc", sh_basis(d, sh_degree), sh[:, :k]) + 0.5, 0)
 
     vis = visible[:, None]
