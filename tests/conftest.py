@@ -1,4 +1,5 @@
-"""Shared fixtures: the backends to run kernels on, fresh random generators, test kernels."""
+"""Shared fixtures: the backends to run kernels on, fresh random generators, poisoned
+outputs, test kernels."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from splat_lion import kernels
-from splat_lion.backend import BackendUnavailable, get_backend
+from splat_lion.backend import Backend, BackendUnavailable, get_backend
 
 TEST_KERNELS = Path(__file__).parent / "kernels"
 
@@ -41,6 +42,35 @@ def rng():
     seed = int(replay) if replay else secrets.randbits(32)
     print(f"random seed: {seed}")
     return np.random.default_rng(seed)
+
+
+def poison_value(dtype):
+    """What a poisoned array of `dtype` holds: NaN (floats), -7 (signed ints), the largest
+    value (unsigned ints), True (bools): values no kernel output should keep by accident."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.nan
+    if dtype.kind == "i":
+        return -7
+    if dtype.kind == "u":
+        return np.iinfo(dtype).max
+    return True
+
+
+@pytest.fixture
+def poisoned_outputs(monkeypatch):
+    """Every array made by `Backend.empty` (every wrapper's outputs) starts poisoned (see
+    poison_value), so an element a kernel never writes fails the comparison with the reference.
+    `Backend.zeros` is left alone: it is for outputs a kernel accumulates into.
+    Use in a test module: pytestmark = pytest.mark.usefixtures("poisoned_outputs")."""
+    original = Backend.empty
+
+    def empty(self, shape, dtype=np.float32, *, tag):
+        a = original(self, shape, dtype, tag=tag)
+        a.fill(poison_value(dtype))
+        return a
+
+    monkeypatch.setattr(Backend, "empty", empty)
 
 
 def load_test_kernel(be, file: str, name: str, defines=None):

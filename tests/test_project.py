@@ -6,24 +6,13 @@ import numpy as np
 import pytest
 
 from splat_lion import Gaussians
-from splat_lion.backend import Backend
 from splat_lion.cameras import Camera, orbit_cameras
 from splat_lion.project import project_bwd, project_fwd
 from splat_lion.reference import project as ref
 from splat_lion.sh import sh_coeffs
 
 
-@pytest.fixture(autouse=True)
-def poisoned_outputs(monkeypatch):
-    """Every array the wrappers allocate starts as NaN (floats) or -7 (ints)."""
-    original = Backend.empty
-
-    def empty(self, shape, dtype=np.float32, *, tag):
-        a = original(self, shape, dtype, tag=tag)
-        a.fill(np.nan if np.dtype(dtype).kind == "f" else -7)
-        return a
-
-    monkeypatch.setattr(Backend, "empty", empty)
+pytestmark = pytest.mark.usefixtures("poisoned_outputs")
 
 
 def scene(rng, n, degree, be, spread=1.0):
