@@ -8,8 +8,8 @@ Code above this module is written once against `backend.xp` and `backend.launch`
 
 Choice: `cuda` when CuPy imports and sees a device, else `cpu`. Forcing `cuda` where it cannot
 work is an error that says how to fix it. Every allocation names what it is for (a tag from
-TAGS, DESIGN §7) and is counted under it while it lives: `be.memory` (splat_lion/memory.py)
-holds the bytes per tag now and at peak; `be.track(a, tag=...)` counts an array made with
+TAGS, DESIGN §7) and is counted under it while it lives: `be.memory` (a Ledger,
+splat_lion/ledger.py) holds the bytes per tag now and at peak; `be.track(a, tag=...)` counts an array made with
 `xp` directly.
 """
 
@@ -22,9 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import cuda_cpu
-
-# What an allocation is for (DESIGN §7).
-TAGS = ("params", "grads", "optimizer", "projection", "intersections", "image", "loss", "scratch")
+from .ledger import Ledger, check_tag
 
 BACKENDS = ("cuda", "cpu")
 ENV_VAR = "SPLAT_LION_BACKEND"
@@ -50,11 +48,9 @@ class Backend:
     xp: Any
 
     def __init__(self) -> None:
-        from .memory import Ledger  # here, not at the top: memory.py imports this module
-
         self.launch_count = 0  # kernel launches so far (tests count launches per step)
         self._tables: dict[tuple, Any] = {}
-        self.memory = Ledger(self)  # bytes per tag of the arrays alive now, and at peak
+        self.memory = Ledger()  # bytes per tag of the arrays alive now, and at peak
 
     # -- allocation --------------------------------------------------------------------
     def empty(self, shape, dtype=np.float32, *, tag: str):
@@ -209,11 +205,6 @@ class CudaBackend(Backend):
             "compiler": f"NVRTC {nvrtc} (CUDA runtime {cp.cuda.runtime.runtimeGetVersion()}, "
                         f"driver {cp.cuda.runtime.driverGetVersion()})",
         }
-
-
-def check_tag(tag: str) -> None:
-    if tag not in TAGS:
-        raise ValueError(f"allocation tag {tag!r} is not one of {', '.join(TAGS)}")
 
 
 _cache: dict[str, Backend] = {}

@@ -518,7 +518,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from .cameras import orbit_cameras
     from .datasets import DatasetError, detect, load_dataset
     from .fit import FitConfig, make_optimizer
-    from .memory import format_table, plot_profile, predict_memory, profile_step
+    from .memory import predict_memory, profile_step
+    from .report import format_table, plot_profile
     from .ply import PlyError, load_ply
     from .render import render
 

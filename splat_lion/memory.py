@@ -1,40 +1,36 @@
-"""Memory accounting (DESIGN §7): bytes per allocation tag, now and at peak, per phase of a step.
+"""Memory of a fit step (DESIGN §7), above the renderer: measured, predicted, cross-checked.
 
-    be = get_backend()
-    be.memory.current_bytes("params")          # tagged arrays alive on this backend now
-    with memory.track(be) as t:                 # what a piece of code allocates
+    with memory.track(be) as t:                 # what a piece of code allocates (ledger.py)
         with t.phase("project"):
             out = project_fwd(g, cam)
-    t.peak_bytes("projection"), t.peak_total, t.phases["project"]["peak_bytes"]
-
     prof = profile_step(g, cam, target, optimizer)     # one fit step, by tag and by phase
     pred = predict_memory(g.count, w, h, g.sh_degree, "lion",
                           num_intersections=prof["num_intersections"])
-    print(format_table({"lion": prof, "adam": ...}))
+    cap = max_splats_within(budget, w, h, sh_degree, "lion", image_bytes=...)
 
-What is counted: every array the backend hands out (`empty`, `zeros`, `asarray` when it makes
-or first sees an array, `table`, `argsort`, `cumsum`, `track`), from its creation until it is
-freed, at its `nbytes`, under its tag. Not counted: arrays made with `xp` directly (NumPy/CuPy
-temporaries such as SSIM's blurs in loss.py, or the gather after the sort in binning.py)
-unless handed to `be.track(a, tag=...)`; profile_step does so for the ones a step keeps.
+What is counted (ledger.py keeps the counts): every array the backend hands out (`empty`,
+`zeros`, `asarray` when it makes or first sees an array, `table`, `argsort`, `cumsum`), and
+arrays made with `xp` that the wrappers hand to `be.track(a, tag=...)` where they make them
+(the sorted keys and ids in binning.py, the visibility mask in render.py, dL/dimage in
+loss.py, means2d_norm). Not counted: other `xp` temporaries (SSIM's blurs in loss.py).
 CuPy's pool rounds each block up to 512 bytes and keeps freed blocks; `cross_check()` sets
-the tracked total beside the pool's and the driver's numbers.
-
-Cost: one weak reference and a few dict updates per allocation (under 1 µs on the CPU).
-Counts are updated without a lock: allocating from several Python threads at once may
-make them drift.
+the tracked total beside the pool's and the driver's numbers. Tables and plots of these
+results: report.py.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import weakref
-from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
-from .backend import TAGS, Backend, check_tag, get_backend
+from .backend import Backend, get_backend
+from .binning import num_tiles
+from .kernels import TILE
+from .layout import Layout
+from .ledger import TAGS, MemoryTracker
+from .loss import photometric_loss
+from .render import render, render_backward
 from .sh import sh_rest
 
 # The phases of a fit step, in order (profile_step's "by_phase").
@@ -50,210 +46,12 @@ OPTIMIZER_STATE = {"lion": (1, 4), "lion-bf16": (1, 2), "adam": (2, 4)}
 COVERAGE = 10.0
 PAD = 3.0
 
-MIB = 2**20
-
-
-class Counts:
-    """Bytes per tag now and at peak, and the peak of their total."""
-
-    def __init__(self) -> None:
-        self._current = dict.fromkeys(TAGS, 0)
-        self._peak = dict.fromkeys(TAGS, 0)
-        self._total = 0
-        self._peak_total = 0
-        self._at_peak = dict(self._current)  # bytes per tag when the total peaked
-
-    def _add(self, tag: str, n: int) -> None:
-        cur = self._current[tag] + n
-        self._current[tag] = cur
-        if cur > self._peak[tag]:
-            self._peak[tag] = cur
-        self._total += n
-        if self._total > self._peak_total:
-            self._peak_total = self._total
-            self._at_peak = dict(self._current)
-
-    def _sub(self, tag: str, n: int) -> None:
-        self._current[tag] -= n
-        self._total -= n
-
-    def current_bytes(self, tag: str | None = None) -> int:
-        """Bytes alive now under `tag`, or in all (None)."""
-        if tag is None:
-            return self._total
-        check_tag(tag)
-        return self._current[tag]
-
-    def peak_bytes(self, tag: str | None = None) -> int:
-        """Most bytes alive at once under `tag` since the last reset_peak(), or of the total."""
-        if tag is None:
-            return self._peak_total
-        check_tag(tag)
-        return self._peak[tag]
-
-    @property
-    def peak_total(self) -> int:
-        """Most bytes alive at once, all tags together, since the last reset_peak()."""
-        return self._peak_total
-
-    def by_tag(self) -> dict[str, int]:
-        """tag -> its own peak (the tags need not peak together: their sum can exceed
-        peak_total)."""
-        return dict(self._peak)
-
-    def at_peak(self) -> dict[str, int]:
-        """tag -> bytes alive when the total peaked (sums to peak_total)."""
-        return dict(self._at_peak)
-
-    def reset_peak(self) -> None:
-        """Peaks start again from what is alive now."""
-        self._peak = dict(self._current)
-        self._peak_total = self._total
-        self._at_peak = dict(self._current)
-
-
-class Ledger(Counts):
-    """Every counted array alive on one backend (`backend.memory`); always on."""
-
-    def __init__(self, backend: Backend) -> None:
-        super().__init__()
-        self.backend = backend
-        # id(array) -> [weak reference, tag, nbytes, trackers that count it]
-        self._live: dict[int, list] = {}
-        # trackers inside whose `with` block we are: new arrays count in them too
-        self._scopes: tuple[MemoryTracker, ...] = ()
-
-    def add(self, a, tag: str):
-        """Count `a`, an array just made, under `tag` until it is freed; returns `a`."""
-        n = a.nbytes
-        key = id(a)
-        if n and key not in self._live:
-            try:
-                ref = weakref.ref(a, functools.partial(self._release, key))
-            except TypeError:  # not weak-referenceable: cannot see it go, so do not count it
-                return a
-            scopes = self._scopes
-            self._live[key] = [ref, tag, n, scopes]
-            self._add(tag, n)
-            for t in scopes:
-                t._add(tag, n)
-        return a
-
-    def adopt(self, a, tag: str):
-        """Count `a` (made elsewhere) unless it is counted already; a view counts as the
-        array it views (once, whoever asks first); returns `a`."""
-        owner = _owner(a)
-        if owner is not None and id(owner) not in self._live:
-            self.add(owner, tag)
-        return a
-
-    def _release(self, key: int, ref) -> None:
-        entry = self._live.get(key)
-        if entry is None or entry[0] is not ref:
-            return
-        del self._live[key]
-        _, tag, n, scopes = entry
-        self._sub(tag, n)
-        for t in scopes:
-            t._sub(tag, n)
-
-    def tag_of(self, a) -> str | None:
-        """The tag `a` is counted under (None if it is not counted)."""
-        entry = self._live.get(id(a))
-        return None if entry is None else entry[1]
-
-    def cross_check(self) -> dict:
-        return cross_check(self.backend)
-
-
-class MemoryTracker(Counts):
-    """Bytes of the arrays allocated inside `with tracker:` (and of those `include`d), per tag,
-    now and at peak, and per named phase. Arrays allocated inside and freed after the block
-    still leave the tracker when freed."""
-
-    def __init__(self, backend: Backend) -> None:
-        super().__init__()
-        self.backend = backend
-        self.ledger: Ledger = backend.memory
-        # phase name -> {"peak_bytes": total, "by_tag": {tag: peak}, "at_peak": {tag: bytes}}
-        self.phases: dict[str, dict] = {}
-
-    @property
-    def active(self) -> bool:
-        return self in self.ledger._scopes
-
-    def __enter__(self) -> MemoryTracker:
-        if self.active:
-            raise RuntimeError("this MemoryTracker is already active")
-        self.ledger._scopes = (*self.ledger._scopes, self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.ledger._scopes = tuple(t for t in self.ledger._scopes if t is not self)
-
-    def include(self, a, tag: str | None = None):
-        """Count `a`, an array alive already (parameters, optimizer state), as if allocated
-        here: under the tag the backend counts it with, else under `tag`. A view counts as
-        the array it views, if that is counted. Returns `a`."""
-        led = self.ledger
-        owner = _owner(a)
-        if owner is None:
-            return a
-        entry = led._live.get(id(owner))
-        if entry is None:
-            if tag is None:
-                raise ValueError("include: the backend does not count this array; pass its tag")
-            check_tag(tag)
-            led.add(owner, tag)  # counts in the active trackers too
-            entry = led._live.get(id(owner))
-            if entry is None:  # zero bytes
-                return a
-        if self not in entry[3]:
-            entry[3] = (*entry[3], self)
-            self._add(entry[1], entry[2])
-        return a
-
-    @contextmanager
-    def phase(self, name: str):
-        """Record the peak (total and per tag) reached inside the block as phase `name`
-        (a repeated name keeps the larger peaks). Activates the tracker if needed."""
-        saved = (self._peak, self._peak_total, self._at_peak)
-        self.reset_peak()
-        try:
-            with nullcontext() if self.active else self:
-                yield self
-        finally:
-            rec = self.phases.setdefault(name, {"peak_bytes": -1, "by_tag": dict.fromkeys(TAGS, 0),
-                                                "at_peak": {}})
-            for tag in TAGS:
-                rec["by_tag"][tag] = max(rec["by_tag"][tag], self._peak[tag])
-            if self._peak_total > rec["peak_bytes"]:
-                rec["peak_bytes"] = self._peak_total
-                rec["at_peak"] = dict(self._at_peak)
-            # the enclosing peaks include this phase's
-            peak, peak_total, at_peak = saved
-            self._peak = {t: max(peak[t], self._peak[t]) for t in TAGS}
-            if peak_total >= self._peak_total:
-                self._peak_total, self._at_peak = peak_total, at_peak
-
-    def cross_check(self) -> dict:
-        return cross_check(self.backend)
-
-
-def _owner(a):
-    """The array whose memory `a` uses: `a`, or the array it is a view of (None when that
-    memory belongs to no array, e.g. a view of a bytes object)."""
-    base = getattr(a, "base", 0)
-    if base is None:
-        return a
-    if isinstance(base, type(a)) and base.base is None:
-        return base
-    return None
 
 
 def track(backend: Backend | None = None) -> MemoryTracker:
-    """A MemoryTracker on `backend` (default: get_backend()); use as `with track(be) as t:`."""
-    return MemoryTracker(backend or get_backend())
+    """A MemoryTracker on `backend`'s ledger (default: get_backend()); use as
+    `with track(be) as t:`."""
+    return MemoryTracker((backend or get_backend()).memory)
 
 
 def cross_check(backend: Backend | None = None) -> dict:
@@ -302,10 +100,6 @@ def profile_step(gaussians, camera, target, optimizer, *, background=(0.0, 0.0, 
     "sh_degree", "optimizer", "optimizer_state_resident", "backend", "loss"}, plus
     "cross_check" on CUDA.
     """
-    # here, not at the top: backend.py imports this module when it makes a backend
-    from .loss import photometric_loss
-    from .render import render, render_backward
-
     g = gaussians
     be = g.backend
     degree = g.sh_degree if sh_degree is None else sh_degree
@@ -351,9 +145,6 @@ def default_intersections_per_splat(num_splats: int, width: int, height: int) ->
     """Estimated tile intersections per splat (see COVERAGE, PAD); within ~30% on the bundled
     scenes from 64² to 1024². Scenes with large background splats can need several times
     more: give predict_memory the count profile_step measures."""
-    from .binning import num_tiles
-    from .kernels import TILE
-
     if num_splats == 0:
         return 0.0
     side = math.sqrt(COVERAGE * width * height / num_splats) + PAD
@@ -389,9 +180,6 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
                   all alive at once; after: flat grads 4·P, means2d 8·N, means2d_norm 4·N
     with N splats, M intersections, T tiles of 16², K = (d + 1)² SH coefficients.
     """
-    from .binning import num_tiles
-    from .layout import Layout
-
     _check_int("num_splats", num_splats, 0)
     _check_int("width", width, 1)
     _check_int("height", height, 1)
@@ -467,68 +255,3 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
 def _check_int(name: str, value, least: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
         raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
-
-
-# -- reports -----------------------------------------------------------------------------------
-
-def format_table(runs: dict[str, dict]) -> str:
-    """A text table of profile_step results (name -> profile), side by side, in MiB: the peak
-    (and "predicted_peak_bytes" where a run has it), each tag's own peak, each phase's peak."""
-    if not runs:
-        raise ValueError("format_table: no runs to show")
-    names = list(runs)
-    biggest = max(r["peak_bytes"] for r in runs.values())
-    digits = 3 if biggest < 10 * MIB else 2 if biggest < 1024 * MIB else 1
-    width = max(10, *(len(n) for n in names))
-
-    def row(label: str, values) -> str:
-        cells = ("" if v is None else f"{v / MIB:.{digits}f}" for v in values)
-        return f"{label:<24}" + "".join(f"{c:>{width + 2}}" for c in cells)
-
-    lines = [f"{'MiB':<24}" + "".join(f"{n:>{width + 2}}" for n in names),
-             row("peak", (r["peak_bytes"] for r in runs.values()))]
-    if any("predicted_peak_bytes" in r for r in runs.values()):
-        lines.append(row("predicted peak", (r.get("predicted_peak_bytes") for r in runs.values())))
-    lines.append("by tag (each tag's peak)")
-    for tag in TAGS:
-        lines.append(row(f"  {tag}", (r["by_tag"].get(tag, 0) for r in runs.values())))
-    lines.append("by phase (peak of the total)")
-    phases = [p for p in PHASES if any(p in r["by_phase"] for r in runs.values())]
-    phases += [p for r in runs.values() for p in r["by_phase"] if p not in phases]
-    for p in dict.fromkeys(phases):
-        lines.append(row(f"  {p}", (r["by_phase"].get(p) for r in runs.values())))
-    return "\n".join(lines)
-
-
-def plot_profile(runs: dict[str, dict], path, title: str | None = None):
-    """A PNG at `path`: one bar per run (optimizer), the tags stacked as they stood when the
-    total peaked ("at_peak"; each tag's own peak for a run without it), in MiB; a predicted
-    peak, where given, as a black tick. Needs matplotlib (pip install 'splat-lion[plot]')."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as e:
-        raise ImportError(f"plot_profile needs matplotlib ({e}): pip install 'splat-lion[plot]' "
-                          "or pip install matplotlib") from None
-    if not runs:
-        raise ValueError("plot_profile: no runs to plot")
-    names = list(runs)
-    fig = Figure(figsize=(1.6 + 1.3 * len(names), 4.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    bottom = np.zeros(len(names))
-    for tag in TAGS:
-        values = np.array([r.get("at_peak", r["by_tag"]).get(tag, 0) / MIB for r in runs.values()])
-        if values.any():
-            ax.bar(names, values, bottom=bottom, label=tag)
-            bottom += values
-    predicted = [(i, r["predicted_peak_bytes"] / MIB) for i, r in enumerate(runs.values())
-                 if "predicted_peak_bytes" in r]
-    if predicted:
-        ax.scatter(*zip(*predicted), marker="_", s=900, color="black", label="predicted peak")
-    ax.set_ylabel("MiB at the step's peak")
-    ax.set_title(title or "memory per fit step, by tag")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return path
