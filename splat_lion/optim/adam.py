@@ -7,15 +7,15 @@ invisible splats keep parameters and both moments).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import kernels
 from ..backend import Backend, get_backend
-from ..reference.adam import bias_corrections
-from .base import BLOCK, FusedOptimizer, _check_number, check_betas, check_flat_arrays, \
-    check_tables, grid_for, visible_arg
+from .base import BLOCK, FusedOptimizer, check_flat_arrays, check_number, check_tables, grid_for, \
+    visible_arg
 from .lr_table import ADAM_3DGS_LR, LrTable
 
 
@@ -33,7 +33,12 @@ def adam_step(params, grads, exp_avg, exp_avg_sq, segments, hyper, beta1, beta2,
             raise TypeError(f"{name}: expected dtype float32, got {a.dtype}")
     num_splats = check_tables(segments, hyper, total)
     mask, has_mask = visible_arg(be, visible, num_splats)
-    inv_bc1, inv_sqrt_bc2 = bias_corrections(beta1, beta2, step)
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+        raise ValueError(f"step: expected an int >= 1 (the 1-based count of this update), "
+                         f"got {step!r}")
+    # torch.optim.Adam's bias corrections in float64, rounded once to the kernel's float32
+    inv_bc1 = np.float32(1.0 / (1.0 - float(beta1) ** int(step)))
+    inv_sqrt_bc2 = np.float32(1.0 / math.sqrt(1.0 - float(beta2) ** int(step)))
     be.launch(kernels.function("adam", "adam_step", backend=be), grid_for(total), (BLOCK,),
               (params, grads, exp_avg, exp_avg_sq, be.table(segments), be.table(hyper),
                np.int32(segments.shape[0]), mask, has_mask, np.float32(beta1), np.float32(beta2),
@@ -63,19 +68,12 @@ class Adam(FusedOptimizer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_betas(beta1=self.beta1, beta2=self.beta2)
-        _check_number("eps", self.eps)
+        check_number("eps", self.eps)
 
     @classmethod
     def for_3dgs(cls, extent: float = 1.0, steps: int = 30_000, **kwargs) -> "Adam":
         """Adam with the original 3DGS learning rates."""
         return cls(ADAM_3DGS_LR, lr_table=LrTable.adam_3dgs(extent, steps), **kwargs)
-
-    def with_betas(self, beta1: float, beta2: float) -> "Adam":
-        return replace(self, beta1=beta1, beta2=beta2)
-
-    def with_weight_decay(self, weight_decay: float) -> "Adam":
-        return replace(self, weight_decay=weight_decay)
 
     def state_dtype(self, name: str) -> np.dtype:
         return np.dtype(np.float32)

@@ -5,12 +5,15 @@ kernel launch (`step_all`). Its state (momentum, ...) lives in buffers of the pa
 layout, so densification gathers state exactly like parameters (`gather`), and an opacity
 reset can zero one attribute's state (`zero_state`). `end_iteration()` advances the step the
 learning-rate schedules read.
+
+A fused optimizer is a frozen dataclass of hyper-parameters plus one mutable part, its
+`state` (OptimizerState: iteration, state buffers, update counts), visible and documented.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -20,7 +23,6 @@ from ..checks import check_aligned, check_array
 from ..kernels import BLOCK
 from ..layout import ALIGN, Flat, Layout
 from .lr_table import LrTable
-
 
 
 @runtime_checkable
@@ -101,34 +103,48 @@ def check_flat_arrays(be: Backend, params, grads, states: dict[str, Any]) -> int
 # -- the fused optimizers' common behaviour ------------------------------------------------
 
 @dataclass
-class _State:
+class OptimizerState:
+    """What a fused optimizer changes as it runs; everything else about it is frozen config.
+    state_dict() saves it, load_state_dict() replaces it."""
+
     # iterations completed (end_iteration calls): what the lr schedules read
     iteration: int = 0
-    # per named tensor (step()): state buffers, and updates applied so far
+    # step(): per named tensor, its state buffers by state name ("momentum", "exp_avg", ...)
     named: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # step(): per named tensor, the updates applied to it so far (Adam's t)
     named_steps: dict[str, int] = field(default_factory=dict)
-    # the flat layout's state buffers (step_all()), their layout, and updates applied so far
+    # step_all(): the flat state buffers by state name (None before the first step_all)
     flat: dict[str, Any] | None = None
+    # step_all(): the layout of those buffers (the parameters' layout)
     flat_layout: Layout | None = None
+    # step_all(): the updates applied so far (Adam's t)
     flat_steps: int = 0
 
+    def replace_with(self, other: "OptimizerState") -> None:
+        """Take every value of `other` (load_state_dict checks everything first, then swaps)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(other, f.name))
 
+
+@dataclass(frozen=True, eq=False)
 class FusedOptimizer:
-    """Base of Lion and Adam; subclasses are frozen dataclasses with fields lr,
-    weight_decay, lr_table, backend, and define state_names, state_dtype() and _launch()."""
+    """Base of Lion and Adam. A subclass is a frozen dataclass whose fields are its
+    hyper-parameters (at least lr, beta1, beta2, weight_decay, lr_table, backend) and defines
+    state_names, state_dtype(), config() and _launch(). Its one mutable part is `state`."""
+
+    # the running state (iteration, state buffers, update counts); every new optimizer,
+    # a builder's too, starts with a fresh one
+    state: OptimizerState = field(default_factory=OptimizerState, init=False, repr=False,
+                                  compare=False)
 
     state_names: ClassVar[tuple[str, ...]] = ()
-    lr: float
-    weight_decay: float
-    lr_table: LrTable | None
-    backend: Backend | None
 
     def __post_init__(self) -> None:
-        _check_number("lr", self.lr)
-        _check_number("weight_decay", self.weight_decay)
+        check_number("lr", self.lr)
+        check_number("weight_decay", self.weight_decay)
+        check_betas(beta1=self.beta1, beta2=self.beta2)
         if self.lr_table is not None and not isinstance(self.lr_table, LrTable):
             raise TypeError(f"lr_table: expected an LrTable, got {type(self.lr_table).__name__}")
-        object.__setattr__(self, "_s", _State())
 
     # -- to be defined by subclasses ----------------------------------------------------
     def state_dtype(self, name: str) -> np.dtype:
@@ -140,16 +156,25 @@ class FusedOptimizer:
     def config(self) -> dict:
         raise NotImplementedError
 
+    # -- builders -----------------------------------------------------------------------
+    def with_betas(self, beta1: float, beta2: float) -> "FusedOptimizer":
+        """The same optimizer with other betas, and fresh state."""
+        return replace(self, beta1=beta1, beta2=beta2)
+
+    def with_weight_decay(self, weight_decay: float) -> "FusedOptimizer":
+        """The same optimizer with another weight decay, and fresh state."""
+        return replace(self, weight_decay=weight_decay)
+
     # -- learning rates -----------------------------------------------------------------
     @property
     def iteration(self) -> int:
-        return self._s.iteration
+        return self.state.iteration
 
     def end_iteration(self) -> None:
-        self._s.iteration += 1
+        self.state.iteration += 1
 
     def lr_scale(self, name: str) -> float:
-        return 1.0 if self.lr_table is None else self.lr_table.scale(name, self._s.iteration)
+        return 1.0 if self.lr_table is None else self.lr_table.scale(name, self.state.iteration)
 
     def effective_lr(self, name: str) -> float:
         """The learning rate `name` is updated with now: lr x lr_scale(name)."""
@@ -167,20 +192,21 @@ class FusedOptimizer:
         be = self._be()
         check_array(f"param {name!r}", param, np.float32, None, be.xp)
         check_array(f"grad {name!r}", grad, np.float32, param.shape, be.xp)
-        state = self._s.named.get(name)
-        if state is None:
-            state = {k: be.zeros(param.shape, self.state_dtype(k), tag="optimizer")
-                     for k in self.state_names}
-            self._s.named[name] = state
-            self._s.named_steps[name] = 0
-        elif next(iter(state.values())).shape != param.shape:
+        st = self.state
+        buffers = st.named.get(name)
+        if buffers is None:
+            buffers = {k: be.zeros(param.shape, self.state_dtype(k), tag="optimizer")
+                       for k in self.state_names}
+            st.named[name] = buffers
+            st.named_steps[name] = 0
+        elif next(iter(buffers.values())).shape != param.shape:
             raise ValueError(f"param {name!r}: shape {list(param.shape)} differs from its "
-                             f"optimizer state {list(next(iter(state.values())).shape)}")
-        self._s.named_steps[name] += 1
+                             f"optimizer state {list(next(iter(buffers.values())).shape)}")
+        st.named_steps[name] += 1
         segments = np.array([[0, param.size, 1]], np.int64)
         self._launch(be, param.reshape(-1), grad.reshape(-1),
-                     {k: v.reshape(-1) for k, v in state.items()}, segments,
-                     self._hyper([name]), None, self._s.named_steps[name])
+                     {k: v.reshape(-1) for k, v in buffers.items()}, segments,
+                     self._hyper([name]), None, st.named_steps[name])
 
     def step_all(self, params: Flat, grads: Flat, visible=None) -> None:
         if not isinstance(params, Flat) or not isinstance(grads, Flat):
@@ -190,67 +216,73 @@ class FusedOptimizer:
         if grads.layout != layout:
             raise ValueError(f"grads layout {grads.layout!r} differs from params layout {layout!r}")
         be = self._be()
-        if self._s.flat is None:
-            self._s.flat = {k: layout.zeros(self.state_dtype(k), tag="optimizer", backend=be)
-                            for k in self.state_names}
-            self._s.flat_layout = layout
-        elif self._s.flat_layout != layout:
+        st = self.state
+        if st.flat is None:
+            st.flat = {k: layout.zeros(self.state_dtype(k), tag="optimizer", backend=be)
+                       for k in self.state_names}
+            st.flat_layout = layout
+        elif st.flat_layout != layout:
             raise ValueError(
                 f"params have {layout.count} splats ({layout!r}) but the optimizer state was "
-                f"made for {self._s.flat_layout.count}: after adding or removing splats, call "
+                f"made for {st.flat_layout.count}: after adding or removing splats, call "
                 "optimizer.gather(index, new_count) with the index used for the parameters")
-        self._s.flat_steps += 1
-        self._launch(be, params.data, grads.data, self._s.flat, layout.segment_table(),
-                     self._hyper(layout.names), visible, self._s.flat_steps)
+        st.flat_steps += 1
+        self._launch(be, params.data, grads.data, st.flat, layout.segment_table(),
+                     self._hyper(layout.names), visible, st.flat_steps)
 
     # -- state surgery --------------------------------------------------------------------
     @property
     def flat_state(self) -> dict[str, Flat]:
         """The step_all state buffers by name (empty before the first step_all)."""
-        if self._s.flat is None:
+        st = self.state
+        if st.flat is None:
             return {}
-        return {k: Flat(self._s.flat_layout, v) for k, v in self._s.flat.items()}
+        return {k: Flat(st.flat_layout, v) for k, v in st.flat.items()}
 
     def gather(self, index, new_count: int) -> None:
         """Re-index the step_all state like the parameters (Layout.gather): row j takes row
         index[j]; rows past len(index), or with index -1, start from zero state."""
-        if self._s.flat is None:
+        st = self.state
+        if st.flat is None:
             return
-        layout = self._s.flat_layout
-        self._s.flat = {k: layout.gather(v, index, new_count, tag="optimizer", backend=self._be())
-                        for k, v in self._s.flat.items()}
-        self._s.flat_layout = layout.with_count(new_count)
+        st.flat = {k: st.flat_layout.gather(v, index, new_count, tag="optimizer",
+                                            backend=self._be())
+                   for k, v in st.flat.items()}
+        st.flat_layout = st.flat_layout.with_count(new_count)
 
     def zero_state(self, attribute: str) -> None:
         """Zero one attribute's step_all state (3DGS does so for opacities on a reset)."""
-        for buf in self._s.flat.values() if self._s.flat is not None else ():
-            self._s.flat_layout.view(buf, attribute)[...] = 0
+        st = self.state
+        for buf in st.flat.values() if st.flat is not None else ():
+            st.flat_layout.view(buf, attribute)[...] = 0
 
     def state_bytes(self) -> int:
         """Bytes of optimizer state held now (named and flat)."""
-        arrays = [a for st in self._s.named.values() for a in st.values()]
-        arrays += list(self._s.flat.values()) if self._s.flat is not None else []
+        st = self.state
+        arrays = [a for buffers in st.named.values() for a in buffers.values()]
+        arrays += list(st.flat.values()) if st.flat is not None else []
         return sum(int(a.nbytes) for a in arrays)
 
     # -- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to continue exactly: config (for reference), iteration, and
         every state buffer as a NumPy array."""
-        be = self._be()
+        be, st = self._be(), self.state
         out: dict[str, Any] = {"optimizer": type(self).__name__, "config": self.config(),
-                               "iteration": self._s.iteration, "named": {}, "flat": None}
-        for name, st in self._s.named.items():
-            out["named"][name] = {"step": self._s.named_steps[name],
-                                  **{k: be.to_numpy(v).copy() for k, v in st.items()}}
-        if self._s.flat is not None:
-            lay = self._s.flat_layout
+                               "iteration": st.iteration, "named": {}, "flat": None}
+        for name, buffers in st.named.items():
+            out["named"][name] = {"step": st.named_steps[name],
+                                  **{k: be.to_numpy(v).copy() for k, v in buffers.items()}}
+        if st.flat is not None:
+            lay = st.flat_layout
             out["flat"] = {"count": lay.count,
                            "attributes": [[n, list(shape)] for n, shape in lay.attributes],
-                           "step": self._s.flat_steps,
-                           **{k: be.to_numpy(v).copy() for k, v in self._s.flat.items()}}
+                           "step": st.flat_steps,
+                           **{k: be.to_numpy(v).copy() for k, v in st.flat.items()}}
         return out
 
     def load_state_dict(self, state: dict) -> None:
+        """Replace the running state by a state_dict()'s (all of it checked first)."""
         if state.get("optimizer") != type(self).__name__:
             raise ValueError(f"state_dict is for {state.get('optimizer')!r}, not "
                              f"{type(self).__name__}")
@@ -266,7 +298,7 @@ class FusedOptimizer:
                 out[k] = be.asarray(a.copy(), tag="optimizer")
             return out
 
-        s = _State(iteration=int(state["iteration"]))
+        s = OptimizerState(iteration=int(state["iteration"]))
         for name, entry in state["named"].items():
             s.named[name] = restore(entry, f"tensor {name!r}")
             s.named_steps[name] = int(entry["step"])
@@ -277,10 +309,10 @@ class FusedOptimizer:
             for k, v in s.flat.items():
                 s.flat_layout.check_buffer(v, f"state_dict flat {k}")
             s.flat_steps = int(f["step"])
-        object.__setattr__(self, "_s", s)
+        self.state.replace_with(s)
 
 
-def _check_number(name: str, value) -> None:
+def check_number(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
             or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

@@ -10,14 +10,13 @@ momentum_dtype="bfloat16" (16-bit words, rounded to nearest even).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import kernels
 from ..backend import Backend, get_backend
-from .base import BLOCK, FusedOptimizer, check_betas, check_flat_arrays, check_tables, grid_for, \
-    visible_arg
+from .base import BLOCK, FusedOptimizer, check_flat_arrays, check_tables, grid_for, visible_arg
 from .lr_table import LION_DEFAULT_LR, LrTable
 
 # momentum_dtype -> how the buffer is stored
@@ -70,7 +69,6 @@ class Lion(FusedOptimizer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_betas(beta1=self.beta1, beta2=self.beta2)
         if self.momentum_dtype not in MOMENTUM_DTYPES:
             raise ValueError(f"momentum_dtype must be one of {', '.join(MOMENTUM_DTYPES)}, "
                              f"got {self.momentum_dtype!r}")
@@ -80,12 +78,6 @@ class Lion(FusedOptimizer):
         """Lion with its default lr table for Gaussian splats (LrTable.lion_default: a fit
         from points; pass lr_table=LrTable.lion_refine(extent, steps) to refine)."""
         return cls(LION_DEFAULT_LR, lr_table=LrTable.lion_default(extent, steps), **kwargs)
-
-    def with_betas(self, beta1: float, beta2: float) -> "Lion":
-        return replace(self, beta1=beta1, beta2=beta2)
-
-    def with_weight_decay(self, weight_decay: float) -> "Lion":
-        return replace(self, weight_decay=weight_decay)
 
     def state_dtype(self, name: str) -> np.dtype:
         return MOMENTUM_DTYPES[self.momentum_dtype]

@@ -61,9 +61,7 @@ class LrTable:
     entries: Mapping[str, LrEntry] | tuple = ()
     # scene extent multiplying the entries marked times_extent (3DGS: 1.1 x camera radius)
     extent: float = 1.0
-    # True while the values are a placeholder, not yet set by an experiment
-    provisional: bool = False
-    # why the table is provisional or where its values come from
+    # where the table's values come from
     note: str = field(default="", compare=False)
 
     def __post_init__(self):

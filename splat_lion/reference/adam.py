@@ -15,18 +15,22 @@ def adam_step(params, grads, exp_avg, exp_avg_sq, segments, hyper, beta1, beta2,
     hyper[s], and each active element (as in lion_step):
         g' = g + wd_s*p;  m = b1*m + (1-b1)*g';  v = b2*v + (1-b2)*g'^2
         p -= (lr_s / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-    Arithmetic in float32 in the kernel's order (bias corrections computed in float64, as the
-    wrapper does, then rounded).
+    Arithmetic in float32 in the kernel's order; the bias corrections 1/(1 - b1^t) and
+    1/sqrt(1 - b2^t) in float64, rounded once to float32 (what the kernel receives).
 
     params, grads, exp_avg, exp_avg_sq: [total] float32; segments: [S, 3] int64;
     hyper: [S, 2] float32; visible: [N] bool.
     """
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    t, b1_64, b2_64 = np.float64(step), np.float64(beta1), np.float64(beta2)
+    inv_bc1 = np.float32(1 / (1 - b1_64**t))
+    inv_sqrt_bc2 = np.float32(1 / np.sqrt(1 - b2_64**t))
     p = np.array(params, np.float32)
     g = np.asarray(grads, np.float32)
     m = np.array(exp_avg, np.float32)
     v = np.array(exp_avg_sq, np.float32)
     b1, b2, eps32 = np.float32(beta1), np.float32(beta2), np.float32(eps)
-    inv_bc1, inv_sqrt_bc2 = bias_corrections(beta1, beta2, step)
     one = np.float32(1)
     for (begin, end, _, active), (lr, wd) in zip(segment_rows(segments, visible),
                                                  np.asarray(hyper, np.float32).reshape(-1, 2)):
@@ -41,10 +45,3 @@ def adam_step(params, grads, exp_avg, exp_avg_sq, segments, hyper, beta1, beta2,
         v[begin:end] = np.where(active, new_v, vs)
     return p, m, v
 
-
-def bias_corrections(beta1: float, beta2: float, step: int) -> tuple[np.float32, np.float32]:
-    """(1 / (1 - b1^t), 1 / sqrt(1 - b2^t)) as the float32 scalars the kernel receives."""
-    if step < 1:
-        raise ValueError(f"step must be >= 1, got {step}")
-    return (np.float32(1.0 / (1.0 - beta1**step)),
-            np.float32(1.0 / np.sqrt(1.0 - beta2**step)))
