@@ -33,12 +33,12 @@ from .densify import Densifier, DensifyConfig, DensifyEvent
 from .gaussians import Gaussians
 from .layout import Flat, Layout
 from .loss import photometric_loss, psnr
-from .optim import Adam, Lion, LrTable
-from .optim.lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR
+from .optim.registry import LION_RATES, OPTIMIZER_NAMES, optimizer_spec
 from .render import render, render_backward
 
-OPTIMIZERS = ("lion", "lion-bf16", "adam")
-LION_RATES = ("from_points", "refine")
+# the optimizer names and Lion's lr presets live in optim/registry.py; these aliases stay
+# for the callers that still import them from here
+OPTIMIZERS = OPTIMIZER_NAMES
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,7 @@ class FitConfig:
     checkpoint_every: int | None = None
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got "
-                             f"{self.optimizer!r}")
+        optimizer_spec(self.optimizer)  # a clear error for an unknown name
         for name in ("steps", "sh_degree_interval", "log_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
@@ -132,19 +130,25 @@ class FitResult:
     peak_bytes: int = 0
     peak_bytes_by_tag: dict[str, int] = field(default_factory=dict)
 
+    def to_json(self) -> dict:
+        """What metrics.json records of the run: memory, densification and histories."""
+        return {"seconds": round(self.seconds, 2),
+                "optimizer_state_bytes": self.optimizer_state_bytes,
+                "peak_bytes": self.peak_bytes, "peak_bytes_by_tag": self.peak_bytes_by_tag,
+                "resumed_from_step": self.start_step,
+                "densify_events": len(self.densify_events),
+                "loss_history": self.loss_history, "psnr_history": self.psnr_history,
+                "splat_history": self.splat_history}
+
 
 class NonFiniteError(FloatingPointError):
     """A NaN or infinity appeared during a fit; the message names the step and attribute."""
 
 
 def make_optimizer(config: FitConfig, extent: float, backend):
-    if config.optimizer == "adam":
-        table = LrTable.adam_3dgs(extent, config.steps)
-        return Adam(config.lr or ADAM_3DGS_LR, lr_table=table, backend=backend)
-    preset = LrTable.lion_default if config.lion_rates == "from_points" else LrTable.lion_refine
-    table = preset(extent, config.steps)
-    return Lion(config.lr or LION_DEFAULT_LR, lr_table=table, backend=backend,
-                momentum_dtype="bfloat16" if config.optimizer == "lion-bf16" else "float32")
+    """The optimizer config.optimizer names, at its preset rates for this fit (registry)."""
+    return optimizer_spec(config.optimizer).make(extent, config.steps, lr=config.lr,
+                                                 lion_rates=config.lion_rates, backend=backend)
 
 
 def _check_finite(be, flat, step: int, what: str) -> None:
@@ -165,7 +169,7 @@ _RESUME_MAY_CHANGE = ("checkpoint_every", "log_every")
 
 def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitConfig = FitConfig(),
         optimizer=None, progress=None, *, checkpoint_dir=None, resume=None,
-        meta: dict | None = None) -> FitResult:
+        context: dict | None = None, meta: dict | None = None) -> FitResult:
     """Fit `gaussians` (updated in place) to `targets[i]` [H, W, 3] seen by `cameras[i]`.
 
     progress(step, loss, psnr): called every log_every steps when given.
@@ -173,7 +177,9 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
     resume: a checkpoint (path, or load_checkpoint's dict) of a fit with the same config,
     cameras and targets: its splats replace those of `gaussians` and the fit goes on from its
     step to config.steps.
-    meta: JSON values saved with each checkpoint as "meta" (the caller's own context).
+    context: JSON values naming what made the cameras and targets (e.g. Problem.context),
+    saved with each checkpoint; a resume with another context is refused, naming the change.
+    meta: JSON values saved with each checkpoint as "meta" (the caller's own notes).
     """
     if len(cameras) != len(targets) or not cameras:
         raise ValueError(f"need one target per camera, got {len(cameras)} cameras and "
@@ -193,7 +199,7 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
     state = None
     if resume is not None:
         state = resume if isinstance(resume, dict) else load_checkpoint(resume)
-        _check_resumable(state, config, len(cameras))
+        _check_resumable(state, config, len(cameras), context)
         _restore_gaussians(g, state["gaussians"])
     extent = float(state["extent"]) if state else g.extent()
     opt = optimizer or make_optimizer(config, extent, be)
@@ -251,7 +257,7 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
                 result.seconds = time.perf_counter() - start
                 save_checkpoint(Path(checkpoint_dir) / CHECKPOINT_NAME, _checkpoint(
                     step + 1, g, opt, densifier, rng, order, extent, config, len(cameras), result,
-                    meta))
+                    context, meta))
     result.seconds = time.perf_counter() - start
     result.optimizer_state_bytes = opt.state_bytes()
     result.peak_bytes = tracker.peak_total
@@ -260,7 +266,7 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
 
 
 def _checkpoint(step, g, opt, densifier, rng, order, extent, config, views, result,
-                meta) -> dict:
+                context, meta) -> dict:
     be = g.backend
     return {
         "step": step, "config": config.to_dict(), "views": views, "extent": extent,
@@ -274,11 +280,11 @@ def _checkpoint(step, g, opt, densifier, rng, order, extent, config, views, resu
         "loss_history": result.loss_history, "psnr_history": result.psnr_history,
         "splat_history": result.splat_history,
         "densify_events": [asdict(e) for e in result.densify_events],
-        "meta": meta,
+        "context": context, "meta": meta,
     }
 
 
-def _check_resumable(state: dict, config: FitConfig, views: int) -> None:
+def _check_resumable(state: dict, config: FitConfig, views: int, context: dict | None) -> None:
     was, now = dict(state["config"]), config.to_dict()
     for name in _RESUME_MAY_CHANGE:
         was.pop(name, None)
@@ -288,6 +294,13 @@ def _check_resumable(state: dict, config: FitConfig, views: int) -> None:
     if changed:
         raise CheckpointError(f"the checkpoint was made with another config: {', '.join(changed)};"
                               " resume with the same settings, or start a new fit")
+    was = state.get("context")
+    if context is not None and was != context:
+        was = was or {}
+        changed = [f"{k} {was.get(k)!r} -> {context.get(k)!r}"
+                   for k in sorted(set(was) | set(context)) if was.get(k) != context.get(k)]
+        raise CheckpointError(f"the checkpoint was made for other views: {', '.join(changed)}; "
+                              "resume with the same settings, or start a new fit")
     if int(state["views"]) != views:
         raise CheckpointError(f"the checkpoint was made with {state['views']} training views, "
                               f"now there are {views}: resume with the same cameras")

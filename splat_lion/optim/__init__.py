@@ -1,10 +1,13 @@
 """Optimizers over the flat parameter layout: fused Lion (the heart), fused Adam (baseline),
-and the attribute-typed learning-rate table that drives both."""
+the attribute-typed learning-rate table that drives both, and the registry of their names."""
 
 from .adam import Adam, adam_step
 from .base import FusedOptimizer, Optimizer, OptimizerState
 from .lion import Lion, lion_step
 from .lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR, LrEntry, LrTable
+from .registry import LION_RATES, OPTIMIZER_NAMES, OPTIMIZER_SPECS, OptimizerSpec, \
+    optimizer_name, optimizer_spec
 
 __all__ = ["Optimizer", "FusedOptimizer", "OptimizerState", "Lion", "Adam", "LrTable", "LrEntry",
-           "lion_step", "adam_step", "ADAM_3DGS_LR", "LION_DEFAULT_LR"]
+           "lion_step", "adam_step", "ADAM_3DGS_LR", "LION_DEFAULT_LR", "OptimizerSpec",
+           "OPTIMIZER_SPECS", "OPTIMIZER_NAMES", "LION_RATES", "optimizer_spec", "optimizer_name"]

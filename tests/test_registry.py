@@ -1,0 +1,88 @@
+"""splat_lion/optim/registry.py: each optimizer name builds what it says and keeps the state
+it says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from splat_lion.fit import LION_RATES as FIT_LION_RATES
+from splat_lion.fit import OPTIMIZERS as FIT_OPTIMIZERS
+from splat_lion.fit import FitConfig, make_optimizer
+from splat_lion.layout import Flat, Layout
+from splat_lion.optim import (ADAM_3DGS_LR, LION_DEFAULT_LR, LION_RATES, OPTIMIZER_NAMES,
+                              OPTIMIZER_SPECS, Adam, Lion, LrTable, optimizer_name,
+                              optimizer_spec)
+
+EXTENT, STEPS = 2.5, 120
+# what each name must build: (class, base lr, Lion's momentum dtype or None, lr table)
+WANT = {
+    "lion": (Lion, LION_DEFAULT_LR, "float32", LrTable.lion_default(EXTENT, STEPS)),
+    "lion-bf16": (Lion, LION_DEFAULT_LR, "bfloat16", LrTable.lion_default(EXTENT, STEPS)),
+    "adam": (Adam, ADAM_3DGS_LR, None, LrTable.adam_3dgs(EXTENT, STEPS)),
+}
+
+
+def test_the_registry_holds_the_three_names_and_the_lion_presets():
+    assert OPTIMIZER_NAMES == ("lion", "lion-bf16", "adam") == tuple(WANT)
+    assert LION_RATES == ("from_points", "refine")
+    assert FIT_OPTIMIZERS == OPTIMIZER_NAMES and FIT_LION_RATES == LION_RATES  # fit's aliases
+    assert all(spec.description for spec in OPTIMIZER_SPECS.values())
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_every_name_builds_the_optimizer_it_says(cpu, name):
+    cls, lr, momentum_dtype, table = WANT[name]
+    spec = optimizer_spec(name)
+    opt = spec.make(EXTENT, STEPS, backend=cpu)
+    assert type(opt) is cls and opt.lr == lr == spec.base_lr
+    assert opt.lr_table == table and opt.backend is cpu
+    assert getattr(opt, "momentum_dtype", None) == momentum_dtype
+    assert optimizer_name(opt) == name
+    assert spec.make(EXTENT, STEPS, lr=0.5).lr == 0.5
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_fit_builds_its_optimizer_through_the_registry(cpu, name):
+    for rates in LION_RATES:
+        config = FitConfig(optimizer=name, steps=STEPS, lion_rates=rates, lr=3e-3)
+        got = make_optimizer(config, EXTENT, cpu)
+        want = optimizer_spec(name).make(EXTENT, STEPS, lr=3e-3, lion_rates=rates, backend=cpu)
+        assert repr(got) == repr(want) and got.backend is cpu
+
+
+def test_lion_rates_pick_lions_table_and_adam_keeps_the_3dgs_one():
+    refine = optimizer_spec("lion").make(EXTENT, STEPS, lion_rates="refine")
+    assert refine.lr_table == LrTable.lion_refine(EXTENT, STEPS)
+    adam = optimizer_spec("adam").make(EXTENT, STEPS, lion_rates="refine")
+    assert adam.lr_table == LrTable.adam_3dgs(EXTENT, STEPS)
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_state_bytes_match_what_the_optimizer_holds(cpu, rng, name):
+    spec = optimizer_spec(name)
+    lay = Layout.gaussians(37, 2)
+    opt = spec.make(EXTENT, STEPS, backend=cpu)
+    params = Flat(lay, rng.standard_normal(lay.total).astype(np.float32))
+    opt.step_all(params, Flat(lay, rng.standard_normal(lay.total).astype(np.float32)))
+    assert opt.state_bytes() == spec.state_bytes(lay.total)
+    assert len(opt.flat_state) == spec.state_buffers
+    assert {buf.data.dtype.itemsize for buf in opt.flat_state.values()} == {spec.state_itemsize}
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(ValueError, match="optimizer must be one of lion, lion-bf16, adam, "
+                                         "got 'sgd'"):
+        optimizer_spec("sgd")
+    with pytest.raises(ValueError, match="lion_rates must be one of from_points, refine, got "
+                                         "'fast'"):
+        optimizer_spec("lion").make(EXTENT, STEPS, lion_rates="fast")
+
+
+def test_an_optimizer_of_ones_own_is_named_by_its_class():
+    class MySgd:
+        pass
+
+    assert optimizer_name(MySgd()) == "mysgd"
+    assert optimizer_name(Lion(1e-3, momentum_dtype="bfloat16")) == "lion-bf16"
+    assert optimizer_name(Adam(1e-3)) == "adam"
