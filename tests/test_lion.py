@@ -1,0 +1,101 @@
+"""kernels/lion.cu against reference/lion.py, and the Lion optimizer: sign(0), NaN, named
+tensors, bfloat16 momentum, its state size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from optim_cases import check_step_all_against_reference, host_flat, make
+
+from splat_lion import Flat, Layout, Lion, LrTable
+from splat_lion.optim import lion_step
+from splat_lion.optim.lr_table import LION_FROM_POINTS
+from splat_lion.reference.common import bf16_to_float, float_to_bf16
+from splat_lion.reference.lion import lion_step as lion_ref
+
+pytestmark = pytest.mark.usefixtures("poisoned_outputs")
+
+
+def lion_reference_step(opt, lay, p, g, state, hyper, t, visible):
+    p, m = lion_ref(p, g, state[0], lay.segment_table(), hyper, opt.beta1, opt.beta2, visible)
+    return p, (m,)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["all", "masked"])
+@pytest.mark.parametrize("kind", ["lion", "lion-bf16"])
+def test_step_all_matches_reference_over_many_steps(be, rng, kind, masked):
+    check_step_all_against_reference(be, rng, kind, masked, lion_reference_step)
+
+
+@pytest.mark.parametrize("kind", ["lion", "lion-bf16"])
+def test_sign_of_zero_is_zero_and_nan_is_not_dropped(be, kind):
+    opt = make(kind, be, lr_table=None)
+    p = be.asarray(np.array([1.0, -2.0, 3.0, 4.0, 5.0], np.float32), tag="params")
+    opt.step("x", p, be.zeros(5, np.float32, tag="grads"))  # m = 0, g = 0: c = 0
+    np.testing.assert_array_equal(be.to_numpy(p), [1.0, -2.0, 3.0, 4.0, 5.0])
+    g = be.asarray(np.array([1.0, -1.0, 0.0, np.nan, 0.0], np.float32), tag="grads")
+    opt.step("x", p, g)
+    got = be.to_numpy(p)
+    lr = np.float32(opt.lr)
+    np.testing.assert_array_equal(got[[0, 1, 2, 4]],
+                                  np.float32([1.0 - lr, -2.0 + lr, 3.0, 5.0]))
+    assert np.isnan(got[3]), "a NaN gradient must surface in the parameter"
+
+
+def test_step_works_on_any_named_array_and_checks_shape(cpu, rng):
+    opt = Lion(0.1, lr_table=LrTable.lion_default(), backend=cpu)
+    assert opt.lr_scale("anything") == 1.0
+    assert opt.lr_scale("opacities") == pytest.approx(50.0 * LION_FROM_POINTS)
+    x = rng.standard_normal((3, 7)).astype(np.float32)  # 21 floats: a partial last chunk
+    before = x.copy()
+    g = rng.standard_normal((3, 7)).astype(np.float32)
+    opt.step("w", x, g)
+    want, _ = lion_ref(before.ravel(), g.ravel(), np.zeros(21, np.float32),
+                       np.array([[0, 21, 1]]), np.float32([[0.1, 0]]), 0.9, 0.99)
+    np.testing.assert_array_equal(x.ravel(), want)
+    with pytest.raises(ValueError, match=r"param 'w': shape \[21\] differs"):
+        opt.step("w", x.ravel().copy(), g.ravel().copy())
+
+
+@pytest.mark.parametrize("kind,ratio", [("lion", 0.5), ("lion-bf16", 0.25)])
+def test_lion_state_is_half_of_adams_and_bf16_a_quarter(cpu, rng, kind, ratio):
+    lay = Layout.gaussians(1000, 3)
+    sizes = {}
+    for k in (kind, "adam"):
+        opt = make(k, cpu)
+        opt.step_all(Flat(lay, host_flat(rng, lay)), Flat(lay, host_flat(rng, lay)))
+        sizes[k] = opt.state_bytes()
+    assert sizes["adam"] == 2 * lay.total * 4
+    assert sizes[kind] == ratio * sizes["adam"]
+
+
+def test_lion_step_refuses_momentum_of_another_dtype(cpu):
+    x = np.zeros(8, np.float32)
+    with pytest.raises(TypeError, match="momentum: expected float32 or uint16 .*got float16"):
+        lion_step(x, x.copy(), np.zeros(8, np.float16), np.array([[0, 8, 1]], np.int64),
+                  np.float32([[0.1, 0]]), 0.9, 0.99, backend=cpu)
+
+
+# -- bfloat16 momentum ------------------------------------------------------------------
+
+def test_bfloat16_rounds_to_nearest_even():
+    one = np.float32(1.0)
+    ulp = np.float32(2.0**-7)  # bf16 spacing at 1.0
+    values = np.float32([one + ulp / 2,          # tie -> even (1.0)
+                         one + 3 * ulp / 2,      # tie -> even (1 + 2 ulp)
+                         one + ulp / 2 + ulp / 8,  # above the tie -> up
+                         -(one + ulp / 4),       # below the tie -> down in magnitude
+                         np.inf, -np.inf, np.finfo(np.float32).max])
+    want = np.float32([1.0, one + 2 * ulp, one + ulp, -1.0, np.inf, -np.inf, np.inf])
+    np.testing.assert_array_equal(bf16_to_float(float_to_bf16(values)), want)
+    assert np.isnan(bf16_to_float(float_to_bf16(np.float32([np.nan])))).all()
+
+
+def test_bf16_kernel_rounding_matches_reference(be, rng):
+    """With lr 0 the Lion step only rewrites momentum: m = b2*m + (1-b2)*g, rounded to bf16."""
+    n = 4099
+    g = (rng.standard_normal(n) * 10.0 ** rng.uniform(-30, 30, n)).astype(np.float32)
+    opt = Lion(0.0, beta2=0.0, momentum_dtype="bfloat16", backend=be)
+    opt.step("x", be.zeros(n, np.float32, tag="params"), be.asarray(g, tag="grads"))
+    got = be.to_numpy(opt.state_dict()["named"]["x"]["momentum"])
+    np.testing.assert_array_equal(got, float_to_bf16(g))
