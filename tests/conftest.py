@@ -1,5 +1,5 @@
 """Shared fixtures: the backends to run kernels on, fresh random generators, poisoned
-outputs, test kernels."""
+outputs, random scenes and a camera, finite differences, test kernels."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from splat_lion import kernels
+from splat_lion import Gaussians, kernels
 from splat_lion.backend import Backend, BackendUnavailable, get_backend
+from splat_lion.cameras import Camera
+from splat_lion.sh import sh_rest
 
 TEST_KERNELS = Path(__file__).parent / "kernels"
 
@@ -45,13 +47,14 @@ def rng():
 
 
 def poison_value(dtype):
-    """What a poisoned array of `dtype` holds: NaN (floats), -7 (signed ints), the largest
-    value (unsigned ints), True (bools): values no kernel output should keep by accident."""
+    """What a poisoned array of `dtype` holds: NaN (floats), the extreme integer (signed: the
+    most negative, unsigned: the largest), True (bools): values no kernel output here should
+    hold by accident."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return np.nan
     if dtype.kind == "i":
-        return -7
+        return np.iinfo(dtype).min
     if dtype.kind == "u":
         return np.iinfo(dtype).max
     return True
@@ -71,6 +74,64 @@ def poisoned_outputs(monkeypatch):
         return a
 
     monkeypatch.setattr(Backend, "empty", empty)
+
+
+@pytest.fixture
+def random_scene(rng):
+    """random_scene(n, sh_degree, backend=None, *, spread=1.0, extra=False) -> Gaussians:
+    means uniform in [-spread, spread]³, σ uniform in [0.05, 0.3], random quaternions,
+    opacity logits ~ N(0, 1), sh0 in ±0.5, shN in ±0.2; with `extra`, two per-splat extra
+    properties (int32 "label", float64 "confidence") as a PLY may carry."""
+
+    def build(n, sh_degree, backend=None, *, spread=1.0, extra=False):
+        rest = sh_rest(sh_degree)
+        g = Gaussians.from_arrays(
+            rng.uniform(-spread, spread, (n, 3)), np.log(rng.uniform(0.05, 0.3, (n, 3))),
+            rng.standard_normal((n, 4)), rng.standard_normal(n), rng.uniform(-0.5, 0.5, (n, 1, 3)),
+            rng.uniform(-0.2, 0.2, (n, rest, 3)) if rest else None, backend=backend)
+        if extra:
+            g.extra["label"] = rng.integers(0, 9, n).astype(np.int32)
+            g.extra["confidence"] = rng.random(n).astype(np.float64)
+        return g
+
+    return build
+
+
+def _look_at_origin(width=96, height=64) -> Camera:
+    return Camera.look_at((3.0, -2.5, 1.5), (0, 0, 0), width=width, height=height, fov_x_deg=60)
+
+
+@pytest.fixture
+def camera():
+    """camera(width=96, height=64) -> a 60° pinhole Camera at (3, -2.5, 1.5) looking at the
+    origin, where random_scene puts its splats."""
+    return _look_at_origin
+
+
+def _central_differences(f, x, eps=1e-6, at=None):
+    """(f(x + eps e_i) - f(x - eps e_i)) / (2 eps) for every element i of the float64 array x,
+    or only at the index tuples `at` (0 elsewhere). f() returns a float and reads x, which is
+    perturbed in place and restored."""
+    if x.dtype != np.float64:
+        raise TypeError(f"x: finite differences need float64, got {x.dtype}")
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape) if at is None else at:
+        old = x[idx]
+        x[idx] = old + eps
+        up = f()
+        x[idx] = old - eps
+        down = f()
+        x[idx] = old
+        grad[idx] = (up - down) / (2 * eps)
+    return grad
+
+
+@pytest.fixture
+def finite_differences():
+    """finite_differences(f, x, eps=1e-6, at=None): float64 central differences of the scalar
+    f() with respect to x (see _central_differences), the oracle of every backward test
+    (DESIGN §8.2): f evaluates a float64 reference."""
+    return _central_differences
 
 
 def load_test_kernel(be, file: str, name: str, defines=None):

@@ -13,19 +13,6 @@ from plyfile import PlyData, PlyElement, PlyListProperty
 
 from splat_lion import Gaussians, PlyError, load_ply, save_ply
 from splat_lion.ply import property_names
-from splat_lion.sh import sh_coeffs
-
-
-def random_scene(rng, n=57, degree=3, extra=True) -> Gaussians:
-    k = sh_coeffs(degree)
-    g = Gaussians.from_arrays(
-        rng.standard_normal((n, 3)), rng.standard_normal((n, 3)) - 3, rng.standard_normal((n, 4)),
-        rng.standard_normal(n), rng.standard_normal((n, 1, 3)),
-        rng.standard_normal((n, k - 1, 3)) if k > 1 else None)
-    if extra:
-        g.extra["label"] = rng.integers(0, 9, n).astype(np.int32)
-        g.extra["confidence"] = rng.random(n).astype(np.float64)
-    return g
 
 
 def same_bits(a, b) -> bool:
@@ -34,8 +21,8 @@ def same_bits(a, b) -> bool:
 
 
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
-def test_round_trip_is_bit_exact(tmp_path, rng, degree):
-    g = random_scene(rng, degree=degree)
+def test_round_trip_is_bit_exact(tmp_path, random_scene, degree):
+    g = random_scene(57, degree, extra=True)
     p = save_ply(g, tmp_path / "a.ply")
     h = load_ply(p)
     assert h.sh_degree == degree and h.count == g.count
@@ -47,8 +34,8 @@ def test_round_trip_is_bit_exact(tmp_path, rng, degree):
     assert (tmp_path / "a.ply").read_bytes() == (tmp_path / "b.ply").read_bytes()
 
 
-def test_file_has_the_3dgs_properties_in_order(tmp_path, rng):
-    p = save_ply(random_scene(rng, degree=2, extra=False), tmp_path / "a.ply")
+def test_file_has_the_3dgs_properties_in_order(tmp_path, random_scene):
+    p = save_ply(random_scene(57, 2), tmp_path / "a.ply")
     ply = PlyData.read(str(p))
     assert [q.name for q in ply["vertex"].properties] == property_names(2)
     assert all(ply["vertex"].data.dtype[name] == np.dtype("<f4") for name in property_names(2))
@@ -136,8 +123,8 @@ def test_list_property_where_a_float_is_needed(tmp_path):
 
 
 @pytest.mark.parametrize("cut", [1, 100, 1000])
-def test_truncated_file(tmp_path, rng, cut):
-    data = save_ply(random_scene(rng), tmp_path / "a.ply").read_bytes()
+def test_truncated_file(tmp_path, random_scene, cut):
+    data = save_ply(random_scene(57, 3, extra=True), tmp_path / "a.ply").read_bytes()
     (tmp_path / "t.ply").write_bytes(data[:-cut])
     with pytest.raises(PlyError, match="t.ply: not a readable PLY file"):
         load_ply(tmp_path / "t.ply")
@@ -164,8 +151,8 @@ def test_non_finite_values_are_reported_or_dropped(tmp_path):
     np.testing.assert_array_equal(g.means[:, 0], rows["x"][[0, 2, 4]])
 
 
-def test_failed_save_keeps_the_previous_file(tmp_path, rng, monkeypatch):
-    target = save_ply(random_scene(rng), tmp_path / "scene.ply")
+def test_failed_save_keeps_the_previous_file(tmp_path, random_scene, monkeypatch):
+    target = save_ply(random_scene(57, 3, extra=True), tmp_path / "scene.ply")
     before = target.read_bytes()
 
     def broken_write(self, stream):
@@ -174,23 +161,23 @@ def test_failed_save_keeps_the_previous_file(tmp_path, rng, monkeypatch):
 
     monkeypatch.setattr(PlyData, "write", broken_write)
     with pytest.raises(OSError, match="disk full"):
-        save_ply(random_scene(rng), target)
+        save_ply(random_scene(57, 3, extra=True), target)
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == ["scene.ply"], "the temporary file must be removed"
 
 
-def test_saved_files_get_ordinary_permissions(tmp_path, rng):
+def test_saved_files_get_ordinary_permissions(tmp_path, random_scene):
     umask = os.umask(0o022)
     try:
-        path = save_ply(random_scene(rng), tmp_path / "a.ply")
+        path = save_ply(random_scene(57, 3, extra=True), tmp_path / "a.ply")
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
 
 
-def test_save_into_a_missing_folder_is_a_clear_error(tmp_path, rng):
+def test_save_into_a_missing_folder_is_a_clear_error(tmp_path, random_scene):
     with pytest.raises(PlyError, match="does not exist"):
-        save_ply(random_scene(rng), tmp_path / "no" / "a.ply")
+        save_ply(random_scene(57, 3, extra=True), tmp_path / "no" / "a.ply")
 
 
 # -- fuzz: corrupted files raise PlyError, never anything else, never non-finite splats --
@@ -198,10 +185,10 @@ def test_save_into_a_missing_folder_is_a_clear_error(tmp_path, rng):
 _VALID: dict[str, bytes] = {}
 
 
-def valid_file(tmp_path_factory) -> bytes:
+def valid_file(tmp_path_factory, random_scene) -> bytes:
     if "bin" not in _VALID:
         d = tmp_path_factory.mktemp("fuzz")
-        g = random_scene(np.random.default_rng(1), n=5, degree=1)
+        g = random_scene(5, 1, extra=True)
         _VALID["bin"] = save_ply(g, d / "v.ply").read_bytes()
     return _VALID["bin"]
 
@@ -209,8 +196,8 @@ def valid_file(tmp_path_factory) -> bytes:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255), st.sampled_from(
     ["set", "insert", "delete", "truncate"])), min_size=1, max_size=6))
-def test_corrupted_files_raise_only_ply_error(tmp_path_factory, tmp_path, edits):
-    data = bytearray(valid_file(tmp_path_factory))
+def test_corrupted_files_raise_only_ply_error(tmp_path_factory, tmp_path, random_scene, edits):
+    data = bytearray(valid_file(tmp_path_factory, random_scene))
     for where, byte, how in edits:
         i = min(int(where * len(data)), max(len(data) - 1, 0))
         if how == "set" and data:
