@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plyfile import PlyData, PlyElement, PlyListProperty
 
-from splat_lion import Gaussians, PlyError, load_ply, save_ply
+from splat_lion import PlyError, load_ply, save_ply
 from splat_lion.ply import property_names
 
 

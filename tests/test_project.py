@@ -9,39 +9,23 @@ from splat_lion import Gaussians
 from splat_lion.cameras import Camera, orbit_cameras
 from splat_lion.project import project_bwd, project_fwd
 from splat_lion.reference import project as ref
-from splat_lion.sh import sh_coeffs
-
 
 pytestmark = pytest.mark.usefixtures("poisoned_outputs")
 
-
-def scene(rng, n, degree, be, spread=1.0):
-    k = sh_coeffs(degree)
-    return Gaussians.from_arrays(
-        rng.uniform(-spread, spread, (n, 3)), np.log(rng.uniform(0.05, 0.3, (n, 3))),
-        rng.standard_normal((n, 4)), rng.standard_normal(n),
-        rng.uniform(-0.5, 0.5, (n, 1, 3)), rng.uniform(-0.2, 0.2, (n, k - 1, 3)) if k > 1 else None,
-        backend=be)
+FIELDS = ("means", "scales", "quats", "sh0", "shN")  # the reference's arguments for a Gaussians
 
 
-def camera(width=96, height=64):
-    return Camera.look_at((3.0, -2.5, 1.5), (0, 0, 0), width=width, height=height, fov_x_deg=60)
-
-
-def reference_fwd(g, cam, degree=None):
-    host = {a: np.asarray(g.backend.to_numpy(getattr(g, a)), np.float64)
-            for a in ("means", "scales", "quats", "sh0", "shN")}
-    return ref.project_fwd(host["means"], host["scales"], host["quats"], host["sh0"], host["shN"],
-                           cam.viewmat, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height,
-                           cam.near, cam.far, g.sh_degree if degree is None else degree)
+def host_fields(g):
+    """g's fields as float64 host arrays: the reference's arguments in place of g."""
+    return {a: np.asarray(g.backend.to_numpy(getattr(g, a)), np.float64) for a in FIELDS}
 
 
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
-def test_forward_matches_reference(be, rng, degree):
-    g = scene(rng, 500, degree, be, spread=2.5)  # some splats leave the view, some the frustum
+def test_forward_matches_reference(be, random_scene, camera, degree):
+    g = random_scene(500, degree, be, spread=2.5)  # some splats leave the view, some the frustum
     cam = camera()
     got = {k: be.to_numpy(v) for k, v in project_fwd(g, cam).items()}
-    want = reference_fwd(g, cam)
+    want = ref.project_fwd(**host_fields(g), camera=cam)
     same_radius = got["radii"] == want["radii"]
     assert same_radius.mean() > 0.99  # float32 vs float64 may round a ceil differently
     vis = same_radius & (want["radii"] > 0)
@@ -60,7 +44,7 @@ def test_forward_matches_reference(be, rng, degree):
         assert not np.asarray(got[name])[culled & same_radius].any(), name
 
 
-def test_splats_behind_the_camera_or_too_far_are_culled(cpu):
+def test_splats_behind_the_camera_or_too_far_are_culled(cpu, camera):
     cam = camera()
     eye = cam.position
     toward = -eye / np.linalg.norm(eye)
@@ -73,8 +57,9 @@ def test_splats_behind_the_camera_or_too_far_are_culled(cpu):
 
 
 @pytest.mark.parametrize("degree,active", [(0, 0), (1, 1), (2, 1), (3, 3)])
-def test_backward_matches_finite_differences(be, rng, degree, active):
-    g = scene(rng, 6, degree, be, spread=0.8)
+def test_backward_matches_finite_differences(be, rng, random_scene, camera, finite_differences,
+                                             degree, active):
+    g = random_scene(6, degree, be, spread=0.8)
     cam = camera()
     out = project_fwd(g, cam, active)
     assert (be.to_numpy(out["radii"]) > 0).all()
@@ -82,12 +67,14 @@ def test_backward_matches_finite_differences(be, rng, degree, active):
          for k, s in (("means2d", (6, 2)), ("conics", (6, 3)), ("colors", (6, 3)))}
     got = project_bwd(g, cam, out["radii"], *(be.asarray(v[k], tag="grads")
                                               for k in ("means2d", "conics", "colors")), active)
-    host = [np.asarray(be.to_numpy(getattr(g, a)), np.float64)
-            for a in ("means", "scales", "quats", "sh0", "shN")]
-    want = ref.project_bwd(*host, cam.viewmat, cam.fx, cam.fy, cam.cx, cam.cy, cam.width,
-                           cam.height, cam.near, cam.far, active, v["means2d"], v["conics"],
-                           v["colors"])
-    for name, w in zip(("means", "scales", "quats", "sh0", "shN"), want):
+    host = host_fields(g)
+
+    def loss():
+        p = ref.project_fwd(**host, camera=cam, sh_degree=active)
+        return sum(float((p[k] * v[k]).sum()) for k in v)
+
+    for name in FIELDS:
+        w = finite_differences(loss, host[name])
         gv = be.to_numpy(got[name]).astype(np.float64)
         scale = max(np.abs(w).max(initial=0.0), 1e-3)
         np.testing.assert_allclose(gv, w.reshape(gv.shape), atol=3e-3 * scale, rtol=3e-3,

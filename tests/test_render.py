@@ -1,27 +1,30 @@
-"""The whole forward render vs the brute-force per-pixel oracle, and render invariants."""
+"""render() and render_backward(): the whole pipeline vs the float64 reference pipeline, and
+render invariants. (Each kernel family's own tests: test_project, test_binning, test_rasterize.)"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_project import camera, scene
 
 from splat_lion import Gaussians
-from splat_lion.reference.rasterize import rasterize_fwd as brute_force
-from splat_lion.render import render
+from splat_lion.reference.render import bin_and_rasterize
+from splat_lion.reference.render import render as reference_render
+from splat_lion.render import render, render_backward
+
+pytestmark = pytest.mark.usefixtures("poisoned_outputs")
 
 
 def oracle(out):
-    host = {k: out.gaussians.backend.to_numpy(v) for k, v in out.projected.items()}
-    return brute_force(host["means2d"], host["conics"], host["colors"],
-                       out.gaussians.backend.to_numpy(out.gaussians.opacities), host["radii"],
-                       host["depths"], out.gaussians.backend.to_numpy(out.background),
-                       out.camera.width, out.camera.height)
+    """(image, alpha, last) of the reference binning and rasteriser, from out's projection."""
+    be = out.gaussians.backend
+    host = {k: be.to_numpy(v) for k, v in out.projected.items()}
+    return bin_and_rasterize(host, be.to_numpy(out.gaussians.opacities),
+                             be.to_numpy(out.background), out.camera.width, out.camera.height)
 
 
 @pytest.mark.parametrize("size,degree", [((64, 48), 0), ((37, 29), 3), ((80, 16), 1)])
-def test_render_matches_brute_force(be, rng, size, degree):
-    g = scene(rng, 300, degree, be, spread=1.2)
+def test_render_matches_reference(be, rng, random_scene, camera, size, degree):
+    g = random_scene(300, degree, be, spread=1.2)
     g.opacities[:] = be.asarray(rng.uniform(-1, 4, g.count).astype(np.float32), tag="params")
     out = render(g, camera(*size), background=(0.1, 0.2, 0.3))
     image, alpha, last = oracle(out)
@@ -34,7 +37,7 @@ def test_render_matches_brute_force(be, rng, size, degree):
     assert alpha.max() > 0.5, "the scene should cover part of the image"
 
 
-def test_zero_splats_render_the_background(be):
+def test_zero_splats_render_the_background(be, camera):
     g = Gaussians.from_arrays(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 4)), np.zeros(0),
                               np.zeros((0, 1, 3)), backend=be)
     out = render(g, camera(40, 30), background=(0.25, 0.5, 1.0))
@@ -43,8 +46,8 @@ def test_zero_splats_render_the_background(be):
     assert not be.to_numpy(out.alpha).any()
 
 
-def test_a_zero_opacity_splat_changes_nothing(be, rng):
-    g = scene(rng, 120, 1, be)
+def test_a_zero_opacity_splat_changes_nothing(be, random_scene, camera):
+    g = random_scene(120, 1, be)
     cam = camera(48, 48)
     before = be.to_numpy(render(g, cam).image)
     means = be.to_numpy(g.means)
@@ -60,23 +63,23 @@ def test_a_zero_opacity_splat_changes_nothing(be, rng):
     np.testing.assert_array_equal(be.to_numpy(after.image), before)
 
 
-def test_same_inputs_give_the_same_image(be, rng):
-    g = scene(rng, 200, 2, be)
+def test_same_inputs_give_the_same_image(be, random_scene, camera):
+    g = random_scene(200, 2, be)
     cam = camera(50, 40)
     first = be.to_numpy(render(g, cam).image).copy()
     np.testing.assert_array_equal(be.to_numpy(render(g, cam).image), first)
 
 
-def test_render_reads_current_parameters(be, rng):
-    g = scene(rng, 100, 0, be)
+def test_render_reads_current_parameters(be, random_scene, camera):
+    g = random_scene(100, 0, be)
     cam = camera(40, 40)
     first = be.to_numpy(render(g, cam).image).copy()
     g.sh0[:] = g.sh0 + 0.5
     assert not np.array_equal(be.to_numpy(render(g, cam).image), first)
 
 
-def test_near_degenerate_scales_and_splats_behind_render_finite(be, rng):
-    g = scene(rng, 150, 0, be)
+def test_near_degenerate_scales_and_splats_behind_render_finite(be, random_scene, camera):
+    g = random_scene(150, 0, be)
     g.scales[:50] = be.asarray(np.full((50, 3), -12.0, np.float32), tag="params")  # σ ~ 6e-6
     g.scales[50:60, 0] = 3.0  # one very long axis
     cam = camera(48, 48)
@@ -90,13 +93,11 @@ def test_near_degenerate_scales_and_splats_behind_render_finite(be, rng):
 
 
 @pytest.mark.parametrize("degree", [0, 1, 3])
-def test_backward_matches_finite_differences(be, rng, degree):
+def test_backward_matches_finite_differences(be, rng, random_scene, camera, finite_differences,
+                                             degree):
     """render_backward vs central differences of the float64 reference pipeline, for every
     attribute; moderate opacities keep away from the 0.99 clamp and the T < 1e-4 stop."""
-    from splat_lion.reference.render import render as ref_render
-    from splat_lion.render import render_backward
-
-    g = scene(rng, 6, degree, be, spread=0.6)
+    g = random_scene(6, degree, be, spread=0.6)
     g.opacities[:] = be.asarray(rng.uniform(-2, 1, 6).astype(np.float32), tag="params")
     g.scales[:] = be.asarray(np.log(rng.uniform(0.15, 0.4, (6, 3))).astype(np.float32),
                              tag="params")
@@ -110,43 +111,13 @@ def test_backward_matches_finite_differences(be, rng, degree):
     host = {n: np.asarray(be.to_numpy(getattr(g, n)), np.float64) for n in names}
 
     def loss():
-        image, alpha = ref_render(*(host[n] for n in names), cam, bg, degree)
+        image, alpha = reference_render(*(host[n] for n in names), cam, bg, degree)
         return (image * v_image).sum() + (alpha * v_alpha).sum()
 
-    eps = 1e-6  # small: a step across the 1/255 cutoff or a tile edge would jump
     for name in names:
-        a = host[name]
-        fd = np.zeros_like(a)
-        for idx in np.ndindex(a.shape):
-            old = a[idx]
-            a[idx] = old + eps
-            up = loss()
-            a[idx] = old - eps
-            down = loss()
-            a[idx] = old
-            fd[idx] = (up - down) / (2 * eps)
+        # eps small: a step across the 1/255 cutoff or a tile edge would jump
+        fd = finite_differences(loss, host[name], eps=1e-6)
         got = be.to_numpy(getattr(grads, name)).astype(np.float64)
         scale = max(np.abs(fd).max(initial=0.0), 1e-2)
         np.testing.assert_allclose(got, fd, atol=2e-3 * scale, rtol=2e-3, err_msg=name)
     assert np.abs(be.to_numpy(grads.opacities)).max() > 1e-3  # the test has teeth
-
-
-def test_backward_warp_sums_agree_with_direct_atomics(cpu, rng):
-    """rasterize_bwd's GPU variant (warp sums, via the runtime's shuffle emulation) against
-    the CPU one (a direct atomic per pixel)."""
-    from splat_lion.rasterize import rasterize_bwd
-
-    g = scene(rng, 80, 1, cpu)
-    cam = camera(40, 24)
-    out = render(g, cam)
-    p = out.projected
-    v_image = rng.standard_normal((24, 40, 3)).astype(np.float32)
-    v_alpha = rng.standard_normal((24, 40)).astype(np.float32)
-    args = (out.bins["ranges"], out.bins["ids"], p["means2d"], p["conics"], p["colors"],
-            g.opacities, out.background, cam.width, cam.height, out.alpha, out.last, v_image,
-            v_alpha, cpu)
-    direct = rasterize_bwd(*args)
-    warp = rasterize_bwd(*args, defines={"SPLAT_LION_WARP_SUM_ON_CPU": 1})
-    for name in direct:
-        np.testing.assert_allclose(warp[name], direct[name], rtol=1e-4, atol=1e-5, err_msg=name)
-    assert np.abs(direct["means2d"]).max() > 0

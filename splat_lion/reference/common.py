@@ -1,4 +1,5 @@
-"""Reference of the helpers in kernels/common.cuh that change numbers: bfloat16 rounding."""
+"""Helpers the references share: bfloat16 rounding (the reference of kernels/common.cuh's
+bit operations) and segment_rows, the walk over a flat buffer's segments (lion, adam)."""
 
 from __future__ import annotations
 

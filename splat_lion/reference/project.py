@@ -1,4 +1,9 @@
-"""Reference of kernels/project.cu: per-splat projection and SH colour, forward and backward.
+"""Reference of kernels/project.cu: per-splat projection and SH colour.
+
+project_fwd(means, scales, quats, sh0, shN, camera, sh_degree) is splat_lion/project.py's
+project_fwd(g, camera, sh_degree) with the Gaussians `g` given as its fields g.means, ...,
+g.shN (stored, pre-activation values; float64 arrays so that finite differences can
+perturb them).
 
 Forward, per splat (float64, vectorised):
     t = W μ + T                                      camera coordinates (OpenCV axes)
@@ -10,14 +15,15 @@ Forward, per splat (float64, vectorised):
     culled if det(Σ2) <= 0
     conic = Σ2⁻¹ as (A, B, C); mean2d = (fx·x/z + cx, fy·y/z + cy); depth = z
     radius = ceil(3·sqrt(λmax)), λmax = mid + sqrt(max(0.1, mid² - det)), mid = (a + c)/2
-    tiles: [floor((m - r)/T), ceil((m + r)/T)) clamped to the grid; culled if empty
+    tiles: reference/binning.py's tile_rect of (mean2d, radius); culled if it is empty
     colour = max(Σ_k Y_k(d)·sh_k + 0.5, 0), d = normalise(μ - camera centre), degree ≤ 3
 Culled splats have radius 0, tiles_touched 0 and zeros elsewhere.
 
-Backward: the gradient of a scalar loss through project_fwd, given its gradients with
-respect to means2d, conics and colors: here by central finite differences of the forward
-pass in float64 (slow, exact to ~1e-7): the definition the kernel's analytic backward is
-tested against.
+Backward (the project_bwd kernel) has no NumPy function here: its oracle is float64 central
+differences of project_fwd (tests/conftest.py, finite_differences). An analytic reference
+would repeat the kernel's chain rule through the EWA Jacobian, the quaternion and the SH
+basis, as long as the kernel and no easier to trust; the difference quotient of this
+forward pass is the definition itself, exact to ~1e-7 in float64.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..quaternion import quat_to_rotmat
-from ..sh import SH_C0, sh_coeffs
+from ..sh import SH_C0, sh_coeffs, sh_degree_of
+from .binning import tile_rect
 
 SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
@@ -52,19 +59,23 @@ def sh_basis(dirs: np.ndarray, degree: int) -> np.ndarray:
     return np.stack(out, 1)
 
 
-def project_fwd(means, scales, quats, sh0, shN, viewmat, fx, fy, cx, cy, width, height,  # noqa: N803
-                near, far, sh_degree, tile=16) -> dict[str, np.ndarray]:
-    """means [N,3], scales [N,3] (log σ), quats [N,4], sh0 [N,1,3], shN [N,K-1,3];
-    viewmat [4,4]. Returns radii [N] int32, means2d [N,2], depths [N], conics [N,3],
-    colors [N,3], tiles_touched [N] int32 (float64 arrays)."""
+def project_fwd(means, scales, quats, sh0, shN, camera, sh_degree=None) -> dict:
+    """means [N,3], scales [N,3] (log σ), quats [N,4], sh0 [N,1,3], shN [N,K-1,3] (K-1 may
+    be 0); camera: a splat_lion.cameras.Camera; sh_degree: the degree evaluated, at most
+    the scene's (None: the scene's, from K). Returns radii [N] int32, means2d [N,2],
+    depths [N], conics [N,3], colors [N,3] (float64), tiles_touched [N] int32."""
     means, scales, quats = (np.asarray(a, np.float64) for a in (means, scales, quats))
     sh = np.concatenate([np.asarray(sh0, np.float64).reshape(-1, 1, 3),
                          np.asarray(shN, np.float64).reshape(len(means), -1, 3)], 1)
-    V = np.asarray(viewmat, np.float64)
+    if sh_degree is None:
+        sh_degree = sh_degree_of(sh.shape[1])
+    fx, fy, cx, cy = camera.fx, camera.fy, camera.cx, camera.cy
+    width, height = camera.width, camera.height
+    V = np.asarray(camera.viewmat, np.float64)
     W, T = V[:3, :3], V[:3, 3]
     t = means @ W.T + T
     x, y, z = t[:, 0], t[:, 1], t[:, 2]
-    visible = (z >= near) & (z <= far)
+    visible = (z >= camera.near) & (z <= camera.far)
     zs = np.where(visible, z, 1.0)  # culled splats: any finite value, zeroed below
 
     R = quat_to_rotmat(quats)
@@ -87,11 +98,7 @@ def project_fwd(means, scales, quats, sh0, shN, viewmat, fx, fy, cx, cy, width, 
     means2d = np.stack([fx * x / zs + cx, fy * y / zs + cy], 1)
     mid = 0.5 * (a + c)
     radii = np.ceil(3 * np.sqrt(mid + np.sqrt(np.maximum(0.1, mid * mid - det))))
-    grid_x, grid_y = -(-width // tile), -(-height // tile)
-    x0 = np.clip(np.floor((means2d[:, 0] - radii) / tile), 0, grid_x)
-    x1 = np.clip(np.ceil((means2d[:, 0] + radii) / tile), 0, grid_x)
-    y0 = np.clip(np.floor((means2d[:, 1] - radii) / tile), 0, grid_y)
-    y1 = np.clip(np.ceil((means2d[:, 1] + radii) / tile), 0, grid_y)
+    x0, x1, y0, y1 = tile_rect(means2d, radii, width, height)
     tiles = (x1 - x0) * (y1 - y0)
     visible &= tiles > 0
 
@@ -107,30 +114,3 @@ def project_fwd(means, scales, quats, sh0, shN, viewmat, fx, fy, cx, cy, width, 
             "conics": np.where(vis, conics, 0.0), "colors": np.where(vis, colors, 0.0),
             "tiles_touched": np.where(visible, tiles, 0).astype(np.int32)}
 
-
-def project_bwd(means, scales, quats, sh0, shN, viewmat, fx, fy, cx, cy, width, height,  # noqa: N803
-                near, far, sh_degree, v_means2d, v_conics, v_colors, eps=1e-6, tile=16):
-    """Gradients (v_means [N,3], v_scales [N,3], v_quats [N,4], v_sh0 [N,1,3], v_shN) of
-    L = Σ v_means2d·means2d + Σ v_conics·conics + Σ v_colors·colors, by central
-    differences of project_fwd in float64."""
-    args = [np.array(a, np.float64) for a in (means, scales, quats, sh0, shN)]
-    rest = (viewmat, fx, fy, cx, cy, width, height, near, far, sh_degree, tile)
-
-    def loss(arrays) -> float:
-        out = project_fwd(*arrays, *rest)
-        return float((out["means2d"] * v_means2d).sum() + (out["conics"] * v_conics).sum()
-                     + (out["colors"] * v_colors).sum())
-
-    grads = []
-    for a in args:
-        g = np.zeros_like(a)
-        for idx in np.ndindex(a.shape):
-            old = a[idx]
-            a[idx] = old + eps
-            up = loss(args)
-            a[idx] = old - eps
-            down = loss(args)
-            a[idx] = old
-            g[idx] = (up - down) / (2 * eps)
-        grads.append(g)
-    return tuple(grads)

@@ -1,16 +1,28 @@
-"""Reference of a whole render: reference.project then the brute-force rasterizer."""
+"""Reference of a whole render (splat_lion/render.py's render()): the references of
+project_fwd, binning and rasterize_fwd, chained as render() chains the kernels; float64.
+
+render(means, scales, quats, opacities, sh0, shN, camera, background, sh_degree) takes the
+Gaussians' fields in place of the Gaussians object (float64 arrays, so that finite
+differences can perturb them); camera is a splat_lion.cameras.Camera.
+"""
 
 from __future__ import annotations
 
+from .binning import bin_intersections
 from .project import project_fwd
 from .rasterize import rasterize_fwd
 
 
-def render(means, scales, quats, opacities, sh0, shN, camera, background, sh_degree):  # noqa: N803
-    """(image [H, W, 3], alpha [H, W]) in float64 for a splats.cameras.Camera."""
-    p = project_fwd(means, scales, quats, sh0, shN, camera.viewmat, camera.fx, camera.fy,
-                    camera.cx, camera.cy, camera.width, camera.height, camera.near, camera.far,
-                    sh_degree)
-    image, alpha, _ = rasterize_fwd(p["means2d"], p["conics"], p["colors"], opacities, p["radii"],
-                                    p["depths"], background, camera.width, camera.height)
+def bin_and_rasterize(projected, opacities, background, width, height):
+    """(image [H, W, 3], alpha [H, W], last [H, W] int32) of project_fwd's outputs
+    `projected` (the kernel's or the reference's): reference binning, then rasterize_fwd."""
+    bins = bin_intersections(projected, width, height)
+    return rasterize_fwd(bins["ranges"], bins["ids"], projected["means2d"], projected["conics"],
+                         projected["colors"], opacities, background, width, height)
+
+
+def render(means, scales, quats, opacities, sh0, shN, camera, background, sh_degree=None):
+    """(image [H, W, 3], alpha [H, W]) in float64; sh_degree None: the scene's."""
+    p = project_fwd(means, scales, quats, sh0, shN, camera, sh_degree)
+    image, alpha, _ = bin_and_rasterize(p, opacities, background, camera.width, camera.height)
     return image, alpha
