@@ -1,26 +1,32 @@
 """The CUDA-on-CPU runtime runs real kernel shapes correctly (and CuPy agrees, with a GPU).
 
 Every test launches a kernel from tests/kernels/ on each backend and compares with NumPy.
-Outputs are poisoned before the launch so unwritten elements fail.
+Outputs made with `be.empty` start poisoned (conftest.py's poisoned_outputs), so unwritten
+elements fail.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import load_test_kernel
+from conftest import load_test_kernel, poison_value
+
+pytestmark = pytest.mark.usefixtures("poisoned_outputs")
 
 BLOCK_SIZES = [32, 64, 96, 100, 256, 333, 1000, 1024]
 
 
 def poisoned(be, shape, dtype):
-    """An output array full of NaN (floats) or 0xFF bytes (ints)."""
-    a = be.empty(shape, dtype, tag="scratch")
-    if np.dtype(dtype).kind == "f":
-        a.fill(np.nan)
-    else:
-        a.fill(np.iinfo(dtype).max)
-    return a
+    """An output array of the kernel under test; poisoned, as every `be.empty` here."""
+    return be.empty(shape, dtype, tag="scratch")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64, np.uint32,
+                                   np.uint64])
+def test_outputs_start_poisoned(be, dtype):
+    """The guarantee the tests here lean on (NaN counts as equal to NaN)."""
+    np.testing.assert_array_equal(be.to_numpy(poisoned(be, (5,), dtype)),
+                                  np.full(5, poison_value(dtype), dtype))
 
 
 @pytest.mark.parametrize("block", BLOCK_SIZES)

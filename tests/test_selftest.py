@@ -8,6 +8,8 @@ import pytest
 from splat_lion import selftest
 from splat_lion.reference import selftest as ref
 
+pytestmark = pytest.mark.usefixtures("poisoned_outputs")
+
 
 @pytest.mark.parametrize("n", [0, 1, 255, 256, 100_001])
 def test_saxpy_matches_reference(be, rng, n):
