@@ -1,4 +1,5 @@
-"""Wrappers of kernels/binning.cu, and the binning step of a render (reference/binning.py).
+"""Wrappers of kernels/binning.cu, and the binning step of a render (reference/binning.py:
+the same functions and arguments, less `be`).
 
     bins = bin_intersections(projected, width, height)   # projected: project_fwd's output
     bins["ids"][bins["ranges"][t, 0]:bins["ranges"][t, 1]]  # tile t's splats, front to back
@@ -14,8 +15,8 @@ from .checks import check_array
 from .kernels import BLOCK, TILE
 
 
-
 def num_tiles(width: int, height: int) -> tuple[int, int]:
+    """(tiles_x, tiles_y): the grid of TILE x TILE tiles covering a width x height image."""
     return -(-width // TILE), -(-height // TILE)
 
 

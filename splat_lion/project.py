@@ -1,4 +1,6 @@
-"""Wrappers of kernels/project.cu: per-splat projection and SH colour (reference/project.py).
+"""Wrappers of kernels/project.cu: per-splat projection and SH colour (reference/project.py:
+project_fwd takes g's fields means, scales, quats, sh0, shN in place of g; project_bwd is
+checked against finite differences of it).
 
     out = project_fwd(gaussians, camera)           # dict of [N, ...] arrays on the backend
     grads = project_bwd(gaussians, camera, out["radii"], v_means2d, v_conics, v_colors)

@@ -1,4 +1,11 @@
-"""Wrapper of kernels/rasterize.cu (reference/rasterize.py)."""
+"""Wrappers of kernels/rasterize.cu: tile compositing, forward and backward
+(reference/rasterize.py: the same functions and arguments, less `be` and `defines`).
+
+    image, alpha, last = rasterize_fwd(bins["ranges"], bins["ids"], p["means2d"], p["conics"],
+                                       p["colors"], g.opacities, background, W, H, be)
+    grads = rasterize_bwd(bins["ranges"], ..., background, W, H, alpha, last, v_image, v_alpha,
+                          be)   # rasterize_fwd's arguments, its alpha and last, dL/dimage, dL/dalpha
+"""
 
 from __future__ import annotations
 
@@ -11,9 +18,9 @@ from .checks import check_array
 from .kernels import TILE
 
 
-def rasterize_fwd(ranges, ids, means2d, conics, colors, opacities, background, width: int,
-                  height: int, be: Backend):
-    """(image [H, W, 3], alpha [H, W], last [H, W] int32) from the binned splats."""
+def _check_inputs(ranges, ids, means2d, conics, colors, opacities, background, width, height,
+                  be: Backend) -> tuple[int, int]:
+    """Check the arguments both kernels share; return the tile grid (tiles_x, tiles_y)."""
     xp = be.xp
     n = means2d.shape[0]
     tx, ty = num_tiles(width, height)
@@ -24,6 +31,14 @@ def rasterize_fwd(ranges, ids, means2d, conics, colors, opacities, background, w
     check_array("colors", colors, np.float32, (n, 3), xp)
     check_array("opacities", opacities, np.float32, (n,), xp)
     check_array("background", background, np.float32, (3,), xp)
+    return tx, ty
+
+
+def rasterize_fwd(ranges, ids, means2d, conics, colors, opacities, background, width: int,
+                  height: int, be: Backend):
+    """(image [H, W, 3], alpha [H, W], last [H, W] int32) from the binned splats."""
+    tx, ty = _check_inputs(ranges, ids, means2d, conics, colors, opacities, background, width,
+                           height, be)
     image = be.empty((height, width, 3), np.float32, tag="image")
     alpha = be.empty((height, width), np.float32, tag="image")
     last = be.empty((height, width), np.int32, tag="image")
@@ -41,7 +56,8 @@ def rasterize_bwd(ranges, ids, means2d, conics, colors, opacities, background, w
     (tests): compile-time options, e.g. the warp-sum variant on the CPU."""
     xp = be.xp
     n = means2d.shape[0]
-    tx, ty = num_tiles(width, height)
+    tx, ty = _check_inputs(ranges, ids, means2d, conics, colors, opacities, background, width,
+                           height, be)
     check_array("alpha", alpha, np.float32, (height, width), xp)
     check_array("last", last, np.int32, (height, width), xp)
     check_array("v_image", v_image, np.float32, (height, width, 3), xp)

@@ -81,6 +81,20 @@ def test_backward_matches_finite_differences(be, rng, random_scene, camera, fini
                                    err_msg=name)
 
 
+def test_culled_splats_get_zero_gradients(be, rng, random_scene, camera):
+    g = random_scene(300, 2, be, spread=2.5)
+    cam = camera()
+    out = project_fwd(g, cam)
+    culled = be.to_numpy(out["radii"]) == 0
+    assert culled.sum() > 5 and (~culled).sum() > 100
+    v = [be.asarray(rng.standard_normal((300, k)).astype(np.float32), tag="grads")
+         for k in (2, 3, 3)]
+    got = {k: be.to_numpy(a) for k, a in project_bwd(g, cam, out["radii"], *v).items()}
+    for name in FIELDS:
+        assert np.isfinite(got[name]).all(), name
+        assert not got[name][culled].any(), name
+
+
 def test_camera_looks_at_its_target_and_orbits_keep_their_radius():
     cam = Camera.look_at((0, -5, 0), (0, 0, 0), width=64, height=48)
     t = cam.viewmat @ np.array([0, 0, 0, 1.0])

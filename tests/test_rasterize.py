@@ -133,3 +133,17 @@ def test_backward_warp_sums_agree_with_direct_atomics(cpu, rng, random_scene, ca
     for name in direct:
         np.testing.assert_allclose(warp[name], direct[name], rtol=1e-4, atol=1e-5, err_msg=name)
     assert np.abs(direct["means2d"]).max() > 0
+
+
+def test_wrappers_check_their_arguments(cpu, rng, random_scene, camera):
+    cam = camera(40, 24)
+    ranges, ids, means2d, *rest = inputs(cpu, rng, random_scene, cam, 20)
+    _, alpha, last = rasterize_fwd(ranges, ids, means2d, *rest, cpu)
+    v_image, v_alpha = cotangents(rng, cam.width, cam.height)
+    with pytest.raises(TypeError, match="means2d: expected dtype float32, got float64"):
+        rasterize_bwd(ranges, ids, means2d.astype(np.float64), *rest, alpha, last, v_image,
+                      v_alpha, cpu)
+    with pytest.raises(ValueError, match=r"ranges: expected shape \[6, 2\], got \[5, 2\]"):
+        rasterize_fwd(ranges[:5].copy(), ids, means2d, *rest, cpu)
+    with pytest.raises(ValueError, match=r"v_alpha: expected shape \[24, 40\]"):
+        rasterize_bwd(ranges, ids, means2d, *rest, alpha, last, v_image, v_alpha.T.copy(), cpu)
