@@ -1,5 +1,14 @@
-"""Adaptive density control (3DGS §5): clone, split, prune and opacity reset, with the
-optimizer state carried along through the layout's gather (DESIGN §4, §5).
+"""Adaptive density control (3DGS §5): the operations on the splats, and the 3DGS schedule
+that decides when to run them.
+
+The operations (clone, split, prune, reset_opacity) change the Gaussians and keep the
+optimizer state and the extra PLY properties aligned with them: each moves params, state and
+extras through ONE gather index (`reindex`, DESIGN §4, §5); new splats start with zero
+optimizer state. clone, split and prune return `origin`: the row each splat had before (-1
+for a new one), so that a strategy can carry its own per-splat statistics along (`carry`).
+They know no schedule.
+
+The 3DGS strategy, `Densifier`, is the statistics plus the schedule:
 
     densifier = Densifier(DensifyConfig(), extent=g.extent(), backend=g.backend)
     # every step, after the optimizer step:
@@ -18,13 +27,15 @@ Every `interval` steps after `start_step`, before `stop_step`:
          max_world_scale x extent (and, when set, screen radius > max_screen_radius)
 and the statistics restart. Every `reset_interval` steps: opacity <- min(opacity,
 reset_opacity) and the opacity's optimizer state is zeroed (3DGS does so for Adam).
-Params, optimizer state and extra PLY properties all move through ONE index per change.
+Another strategy (a splat budget, MCMC-style relocation) is another class with the methods
+of `Strategy`, built from the same operations.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -115,8 +126,118 @@ class DensifyEvent:
     reset: bool = False
 
 
+# -- the operations ----------------------------------------------------------------------------
+
+def reindex(g: Gaussians, optimizer, index, fresh=None) -> None:
+    """Splat j becomes a copy of splat index[j] [M] int: its parameters, its optimizer state
+    and its extra PLY properties, all through this one index; where `fresh` [M] bool is True
+    the copy is a new splat and starts with zero optimizer state. Row arrays (index, fresh,
+    and the other operations' rows and masks) live on the splats' backend."""
+    be = g.backend
+    xp = be.xp
+    count = int(index.shape[0])
+    g.params = Flat(g.layout.with_count(count),
+                    g.layout.gather(g.params.data, index, count, tag="params", backend=be))
+    if optimizer is not None:
+        optimizer.gather(index if fresh is None else xp.where(fresh, -1, index), count)
+    if g.extra:
+        host = be.to_numpy(index)
+        g.extra = {k: np.asarray(v)[host] for k, v in g.extra.items()}
+
+
+def _appended(xp, kept, new_rows):
+    """(index, fresh, origin) of the splats `kept` followed by copies of `new_rows`."""
+    index = xp.concatenate([kept, new_rows])
+    fresh = xp.concatenate([xp.zeros(kept.shape[0], bool), xp.ones(new_rows.shape[0], bool)])
+    return index, fresh, xp.where(fresh, -1, index)
+
+
+def clone(g: Gaussians, optimizer, rows):
+    """Append an exact copy of each splat in `rows` [K] int, after the others; a copy starts
+    with zero optimizer state (the original keeps its own). Returns origin [N + K]."""
+    xp = g.backend.xp
+    index, fresh, origin = _appended(xp, xp.arange(g.count), rows)
+    reindex(g, optimizer, index, fresh)
+    return origin
+
+
+def split(g: Gaussians, optimizer, rows, rng: np.random.Generator):
+    """Replace each splat in `rows` [S] int by SPLIT_CHILDREN children drawn from its Gaussian,
+    σ / SPLIT_SHRINK, with zero optimizer state: the other splats keep their order, then come
+    every parent's first child, then every parent's second. Draws one [SPLIT_CHILDREN * S, 3]
+    standard normal sample from `rng` (none when S = 0). Returns origin [N + S]."""
+    xp = g.backend.xp
+    parent = xp.zeros(g.count, bool)
+    parent[rows] = True
+    kept = xp.nonzero(~parent)[0]
+    index, fresh, origin = _appended(xp, kept, xp.concatenate([rows] * SPLIT_CHILDREN))
+    reindex(g, optimizer, index, fresh)
+    if rows.shape[0]:
+        _place_children(g.params, int(kept.shape[0]), rng, xp)
+    return origin
+
+
+def prune(g: Gaussians, optimizer, remove):
+    """Drop the splats where `remove` [N] bool is True, with their state; the others keep their
+    order. Returns origin [N - removed]."""
+    keep = g.backend.xp.nonzero(~remove)[0]
+    reindex(g, optimizer, keep)
+    return keep
+
+
+def reset_opacity(g: Gaussians, optimizer, opacity: float) -> None:
+    """Cap every splat's opacity at `opacity` (0 < opacity < 1) and zero the opacities'
+    optimizer state (3DGS does so for Adam)."""
+    if not 0 < opacity < 1:
+        raise ValueError(f"reset_opacity: opacity must lie in (0, 1), got {opacity!r}")
+    xp = g.backend.xp
+    cap = np.float32(math.log(opacity / (1 - opacity)))
+    xp.minimum(g.opacities, cap, out=g.opacities)
+    if optimizer is not None:
+        optimizer.zero_state("opacities")
+
+
+def carry(values, origin, xp):
+    """A per-splat array (a strategy's statistics) moved like the splats by an operation that
+    returned `origin`: row j takes values[origin[j]], and a new splat zero."""
+    return xp.where(origin >= 0, values[xp.maximum(origin, 0)], 0).astype(values.dtype)
+
+
+def _place_children(params: Flat, first: int, rng, xp) -> None:
+    """Sample the split children's means from their parent's Gaussian and shrink their σ.
+    Rows `first` to the end of `params` hold copies of their parents."""
+    rows = slice(first, params.layout.count)
+    sigma = xp.exp(params.scales[rows])  # [C, 3]
+    q = params.quats[rows]
+    z = xp.asarray(rng.standard_normal(sigma.shape).astype(np.float32))  # [C, 3]
+    offset = xp.einsum("cij,cj->ci", quat_to_rotmat(q, xp), sigma * z)
+    params.means[rows] += offset.astype(np.float32)
+    params.scales[rows] = xp.log(sigma / SPLIT_SHRINK).astype(np.float32)
+
+
+# -- strategies: when to run the operations ----------------------------------------------------
+
+class Strategy(Protocol):
+    """What fit() calls on a densification strategy (Densifier is 3DGS's)."""
+
+    def active(self, step: int) -> bool:
+        """Whether it still wants statistics after `step` steps."""
+
+    def observe(self, out, grads) -> None:
+        """Take one rendered view's render output and gradients."""
+
+    def after_step(self, step: int, g: Gaussians, optimizer, rng: np.random.Generator
+                   ) -> DensifyEvent | None:
+        """Run the operations its schedule says after `step` steps (1-based)."""
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
 class Densifier:
-    """Gradient statistics and the clone / split / prune / reset schedule of one fit."""
+    """3DGS's strategy for one fit: the gradient statistics, and the schedule on which they
+    drive the operations (clone, split, prune, reset_opacity)."""
 
     def __init__(self, config: DensifyConfig, extent: float, backend, count: int):
         self.config = config
@@ -171,17 +292,14 @@ class Densifier:
         return event
 
     def reset_opacity(self, g: Gaussians, optimizer) -> None:
-        xp = self.backend.xp
-        cap = np.float32(math.log(self.config.reset_opacity / (1 - self.config.reset_opacity)))
-        xp.minimum(g.opacities, cap, out=g.opacities)
-        if optimizer is not None:
-            optimizer.zero_state("opacities")
+        reset_opacity(g, optimizer, self.config.reset_opacity)
         self._resets += 1
 
     def densify_and_prune(self, g: Gaussians, optimizer, rng: np.random.Generator
                           ) -> DensifyEvent:
-        c, be = self.config, self.backend
-        xp = be.xp
+        """Clone, split, then prune, as the statistics and the config say; restart the
+        statistics. The event's step is 0 (after_step sets it)."""
+        c, xp = self.config, self.backend.xp
         n = g.count
         if self.grad_sum.shape[0] != n:
             raise ValueError(f"the densifier's statistics hold {self.grad_sum.shape[0]} splats "
@@ -196,49 +314,21 @@ class Densifier:
         split_idx = xp.nonzero(grow & ~small)[0]
         n_clone, n_split = int(clone_idx.shape[0]), int(split_idx.shape[0])
 
-        # 1. grow: [originals | clones | split children x SPLIT_CHILDREN]
-        index = xp.concatenate([xp.arange(n), clone_idx] + [split_idx] * SPLIT_CHILDREN)
-        n_grown = int(index.shape[0])
-        state_index = xp.concatenate([xp.arange(n), xp.full(n_grown - n, -1, index.dtype)])
-        grown = Flat(g.layout.with_count(n_grown),
-                     g.layout.gather(g.params.data, index, n_grown, tag="params", backend=be))
-        if n_split:
-            self._place_children(grown, n + n_clone, split_idx, rng)
+        # 1. grow: [originals | clones], then split: [originals but parents | clones | children]
+        radius = carry(self.max_radius, clone(g, optimizer, clone_idx), xp)
+        radius = carry(radius, split(g, optimizer, split_idx, rng), xp)
 
-        # 2. prune: split parents, transparent splats, and (after a reset) oversized ones
-        remove = xp.zeros(n_grown, bool)
-        remove[split_idx] = True
-        opacity = 1.0 / (1.0 + xp.exp(-grown.opacities))
-        remove |= opacity < c.prune_opacity
+        # 2. prune: transparent splats, and (after a reset) oversized ones
+        grown = g.count
+        remove = 1.0 / (1.0 + xp.exp(-g.opacities)) < c.prune_opacity
         if self._resets:
-            remove |= xp.exp(grown.scales).max(axis=1) > c.max_world_scale * self.extent
+            remove |= xp.exp(g.scales).max(axis=1) > c.max_world_scale * self.extent
             if c.max_screen_radius is not None:
-                radius = xp.concatenate([self.max_radius, xp.zeros(n_grown - n, np.float32)])
                 remove |= radius > c.max_screen_radius
-        keep = xp.nonzero(~remove)[0]
-        n_new = int(keep.shape[0])
-        g.params = Flat(grown.layout.with_count(n_new),
-                        grown.layout.gather(grown.data, keep, n_new, tag="params", backend=be))
-        if optimizer is not None:
-            optimizer.gather(state_index[keep], n_new)
-        if g.extra:
-            host = be.to_numpy(index[keep])
-            g.extra = {k: np.asarray(v)[host] for k, v in g.extra.items()}
-        self._zero_stats(n_new)
-        return DensifyEvent(0, n, n_new, cloned=n_clone, split=n_split,
-                            pruned=n_grown - n_new - n_split)
-
-    def _place_children(self, grown: Flat, first: int, parents, rng) -> None:
-        """Sample the split children's means from their parent's Gaussian and shrink their σ.
-        Rows first .. first + SPLIT_CHILDREN * S - 1 of `grown` hold copies of the parents."""
-        xp = self.backend.xp
-        rows = slice(first, first + SPLIT_CHILDREN * int(parents.shape[0]))
-        sigma = xp.exp(grown.scales[rows])  # [C, 3]
-        q = grown.quats[rows]
-        z = xp.asarray(rng.standard_normal(sigma.shape).astype(np.float32))  # [C, 3]
-        offset = xp.einsum("cij,cj->ci", quat_to_rotmat(q, xp), sigma * z)
-        grown.means[rows] += offset.astype(np.float32)
-        grown.scales[rows] = xp.log(sigma / SPLIT_SHRINK).astype(np.float32)
+        prune(g, optimizer, remove)
+        self._zero_stats(g.count)
+        return DensifyEvent(0, n, g.count, cloned=n_clone, split=n_split,
+                            pruned=grown - g.count)
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -1,4 +1,5 @@
-"""splat_lion/densify.py: clone, split, prune and opacity reset keep the optimizer aligned."""
+"""splat_lion/densify.py: the operations (clone, split, prune, opacity reset, reindex) keep the
+optimizer state and extra properties aligned; the 3DGS schedule runs them when 3DGS does."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from splat_lion import Gaussians
 from splat_lion.cameras import Camera
-from splat_lion.densify import Densifier, DensifyConfig
+from splat_lion.densify import Densifier, DensifyConfig, carry, clone, prune, reindex, split
 from splat_lion.layout import Flat
 from splat_lion.optim import Adam, Lion
 from splat_lion.render import render, render_backward
@@ -172,6 +173,86 @@ def test_extra_ply_properties_follow_their_splats(cpu):
     with_grads(d, [0, 0, 1e-3])
     d.densify_and_prune(g, None, np.random.default_rng(0))
     np.testing.assert_array_equal(g.extra["label"], [10, 12, 12])
+
+
+def test_wide_splats_are_pruned_after_a_reset_with_their_radius_carried_through_growth(cpu):
+    """The screen radii follow the splats through clone and split (new splats have none)."""
+    g = splats(cpu, sigma=[0.005, 0.005, 0.3, 0.005], opacity=[0.5] * 4)
+    d = Densifier(DensifyConfig(max_screen_radius=10.0), EXTENT, cpu, g.count)
+    d.reset_opacity(g, None)
+    g.opacities[...] = 0.0
+    with_grads(d, [1e-3, 0, 1e-3, 0])  # clone splat 0, split splat 2
+    d.max_radius[...] = [20.0, 5.0, 20.0, 30.0]
+    event = d.densify_and_prune(g, None, np.random.default_rng(0))
+    # [0, 1, 3 | clone of 0 | 2 children of 2]: 0 and 3 are too wide, the new splats are not
+    assert (event.cloned, event.split, event.pruned, g.count) == (1, 1, 2, 4)
+    np.testing.assert_allclose(g.means[:2, 0], [-1 / 3, -1], rtol=1e-6)  # splat 1, the clone
+
+
+# -- the operations on their own ------------------------------------------------------------
+
+def test_clone_appends_copies_with_zero_state_and_returns_their_origin(cpu):
+    g = splats(cpu, sigma=0.005, opacity=[0.5, 0.6, 0.7])
+    g.extra = {"label": np.array([10, 11, 12], np.int32)}
+    before = Flat(g.layout, g.params.data.copy())
+    opt = optimizer_with_state(g, OPTIMIZERS["adam"])
+    origin = clone(g, opt, np.array([2, 0]))
+    np.testing.assert_array_equal(origin, [0, 1, 2, -1, -1])
+    np.testing.assert_array_equal(g.extra["label"], [10, 11, 12, 12, 10])
+    for name in g.layout.names:
+        np.testing.assert_array_equal(g.params[name], before[name][[0, 1, 2, 2, 0]])
+        for state in opt.flat_state.values():
+            np.testing.assert_array_equal(state[name][:3], before[name])
+            assert not state[name][3:].any()
+
+
+def test_split_keeps_the_others_in_order_and_draws_once(cpu):
+    g = splats(cpu, sigma=[0.2, 0.005, 0.3], opacity=[0.5, 0.6, 0.7])
+    before = Flat(g.layout, g.params.data.copy())
+    rng, twin = np.random.default_rng(4), np.random.default_rng(4)
+    origin = split(g, None, np.array([0, 2]), rng)
+    np.testing.assert_array_equal(origin, [1, -1, -1, -1, -1])
+    np.testing.assert_array_equal(g.opacities, before.opacities[[1, 0, 2, 0, 2]])
+    twin.standard_normal((4, 3))  # the one draw: 2 children of 2 parents
+    assert rng.standard_normal() == twin.standard_normal()
+    no_draw = np.random.default_rng(4)
+    split(g, None, np.zeros(0, np.int64), no_draw)
+    assert no_draw.standard_normal() == np.random.default_rng(4).standard_normal()
+    assert g.count == 5
+
+
+def test_prune_drops_splats_with_their_state_and_returns_the_survivors_origin(cpu):
+    g = splats(cpu, sigma=0.005, opacity=[0.5, 0.6, 0.7, 0.8])
+    g.extra = {"label": np.array([10, 11, 12, 13], np.int32)}
+    before = Flat(g.layout, g.params.data.copy())
+    opt = optimizer_with_state(g, OPTIMIZERS["lion"])
+    origin = prune(g, opt, np.array([True, False, True, False]))
+    np.testing.assert_array_equal(origin, [1, 3])
+    np.testing.assert_array_equal(g.extra["label"], [11, 13])
+    for name in g.layout.names:
+        np.testing.assert_array_equal(g.params[name], before[name][[1, 3]])
+        np.testing.assert_array_equal(opt.flat_state["momentum"][name], before[name][[1, 3]])
+
+
+def test_reindex_can_relocate_splats_in_place(cpu):
+    """What an MCMC-style strategy does: dead splats become copies of live ones, with fresh
+    optimizer state, and the count stays."""
+    g = splats(cpu, sigma=0.005, opacity=[0.5, 0.001, 0.7, 0.002])
+    before = Flat(g.layout, g.params.data.copy())
+    opt = optimizer_with_state(g, OPTIMIZERS["lion"])
+    reindex(g, opt, np.array([0, 2, 2, 0]), fresh=np.array([False, True, False, True]))
+    state = opt.flat_state["momentum"]
+    for name in g.layout.names:
+        np.testing.assert_array_equal(g.params[name], before[name][[0, 2, 2, 0]])
+        np.testing.assert_array_equal(state[name][[0, 2]], before[name][[0, 2]])
+        assert not state[name][[1, 3]].any()
+
+
+def test_carry_moves_statistics_like_the_splats(cpu):
+    radius = np.array([3.0, 4.0, 5.0], np.float32)
+    got = carry(radius, np.array([2, -1, 0, -1]), cpu.xp)
+    np.testing.assert_array_equal(got, [5.0, 0.0, 3.0, 0.0])
+    assert got.dtype == np.float32
 
 
 def test_observe_averages_ndc_gradients_over_the_views_a_splat_was_seen_in(cpu, rng):
