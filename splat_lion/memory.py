@@ -252,6 +252,43 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
             "num_intersections": m}
 
 
+class MemoryBudgetError(ValueError):
+    """A fit that is predicted not to fit its memory budget; the message says by how much."""
+
+
+def predict_fit_peak(num_splats: int, width: int, height: int, sh_degree: int, optimizer: str,
+                     *, image_bytes: int | None = None) -> int:
+    """Predicted peak bytes of a fit: one step at its peak (predict_memory) with all the
+    images the fit keeps, `image_bytes` (training and held-out; default: the one target
+    predict_memory counts)."""
+    step = predict_memory(num_splats, width, height, sh_degree, optimizer)["peak"]
+    return step if image_bytes is None else step + int(image_bytes) - 12 * width * height
+
+
+def max_splats_within(budget: int, num_splats: int, width: int, height: int, sh_degree: int,
+                      optimizer: str, *, image_bytes: int | None = None,
+                      what: str = "the memory budget") -> int:
+    """The most splats (at least `num_splats`, at most 64x as many) whose fit is predicted
+    to stay within `budget` bytes (predict_fit_peak); MemoryBudgetError when even
+    `num_splats` do not fit. `what` names the budget in that error (e.g. an option)."""
+    def peak(n: int) -> int:
+        return predict_fit_peak(n, width, height, sh_degree, optimizer, image_bytes=image_bytes)
+
+    start = peak(num_splats)
+    if start > budget:
+        raise MemoryBudgetError(
+            f"a fit of {num_splats:,} splats at {width}x{height} with {optimizer} needs about "
+            f"{start / 2**20:,.0f} MiB (predicted), more than {what} {budget / 2**20:,.0f} MiB")
+    lo, hi = num_splats, max(num_splats, 1) * 64  # binary search for the largest that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if peak(mid) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def _check_int(name: str, value, least: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
         raise ValueError(f"{name} must be an int >= {least}, got {value!r}")

@@ -6,14 +6,17 @@ Above memory.py and fit.py; the CLI and the benchmarks write their pictures thro
     save_side_by_side(folder, targets, renders)             # heldout_<i>.png
     save_loss_curve(folder, result.loss_history)            # loss.png (matplotlib)
     save_animation(frames, "turntable.gif")
+    print(format_scene(describe_scene(g)))                  # `splat-lion info SCENE`
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .ledger import TAGS
-from .memory import PHASES
+from .memory import OPTIMIZER_STATE, PHASES, predict_memory
 
 MIB = 2**20
 
@@ -79,3 +82,109 @@ def plot_profile(runs: dict[str, dict], path, title: str | None = None):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path
+
+
+# -- scenes -------------------------------------------------------------------------------------
+
+def describe_scene(g, path=None) -> dict:
+    """Splat count, SH degree, bounds, opacity and scale statistics of the splats `g`, the
+    bytes of their parameters and of each optimizer's state, and the predicted peak of one
+    fit step at 1920x1080 (`splat-lion info SCENE`)."""
+    g = g.to("cpu")
+    params = g.layout.nbytes()
+    sigma = g.scale_values()
+    some = g.count > 0
+    return {
+        "file": None if path is None else str(path),
+        "splats": g.count,
+        "sh_degree": g.sh_degree,
+        "bounds_min": [round(float(v), 4) for v in g.means.min(0)] if some else None,
+        "bounds_max": [round(float(v), 4) for v in g.means.max(0)] if some else None,
+        "extent": round(g.extent(), 4),
+        "opacity_median": round(float(np.median(g.opacity_values())), 4) if some else None,
+        "sigma_median": round(float(np.median(sigma)), 5) if some else None,
+        "sigma_p99": round(float(np.percentile(sigma, 99)), 5) if some else None,
+        "extra_properties": sorted(g.extra),
+        # exact: one float32 buffer, and each optimizer's state in the same layout
+        "bytes_params": params,
+        **{f"bytes_state_{name.replace('-', '_')}": buffers * itemsize * (params // 4)
+           for name, (buffers, itemsize) in OPTIMIZER_STATE.items()},
+        # predicted peak of one fit step at 1920x1080 (memory.predict_memory; a fit also
+        # keeps its training images: 24 MiB each at that size)
+        "bytes_fit_step_1080p": {name: predict_memory(g.count, 1920, 1080, g.sh_degree,
+                                                      name)["peak"]
+                                 for name in OPTIMIZER_STATE},
+    }
+
+
+def format_scene(scene: dict) -> str:
+    """describe_scene's result as a few lines of text."""
+    mib = 1 / MIB
+    step = scene["bytes_fit_step_1080p"]
+    extra = scene["extra_properties"]
+    return "\n".join([
+        f"scene {scene['file']}",
+        f"  {scene['splats']:,} splats, SH degree {scene['sh_degree']}, bounds "
+        f"{scene['bounds_min']} .. {scene['bounds_max']}, extent {scene['extent']}",
+        f"  opacity median {scene['opacity_median']}, sigma median {scene['sigma_median']}"
+        f" (99th percentile {scene['sigma_p99']})"
+        + (f", extra properties: {', '.join(extra)}" if extra else ""),
+        f"  parameters {scene['bytes_params'] * mib:.2f} MiB; optimizer state: Lion "
+        f"{scene['bytes_state_lion'] * mib:.2f} MiB, Lion bf16 "
+        f"{scene['bytes_state_lion_bf16'] * mib:.2f} MiB, Adam "
+        f"{scene['bytes_state_adam'] * mib:.2f} MiB",
+        f"  to fit at 1920x1080 (one step at its peak, predicted): Lion "
+        f"{step['lion'] * mib:.0f} MiB, Lion bf16 {step['lion-bf16'] * mib:.0f} MiB, Adam "
+        f"{step['adam'] * mib:.0f} MiB, plus 24 MiB per training image"])
+
+
+# -- images of a fit ------------------------------------------------------------------------------
+
+def to_uint8(image) -> np.ndarray:
+    """[H, W, 3] float in [0, 1] (host or device) -> uint8, rounded."""
+    return (np.clip(np.asarray(image), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def save_image(image, path) -> Path:
+    """A PNG of an [H, W, 3] host image in [0, 1]."""
+    from PIL import Image
+
+    Image.fromarray(to_uint8(image)).save(path)
+    return Path(path)
+
+
+def save_side_by_side(folder, targets, renders, prefix: str = "heldout") -> list[Path]:
+    """<prefix>_<i>.png in `folder`: target (left) and render (right), host arrays."""
+    return [save_image(np.concatenate([t, r], axis=1), Path(folder) / f"{prefix}_{i}.png")
+            for i, (t, r) in enumerate(zip(targets, renders))]
+
+
+def save_loss_curve(folder, history) -> Path | None:
+    """loss.png in `folder` from (step, loss) pairs; None without matplotlib."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    steps, losses = zip(*history)
+    fig = Figure(figsize=(5, 3))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(steps, losses)
+    ax.set_xlabel("step")
+    ax.set_ylabel("0.8 L1 + 0.2 (1 - SSIM)")
+    fig.tight_layout()
+    path = Path(folder) / "loss.png"
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def save_animation(frames, path, seconds: float = 4.0) -> Path:
+    """An endlessly looping GIF of [H, W, 3] host frames, `seconds` long (20 ms a frame at
+    least)."""
+    from PIL import Image
+
+    images = [Image.fromarray(to_uint8(f)) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:],
+                   duration=max(20, round(1000 * seconds / len(images))), loop=0)
+    return Path(path)

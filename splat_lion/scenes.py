@@ -49,13 +49,13 @@ def perturbed(ref, seed: int = 0):
     return g
 
 
-def centres_only(ref):
-    """Grey, isotropic splats at `ref`'s centres, as from a point cloud (Gaussians.from_points):
-    the `--init points` start."""
+def centres_only(ref, every: int = 1):
+    """Grey, isotropic splats at `ref`'s centres (every `every`-th), as from a point cloud
+    (Gaussians.from_points): the `--init points` start."""
     import numpy as np
 
     from .gaussians import Gaussians
 
-    host = ref.backend.to_numpy(ref.means)
+    host = ref.backend.to_numpy(ref.means)[::every]
     return Gaussians.from_points(host, np.full(host.shape, 0.5), ref.sh_degree,
                                  backend=ref.backend)

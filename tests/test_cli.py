@@ -47,6 +47,7 @@ def test_info_rejects_an_unknown_scene(capsys):
     assert "no bundled scene 'garden'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_fit_command_writes_scene_metrics_and_images(tmp_path, capsys, monkeypatch):
     out = tmp_path / "fit"
     assert main(["fit", "planet", "--out", str(out), "--steps", "20", "--resolution", "32",
@@ -115,6 +116,7 @@ def shapes_capture(tmp_path_factory):
     return root, len(points)
 
 
+@pytest.mark.slow
 def test_fit_command_fits_a_colmap_capture_from_its_points(shapes_capture, tmp_path):
     root, num_points = shapes_capture
     out = tmp_path / "fit"
@@ -142,6 +144,7 @@ def test_fit_command_fits_a_transforms_capture_downscaled(shapes_capture, tmp_pa
     assert Image.open(out / "heldout_0.png").size == (2 * 16, 12)  # target | render, halved
 
 
+@pytest.mark.slow
 def test_fit_command_resumes_an_interrupted_run_exactly(tmp_path, monkeypatch, capsys):
     import importlib
 
@@ -171,6 +174,7 @@ def test_fit_command_resumes_an_interrupted_run_exactly(tmp_path, monkeypatch, c
         (tmp_path / "whole" / "metrics.json").read_text())["loss_history"]
 
 
+@pytest.mark.slow
 def test_fit_command_refuses_to_resume_other_settings(tmp_path, capsys):
     args = ["fit", "planet", "--steps", "4", "--checkpoint-every", "2", "--quiet",
             "--out", str(tmp_path)]
@@ -222,6 +226,7 @@ def test_memory_sizes_parse(text, value):
     assert parse_bytes(text) == value
 
 
+@pytest.mark.slow
 def test_fit_command_refuses_a_run_that_cannot_fit_max_memory(tmp_path, capsys):
     args = ["fit", "planet", "--out", str(tmp_path), "--steps", "2", "--quiet"]
     assert main([*args, "--max-memory", "1MB"]) == 2
@@ -232,16 +237,14 @@ def test_fit_command_refuses_a_run_that_cannot_fit_max_memory(tmp_path, capsys):
     assert "predicted peak" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_max_memory_caps_densification(shapes_capture, tmp_path, capsys):
     """A budget that fits the start plus 5 splats: densification stops there."""
-    import splat_lion as sl
-    from splat_lion.cli import _predicted_fit_peak, _Problem
+    from splat_lion.memory import predict_fit_peak
 
     root, num_points = shapes_capture
-    cam = sl.orbit_cameras(n=1, width=32, height=24)[0]
-    like = _Problem([cam] * 7, [np.zeros((24, 32, 3), np.float32)] * 7, [cam],
-                    [np.zeros((24, 32, 3), np.float32)], None, True, "", {})
-    budget = _predicted_fit_peak(like, num_points + 5, 1, "lion")
+    images = 8 * 24 * 32 * 3 * 4  # 7 training and 1 held-out float32 image of 32x24
+    budget = predict_fit_peak(num_points + 5, 32, 24, 1, "lion", image_bytes=images)
     out = tmp_path / "fit"
     assert main(["fit", str(root / "colmap"), "--out", str(out), "--steps", "60",
                  "--sh-degree", "1", "--densify", "on", "--quiet", "--max-memory",

@@ -1,0 +1,264 @@
+"""A fitting problem: training and held-out views, the splats to start from, and the score.
+
+    problem = load_problem("planet")                          # orbit views of a bundled scene
+    problem = load_problem("garden/", ProblemConfig(downscale=4))   # a COLMAP capture
+    g = problem.fresh_start()                                 # a copy: fit() changes it
+    fit(g, problem.train_cameras, problem.train_images, FitConfig.from_points(300))
+    problem.evaluate(g).psnr                                  # held-out PSNR, SSIM, renders
+
+Built from a 3DGS PLY or bundled scene (orbit views around it, every fifth held out; the
+targets are renders of the scene) or from a capture (transforms.json or COLMAP, datasets.py).
+The CLI, the benchmarks and the tests all build their problems here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import scenes
+from .backend import Backend, get_backend
+from .cameras import Camera, orbit_cameras
+from .datasets import detect, load_dataset
+from .gaussians import Gaussians
+from .loss import psnr, ssim
+from .ply import load_ply
+from .render import render
+from .sh import check_degree
+
+INITS = ("perturbed", "points", "random", "scene")
+SCENE_TEST_EVERY = 5  # a scene's orbit views: every fifth is held out (the first too)
+ORBIT_RADIUS = 2.6  # orbit views of a scene circle it at this many times its extent
+ORBIT_ELEVATION_DEG = 25.0  # ... this many degrees above its horizon
+
+
+@dataclass(frozen=True)
+class ProblemConfig:
+    # square size in pixels of a scene's orbit views; None: 64 on a CPU, 256 on a GPU
+    resolution: int | None = None
+    # divide image sizes by this (captures: their images_N/ folders when present)
+    downscale: int = 1
+    # orbit views around a scene
+    views: int = 10
+    # hold out every this-many-th view (from the first); 0: none (the fit is then scored on
+    # its training views); None: SCENE_TEST_EVERY for a scene, load_dataset's for a capture
+    test_every: int | None = None
+    # the start: "perturbed" (the scene, noised), "points" (the scene's centres or the
+    # capture's points, grey), "random", "scene" (the scene as it is); None: "perturbed" for
+    # a scene, "points" for a capture with points, else "random"
+    init: str | None = None
+    # splats of a random start
+    init_points: int = 10_000
+    # SH degree of the splats started from a capture's points or at random in a capture
+    sh_degree: int = 3
+    # seed of the start
+    seed: int = 0
+    # RGB in [0, 1] behind the splats (and behind RGBA capture images)
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # captures: use at most this many training and this many held-out images; None: all
+    max_images: int | None = None
+
+    def __post_init__(self):
+        for name in ("downscale", "views", "init_points"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if self.test_every is not None and (isinstance(self.test_every, bool) or not isinstance(
+                self.test_every, (int, np.integer)) or self.test_every < 0 or self.test_every == 1):
+            raise ValueError(f"test_every must be None, 0 (no held-out views) or an int >= 2, "
+                             f"got {self.test_every!r}")
+        for name in ("resolution", "max_images"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                                  or v < 1):
+                raise ValueError(f"{name} must be None or an int >= 1, got {v!r}")
+        if self.init is not None and self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)} (or None), got "
+                             f"{self.init!r}")
+        check_degree(self.sh_degree)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    # mean PSNR (dB) and SSIM of the renders against the targets
+    psnr: float
+    # mean SSIM
+    ssim: float
+    # the renders [H, W, 3], on the backend, in the order of the cameras
+    images: list
+    # "held-out views", or "training views" for a problem without held-out views
+    on: str
+
+
+@dataclass(eq=False)
+class Problem:
+    # training cameras and their [H, W, 3] float32 target images (on the backend)
+    train_cameras: list[Camera]
+    train_images: list
+    # held-out cameras and images (may be empty: then evaluate() scores the training views)
+    test_cameras: list[Camera]
+    test_images: list
+    # the splats to start from (fresh_start() gives a copy to fit)
+    start: Gaussians
+    # whether the start is a point cloud or random (densify and Lion's from_points rates)
+    from_points: bool
+    # one line for a log: what the views and the start are
+    description: str
+    # the settings that made the views and the start (JSON values): a resumed fit must match
+    context: dict = field(default_factory=dict)
+    # RGB in [0, 1] behind the splats
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @property
+    def backend(self) -> Backend:
+        return self.start.backend
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the training views."""
+        return self.train_cameras[0].width, self.train_cameras[0].height
+
+    @property
+    def image_bytes(self) -> int:
+        """Bytes of every training and held-out image the problem holds."""
+        return sum(int(t.nbytes) for t in [*self.train_images, *self.test_images])
+
+    @property
+    def evaluated_on(self) -> str:
+        """What evaluate() scores: "held-out views", or "training views" when there are none."""
+        return "held-out views" if self.test_cameras else "training views"
+
+    def eval_views(self) -> tuple[list[Camera], list]:
+        """(cameras, targets) evaluate() scores: the held-out views, else the training ones."""
+        if self.test_cameras:
+            return self.test_cameras, self.test_images
+        return self.train_cameras, self.train_images
+
+    def fresh_start(self) -> Gaussians:
+        """A copy of the start, to fit (fit() changes its splats in place)."""
+        return self.start.to(self.backend)
+
+    def evaluate(self, g: Gaussians) -> Evaluation:
+        """Mean PSNR and SSIM of `g` rendered from eval_views() against their targets."""
+        cameras, targets = self.eval_views()
+        images = [render(g, c, self.background).image for c in cameras]
+        pairs = list(zip(images, targets))
+        return Evaluation(float(np.mean([psnr(i, t) for i, t in pairs])),
+                          float(np.mean([ssim(i, t)[0] for i, t in pairs])), images,
+                          self.evaluated_on)
+
+
+# -- building problems ---------------------------------------------------------------------------
+
+def scene_path(source: str | Path) -> Path:
+    """A .ply path (which must exist), or the path of the bundled scene named `source`."""
+    source = str(source)
+    path = Path(source)
+    if source.endswith(".ply") or path.exists() or len(path.parts) > 1:
+        if not path.exists():
+            raise ValueError(f"{source}: no such file or folder")
+        return path
+    return scenes.path(source)
+
+
+def orbit_around(g: Gaussians, n: int, width: int, height: int | None = None, *,
+                 radius: float | None = None,
+                 elevation_deg: float = ORBIT_ELEVATION_DEG) -> list[Camera]:
+    """`n` cameras evenly around the scene `g`, looking at its centre, at `radius` (default
+    ORBIT_RADIUS x its extent)."""
+    return orbit_cameras(radius=radius or ORBIT_RADIUS * g.extent(), n=n, width=width,
+                         height=width if height is None else height, elevation_deg=elevation_deg)
+
+
+def load_problem(source: str | Path, config: ProblemConfig = ProblemConfig(), *,
+                 backend: Backend | None = None) -> Problem:
+    """The problem of a capture folder (transforms.json or COLMAP), else of a .ply file or
+    bundled scene name. Errors: ValueError (PlyError, DatasetError) naming what is wrong."""
+    be = backend or get_backend()
+    path = Path(source)
+    if path.is_dir():
+        if not detect(path):
+            raise ValueError(f"{source}: a folder, but neither a transforms.json capture nor a "
+                             "COLMAP model (sparse/0/cameras.bin or .txt) is in it")
+        return problem_from_capture(path, config, backend=be)
+    return problem_from_scene(source, config, backend=be)
+
+
+def problem_from_scene(source: str | Path, config: ProblemConfig = ProblemConfig(), *,
+                       backend: Backend | None = None) -> Problem:
+    """Orbit views of a PLY or bundled scene (config.test_every), the targets rendered from
+    the scene; the start: the scene perturbed, its centres as points, random splats in its
+    bounding box, or the scene itself (config.init)."""
+    be = backend or get_backend()
+    path = scene_path(source)
+    ref = load_ply(path, backend=be)
+    res = max(1, (config.resolution or (64 if be.name == "cpu" else 256)) // config.downscale)
+    cams = orbit_around(ref, config.views, res)
+    every = SCENE_TEST_EVERY if config.test_every is None else config.test_every
+    held = [c for i, c in enumerate(cams) if every and i % every == 0]
+    train = [c for i, c in enumerate(cams) if not (every and i % every == 0)]
+    init = config.init or "perturbed"
+    if init == "points":
+        g = scenes.centres_only(ref)
+    elif init == "random":
+        g = random_start(be.to_numpy(ref.means), config.init_points, ref.sh_degree,
+                         np.random.default_rng(config.seed), be)
+    elif init == "scene":
+        g = ref
+    else:
+        g = scenes.perturbed(ref, config.seed)
+    bg = config.background
+    return Problem(
+        train, [render(ref, c, bg).image.copy() for c in train], held,
+        [render(ref, c, bg).image.copy() for c in held], g, init in ("points", "random"),
+        f"{len(train)} orbit views of {path.name} at {res}x{res}, from a {init} start",
+        {"source": str(path), "resolution": res, "views": config.views, "init": init}, bg)
+
+
+def problem_from_capture(source: str | Path, config: ProblemConfig = ProblemConfig(), *,
+                         backend: Backend | None = None) -> Problem:
+    """A transforms.json or COLMAP capture; the start: its points (COLMAP), or random points
+    in the region the cameras look at (a capture without points)."""
+    be = backend or get_backend()
+    split = {} if config.test_every is None else {"test_every": config.test_every}
+    ds = load_dataset(source, downscale=config.downscale, background=config.background,
+                      max_images=config.max_images, **split)
+    init = config.init or ("points" if ds.points is not None else "random")
+    if init in ("perturbed", "scene"):
+        raise ValueError(f"--init {init} needs a PLY scene; a capture starts from 'points' "
+                         "(COLMAP) or 'random'")
+    if init == "points":
+        if ds.points is None or not len(ds.points):
+            raise ValueError(f"{ds.root}: the capture has no points; use --init random")
+        g = Gaussians.from_points(ds.points, ds.point_colors, config.sh_degree, backend=be)
+    else:
+        centres = np.stack([c.position for c in ds.train_cameras])
+        g = random_start(centres, config.init_points, config.sh_degree,
+                         np.random.default_rng(config.seed), be, inner=True)
+    w, h = ds.train_cameras[0].width, ds.train_cameras[0].height
+    return Problem(
+        ds.train_cameras, [be.asarray(t, tag="loss") for t in ds.train_images],
+        ds.test_cameras, [be.asarray(t, tag="loss") for t in ds.test_images], g, True,
+        f"{len(ds.train_cameras)} {ds.kind} views of {ds.root} at {w}x{h}, "
+        f"{len(ds.test_cameras)} held out, from a {init} start",
+        {"source": str(ds.root.resolve()), "downscale": config.downscale, "init": init,
+         "max_images": config.max_images}, config.background)
+
+
+def random_start(points, count: int, sh_degree: int, rng: np.random.Generator, backend=None,
+                 inner: bool = False) -> Gaussians:
+    """`count` splats of random colour uniform in the box around `points` ([P, 3]);
+    inner=True: in a cube a third of the points' spread around their mean (cameras around an
+    object, as 3DGS's NeRF-synthetic start: 100k points in [-1.3, 1.3]³ for cameras at
+    radius 4)."""
+    points = np.asarray(points, np.float64)
+    if inner:
+        centre = points.mean(0)
+        half = np.median(np.linalg.norm(points - centre, axis=1)) / 3 or 1.0
+        lo, hi = centre - half, centre + half
+    else:
+        lo, hi = points.min(0), points.max(0)
+    xyz = rng.uniform(lo, hi, (count, 3))
+    return Gaussians.from_points(xyz, rng.uniform(0, 1, (count, 3)), sh_degree, backend=backend)

@@ -1,0 +1,115 @@
+"""Fitting problems (splat_lion/problem.py): views, held-out split, starts, evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import splat_lion as sl
+from splat_lion.datasets import write_transforms
+from splat_lion.problem import ORBIT_RADIUS, ProblemConfig, load_problem, random_start
+
+
+@pytest.fixture(scope="module")
+def cpu_be():
+    return sl.get_backend("cpu")
+
+
+def test_a_scene_gives_orbit_views_with_every_fifth_held_out(cpu_be):
+    p = load_problem("planet", ProblemConfig(resolution=24, views=10), backend=cpu_be)
+    assert len(p.train_cameras) == 8 and len(p.test_cameras) == 2 and p.size == (24, 24)
+    ref = sl.load_ply(sl.scenes.path("planet"), backend=cpu_be)
+    radius = ORBIT_RADIUS * ref.extent()
+    for cam in p.train_cameras + p.test_cameras:
+        assert np.linalg.norm(cam.position) == pytest.approx(radius, rel=1e-6)
+    # the targets are renders of the scene itself
+    np.testing.assert_array_equal(p.test_images[1], sl.render(ref, p.test_cameras[1]).image)
+    assert p.image_bytes == 10 * 24 * 24 * 3 * 4
+    assert p.context == {"source": str(sl.scenes.path("planet")), "resolution": 24,
+                         "views": 10, "init": "perturbed"}
+    assert not p.from_points and p.evaluated_on == "held-out views"
+
+
+@pytest.mark.parametrize("init,from_points", [("perturbed", False), ("points", True),
+                                              ("random", True), ("scene", False)])
+def test_each_start_of_a_scene(cpu_be, init, from_points):
+    p = load_problem("shapes", ProblemConfig(resolution=16, views=5, init=init, init_points=40),
+                     backend=cpu_be)
+    ref = sl.load_ply(sl.scenes.path("shapes"), backend=cpu_be)
+    assert p.from_points == from_points and p.start.sh_degree == ref.sh_degree
+    assert p.start.count == (40 if init == "random" else ref.count)
+    same = np.array_equal(p.start.params.data, ref.params.data)
+    assert same == (init == "scene")
+
+
+def test_evaluate_scores_the_held_out_views_and_the_scene_beats_its_perturbation(cpu_be):
+    p = load_problem("knot", ProblemConfig(resolution=24, views=5), backend=cpu_be)
+    perturbed = p.evaluate(p.start)
+    exact = load_problem("knot", ProblemConfig(resolution=24, views=5, init="scene"),
+                         backend=cpu_be)
+    # renders of the scene itself equal the targets: PSNR infinite, SSIM 1
+    scene = exact.evaluate(exact.start)
+    assert scene.ssim == pytest.approx(1.0) and scene.psnr > perturbed.psnr + 10
+    assert np.isfinite(perturbed.psnr) and 0 < perturbed.ssim < 1
+    assert len(perturbed.images) == 1 and perturbed.on == "held-out views"
+
+
+def test_fresh_start_is_a_copy(cpu_be):
+    p = load_problem("planet", ProblemConfig(resolution=16, views=5), backend=cpu_be)
+    g = p.fresh_start()
+    g.means[...] += 1
+    assert not np.array_equal(g.params.data, p.start.params.data)
+
+
+def test_test_every_zero_scores_the_training_views(cpu_be):
+    p = load_problem("planet", ProblemConfig(resolution=16, views=6, test_every=0),
+                     backend=cpu_be)
+    assert len(p.train_cameras) == 6 and not p.test_cameras
+    assert p.evaluated_on == "training views" and p.eval_views()[0] is p.train_cameras
+
+
+def test_a_capture_without_points_starts_random_near_its_cameras(cpu_be, tmp_path):
+    ref = sl.load_ply(sl.scenes.path("shapes"), backend=cpu_be)
+    cams = sl.orbit_cameras(radius=4.0, n=4, width=16, height=12)
+    write_transforms(tmp_path, cams, [np.asarray(sl.render(ref, c).image) for c in cams])
+    p = load_problem(tmp_path, ProblemConfig(init_points=64, sh_degree=1, test_every=2),
+                     backend=cpu_be)
+    assert len(p.train_cameras) == 2 and len(p.test_cameras) == 2 and p.from_points
+    assert p.start.count == 64 and p.start.sh_degree == 1
+    # inner: a cube of a third of the training cameras' spread around their mean
+    eyes = np.stack([c.position for c in p.train_cameras])
+    centre = eyes.mean(0)
+    half = np.median(np.linalg.norm(eyes - centre, axis=1)) / 3
+    assert np.abs(np.asarray(p.start.means) - centre).max() <= half + 1e-5
+    with pytest.raises(ValueError, match="has no points; use --init random"):
+        load_problem(tmp_path, ProblemConfig(init="points"), backend=cpu_be)
+    with pytest.raises(ValueError, match="--init perturbed needs a PLY scene"):
+        load_problem(tmp_path, ProblemConfig(init="perturbed"), backend=cpu_be)
+
+
+def test_random_start_fills_the_points_box(rng):
+    pts = rng.uniform(-2, 3, (50, 3))
+    g = random_start(pts, 500, 0, rng, sl.get_backend("cpu"))
+    m = np.asarray(g.means)
+    assert g.count == 500 and (m >= pts.min(0) - 1e-6).all() and (m <= pts.max(0) + 1e-6).all()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"views": 0}, "views must be an int >= 1"),
+    ({"init": "cloud"}, "init must be one of perturbed, points, random, scene"),
+    ({"test_every": 1}, "test_every must be None, 0"),
+    ({"sh_degree": 4}, "sh_degree must be 0, 1, 2 or 3"),
+    ({"resolution": 0}, "resolution must be None or an int >= 1"),
+])
+def test_bad_problem_configs_are_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ProblemConfig(**kwargs)
+
+
+def test_bad_sources_are_clear_errors(tmp_path, cpu_be):
+    with pytest.raises(ValueError, match="no such file or folder"):
+        load_problem(tmp_path / "missing.ply", backend=cpu_be)
+    with pytest.raises(ValueError, match="neither a transforms.json capture nor a COLMAP"):
+        load_problem(tmp_path, backend=cpu_be)
+    with pytest.raises(ValueError, match="no bundled scene 'garden'"):
+        load_problem("garden", backend=cpu_be)
