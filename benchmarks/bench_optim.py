@@ -58,21 +58,15 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for _p in (REPO, HERE):  # run from a checkout without installing; bench_runtime sits beside us
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+from bench_common import (NOISY_SPREAD, OTHER_LOAD_MAX, OtherLoad, WrongResult, check_close,
+                          make_timer, result_fields, write_result)
 
-from bench_runtime import (NOISY_SPREAD, OTHER_LOAD_MAX, OtherLoad, WrongResult,  # noqa: E402
-                           check_close, make_timer, result_fields, write_result)
-
-from splat_lion import Adam, Flat, Layout, Lion, LrTable, get_backend  # noqa: E402
-from splat_lion.backend import Backend  # noqa: E402
-from splat_lion.optim import lion_step  # noqa: E402
-from splat_lion.reference.adam import adam_step as adam_reference  # noqa: E402
-from splat_lion.reference.common import bf16_to_float  # noqa: E402
-from splat_lion.reference.lion import lion_step as lion_reference  # noqa: E402
+from splat_lion import Adam, Flat, Layout, Lion, LrTable, get_backend
+from splat_lion.backend import Backend
+from splat_lion.optim import lion_step
+from splat_lion.reference.adam import adam_step as adam_reference
+from splat_lion.reference.common import bf16_to_float
+from splat_lion.reference.lion import lion_step as lion_reference
 
 
 # Splat counts timed by default and with --quick.

@@ -20,14 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-if str(HERE.parent) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(HERE.parent))
+from bench_common import result_fields, write_result
 
-from bench_runtime import result_fields, write_result  # noqa: E402
-
-from splat_lion import Gaussians, get_backend, load_ply, save_ply  # noqa: E402
-from splat_lion.sh import sh_coeffs  # noqa: E402
+from splat_lion import Gaussians, get_backend, load_ply, save_ply
+from splat_lion.sh import sh_coeffs
 
 LOAD_TARGET_S = 2.0  # for 1M splats at SH degree 3, on the CPU
 TARGET_SPLATS = 1_000_000

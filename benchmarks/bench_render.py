@@ -22,13 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-if str(HERE.parent) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(HERE.parent))
+from bench_common import make_timer, result_fields, write_result
 
-from bench_runtime import make_timer, result_fields, write_result  # noqa: E402
-
-from splat_lion import Gaussians, get_backend, orbit_cameras, render, render_backward  # noqa: E402
+from splat_lion import Gaussians, get_backend, orbit_cameras, render, render_backward
 
 SIZES = ("256x256", "512x512", "1920x1080")
 SPLATS = (10_000, 100_000, 1_000_000)

@@ -28,31 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-if str(HERE.parent) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
+from bench_common import OtherLoad, result_fields, write_result
 
-import splat_lion as sl  # noqa: E402
-from bench_runtime import OtherLoad, result_fields, write_result  # noqa: E402
-from splat_lion.densify import DensifyConfig  # noqa: E402
-from splat_lion.loss import psnr, ssim  # noqa: E402
-from splat_lion.optim.lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR  # noqa: E402
-
-
-def scene_views(source: str, be, resolution: int, views: int, radius: float = 2.6):
-    path = Path(source) if source.endswith(".ply") else sl.scenes.path(source)
-    ref = sl.load_ply(path, backend=be)
-    cams = sl.orbit_cameras(radius=radius * ref.extent(), n=views, width=resolution,
-                            height=resolution, elevation_deg=25)
-    held, train = cams[::5], [c for i, c in enumerate(cams) if i % 5]
-    return (ref, train, [sl.render(ref, c).image.copy() for c in train], held,
-            [sl.render(ref, c).image.copy() for c in held])
-
-
-def start_from(ref, init: str, seed: int):
-    """The same start for every run of a scene."""
-    return sl.scenes.centres_only(ref) if init == "points" else sl.scenes.perturbed(ref, seed)
+import splat_lion as sl
+from splat_lion.densify import DensifyConfig
+from splat_lion.optim.lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR
+from splat_lion.problem import ORBIT_RADIUS, ProblemConfig, load_problem
 
 
 def lion_table(extent: float, steps: int, decay: float | None):
@@ -71,10 +52,9 @@ def lion_table(extent: float, steps: int, decay: float | None):
         for name, e in table.entries})
 
 
-def run(setup, args, name: str, optimizer: str, lr_mult: float = 1.0, weight_decay: float = 0.0,
-        selective: bool = True) -> dict:
-    ref, train, targets, held, held_targets = setup
-    g = start_from(ref, args.init, args.seed)
+def run(problem, args, name: str, optimizer: str, lr_mult: float = 1.0,
+        weight_decay: float = 0.0, selective: bool = True) -> dict:
+    g = problem.fresh_start()  # the same start for every run of a scene
     be = g.backend
     densify = DensifyConfig.for_steps(args.steps) if args.init == "points" else None
     config = sl.FitConfig(optimizer=optimizer, steps=args.steps, seed=args.seed,
@@ -88,14 +68,12 @@ def run(setup, args, name: str, optimizer: str, lr_mult: float = 1.0, weight_dec
                       lr_table=lion_table(extent, args.steps, args.lion_decay), backend=be,
                       momentum_dtype="bfloat16" if optimizer == "lion-bf16" else "float32")
     t0 = time.perf_counter()
-    result = sl.fit(g, train, targets, config, optimizer=opt)
+    result = sl.fit(g, problem.train_cameras, problem.train_images, config, optimizer=opt)
     seconds = time.perf_counter() - t0
-    images = [sl.render(g, c).image for c in held]
+    held = problem.evaluate(g)
     row = {"run": name, "optimizer": optimizer, "lr": opt.lr, "lr_mult": lr_mult,
-           "weight_decay": weight_decay, "selective": selective,
-           "psnr": float(np.mean([psnr(i, t) for i, t in zip(images, held_targets)])),
-           "ssim": float(np.mean([ssim(i, t)[0] for i, t in zip(images, held_targets)])),
-           "splats": g.count, "state_bytes": result.optimizer_state_bytes,
+           "weight_decay": weight_decay, "selective": selective, "psnr": held.psnr,
+           "ssim": held.ssim, "splats": g.count, "state_bytes": result.optimizer_state_bytes,
            "seconds": round(seconds, 2)}
     print(f"  {name:<28} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  "
           f"{row['splats']:>6} splats  {seconds:5.1f} s", flush=True)
@@ -140,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="only Adam and the lr sweep (no weight decay, mask or bf16 runs)")
     p.add_argument("--mask-runs", action="store_true",
                    help="with --sweep-only: also every Lion multiplier without the mask")
-    p.add_argument("--radius", type=float, default=2.6,
+    p.add_argument("--radius", type=float, default=ORBIT_RADIUS,
                    help="camera distance in scene extents (2.6: every splat in every view; "
                         "about 1.2: each view sees part of the scene)")
     p.add_argument("--quick", action="store_true", help="tiny: 1 scene, 8 steps, 24 px")
@@ -163,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     for source in scenes:
         print(f"{source}: {args.steps} steps at {args.resolution}x{args.resolution}, "
               f"{args.init} start", flush=True)
-        setup = scene_views(source, be, args.resolution, args.views, args.radius)
+        setup = load_problem(source, ProblemConfig(
+            resolution=args.resolution, views=args.views, init=args.init, seed=args.seed,
+            orbit_radius=args.radius), backend=be)
         rows = [run(setup, args, "adam (3DGS rates)", "adam")]
         rows += [run(setup, args, f"adam x{m:g}", "adam", m)
                  for m in (float(m) for m in args.adam_mults.split(",") if m)]
@@ -179,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run(setup, args, f"lion x{best:g} no mask", "lion", best,
                             selective=False))
             rows.append(run(setup, args, f"lion-bf16 x{best:g}", "lion-bf16", best))
-        result["scenes"].append({"scene": source, "splats": setup[0].count, "rows": rows})
+        result["scenes"].append({"scene": source, "splats": setup.start.count, "rows": rows})
     result["mean_psnr_by_lr_mult"] = {
         f"{m:g}": float(np.mean([next(r["psnr"] for r in s["rows"] if r["run"] == f"lion x{m:g}")
                                  for s in result["scenes"]])) for m in mults}

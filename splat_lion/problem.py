@@ -42,6 +42,9 @@ class ProblemConfig:
     downscale: int = 1
     # orbit views around a scene
     views: int = 10
+    # distance of a scene's orbit views from its centre, in scene extents (2.6: every splat
+    # in every view; about 1.2: each view sees part of the scene)
+    orbit_radius: float = ORBIT_RADIUS
     # hold out every this-many-th view (from the first); 0: none (the fit is then scored on
     # its training views); None: SCENE_TEST_EVERY for a scene, load_dataset's for a capture
     test_every: int | None = None
@@ -69,6 +72,10 @@ class ProblemConfig:
                 self.test_every, (int, np.integer)) or self.test_every < 0 or self.test_every == 1):
             raise ValueError(f"test_every must be None, 0 (no held-out views) or an int >= 2, "
                              f"got {self.test_every!r}")
+        if not (isinstance(self.orbit_radius, (int, float)) and np.isfinite(self.orbit_radius)
+                and self.orbit_radius > 0):
+            raise ValueError(f"orbit_radius must be a finite number > 0, got "
+                             f"{self.orbit_radius!r}")
         for name in ("resolution", "max_images"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))
@@ -195,7 +202,7 @@ def problem_from_scene(source: str | Path, config: ProblemConfig = ProblemConfig
     path = scene_path(source)
     ref = load_ply(path, backend=be)
     res = max(1, (config.resolution or (64 if be.name == "cpu" else 256)) // config.downscale)
-    cams = orbit_around(ref, config.views, res)
+    cams = orbit_around(ref, config.views, res, radius=config.orbit_radius * ref.extent())
     every = SCENE_TEST_EVERY if config.test_every is None else config.test_every
     held = [c for i, c in enumerate(cams) if every and i % every == 0]
     train = [c for i, c in enumerate(cams) if not (every and i % every == 0)]
@@ -214,7 +221,8 @@ def problem_from_scene(source: str | Path, config: ProblemConfig = ProblemConfig
         train, [render(ref, c, bg).image.copy() for c in train], held,
         [render(ref, c, bg).image.copy() for c in held], g, init in ("points", "random"),
         f"{len(train)} orbit views of {path.name} at {res}x{res}, from a {init} start",
-        {"source": str(path), "resolution": res, "views": config.views, "init": init}, bg)
+        {"source": str(path), "resolution": res, "views": config.views, "init": init,
+         "orbit_radius": config.orbit_radius}, bg)
 
 
 def problem_from_capture(source: str | Path, config: ProblemConfig = ProblemConfig(), *,

@@ -10,9 +10,8 @@ import numpy as np
 from . import kernels
 from .backend import Backend, get_backend
 from .checks import check_array
+from .kernels import BLOCK
 from .reference import selftest as ref
-
-SUM_BLOCK = 256  # threads per block of selftest_block_sum (a multiple of 32)
 
 
 def selftest_saxpy(x, y, a: float, backend: Backend | None = None):
@@ -33,9 +32,9 @@ def selftest_block_sum(x, backend: Backend | None = None) -> float:
     check_array("x", x, np.float32, (None,), be.xp)
     n = x.shape[0]
     out = be.zeros((1,), np.float32, tag="scratch")
-    blocks = max(1, min(1024, (n + SUM_BLOCK - 1) // SUM_BLOCK))
+    blocks = max(1, min(1024, (n + BLOCK - 1) // BLOCK))
     k = kernels.function("selftest", "selftest_block_sum", backend=be)
-    be.launch(k, (blocks,), (SUM_BLOCK,), (x, out, np.int64(n)))
+    be.launch(k, (blocks,), (BLOCK,), (x, out, np.int64(n)))
     return float(be.to_numpy(out)[0])
 
 

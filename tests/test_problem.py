@@ -26,7 +26,7 @@ def test_a_scene_gives_orbit_views_with_every_fifth_held_out(cpu_be):
     np.testing.assert_array_equal(p.test_images[1], sl.render(ref, p.test_cameras[1]).image)
     assert p.image_bytes == 10 * 24 * 24 * 3 * 4
     assert p.context == {"source": str(sl.scenes.path("planet")), "resolution": 24,
-                         "views": 10, "init": "perturbed"}
+                         "views": 10, "init": "perturbed", "orbit_radius": ORBIT_RADIUS}
     assert not p.from_points and p.evaluated_on == "held-out views"
 
 
