@@ -27,7 +27,8 @@ from . import __version__, kernels, memory, report, selftest
 from .backend import BackendUnavailable, get_backend, why_chosen
 from .checkpoint import CheckpointError, load_checkpoint
 from .densify import DensifyConfig
-from .fit import CHECKPOINT_NAME, OPTIMIZERS, FitConfig, fit, make_optimizer
+from .fit import CHECKPOINT_NAME, FitConfig, fit, make_optimizer
+from .optim.registry import OPTIMIZER_NAMES, OPTIMIZER_SPECS
 from .ply import load_ply, save_ply
 from .problem import INITS, ProblemConfig, load_problem, orbit_around, scene_path
 from .render import render
@@ -244,7 +245,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     """One fit step per optimizer under the memory tracker: a table by tag and phase, the
     predicted peak beside the measured one, a stacked-bar PNG and the JSON (memory.py)."""
     be = get_backend()
-    names = OPTIMIZERS if args.optimizer == "all" else (args.optimizer,)
+    names = OPTIMIZER_NAMES if args.optimizer == "all" else (args.optimizer,)
     init = args.init or ("points" if Path(args.source).is_dir() else "scene")
     try:  # one training view: a scene's second orbit view, or a capture's first image
         problem = load_problem(args.source, problem_config(args, views=4, max_images=1,
@@ -316,9 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "instant-ngp) or a COLMAP model (sparse/0/cameras.bin|txt, images/).")
     fit_.add_argument("source", help="a .ply file, a bundled scene name, or a capture folder")
     fit_.add_argument("--out", required=True, help="output folder")
-    fit_.add_argument("--optimizer", choices=OPTIMIZERS, default=FitConfig.optimizer,
-                      help="fused Lion (default), Lion with bfloat16 momentum, or Adam at the "
-                           "3DGS rates")
+    fit_.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=FitConfig.optimizer,
+                      help="; ".join(f"{s.name}: {s.description}" for s in OPTIMIZER_SPECS.values())
+                      + f" (default {FitConfig.optimizer})")
     fit_.add_argument("--steps", type=int, default=FitConfig.steps,
                       help=f"optimisation steps, one view each (default {FitConfig.steps})")
     fit_.add_argument("--seed", type=int, default=FitConfig.seed,
@@ -356,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     prof = sub.add_parser("profile", help="where the memory of a fit step goes, by tag and "
                           "phase, per optimizer (and the predicted peak)")
     prof.add_argument("source", help="a .ply file, a bundled scene name, or a COLMAP capture")
-    prof.add_argument("--optimizer", choices=(*OPTIMIZERS, "all"), default="all")
+    prof.add_argument("--optimizer", choices=(*OPTIMIZER_NAMES, "all"), default="all",
+                      help="one optimizer, or all of them side by side (default)")
     prof.add_argument("--resolution", type=positive_int, default=256,
                       help="square view size for a scene (default 256)")
     prof.add_argument("--downscale", type=positive_int, default=1)

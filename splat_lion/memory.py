@@ -30,14 +30,12 @@ from .kernels import TILE
 from .layout import Layout
 from .ledger import TAGS, MemoryTracker
 from .loss import photometric_loss
+from .optim.registry import optimizer_name, optimizer_spec
 from .render import render, render_backward
 from .sh import sh_rest
 
 # The phases of a fit step, in order (profile_step's "by_phase").
 PHASES = ("project", "binning", "rasterize", "loss", "backward", "optimizer")
-
-# Optimizer names, as FitConfig.optimizer spells them -> (state buffers, bytes per element).
-OPTIMIZER_STATE = {"lion": (1, 4), "lion-bf16": (1, 2), "adam": (2, 4)}
 
 # predict_memory's default estimate of tile intersections: a splat's pixel bounding square
 # has side sqrt(COVERAGE * W * H / N) + PAD, i.e. the splats' squares cover the image
@@ -72,14 +70,6 @@ def cross_check(backend: Backend | None = None) -> dict:
 
 
 # -- one fit step, measured ------------------------------------------------------------------
-
-def optimizer_name(optimizer) -> str:
-    """"lion", "lion-bf16", "adam" (FitConfig's names), else the class name in lower case."""
-    name = type(optimizer).__name__.lower()
-    if name == "lion" and getattr(optimizer, "momentum_dtype", "float32") == "bfloat16":
-        return "lion-bf16"
-    return name
-
 
 def profile_step(gaussians, camera, target, optimizer, *, background=(0.0, 0.0, 0.0),
                  sh_degree: int | None = None, selective: bool = True) -> dict:
@@ -184,9 +174,7 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
     _check_int("width", width, 1)
     _check_int("height", height, 1)
     rest = sh_rest(sh_degree)  # checks the degree
-    if optimizer not in OPTIMIZER_STATE:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_STATE)}, got "
-                         f"{optimizer!r}")
+    optimizer_spec(optimizer)  # checks the name
     if momentum_dtype is not None:
         if momentum_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"momentum_dtype must be 'float32' or 'bfloat16', got "
@@ -219,8 +207,7 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
     p = Layout.gaussians(n, sh_degree).total
     tx, ty = num_tiles(width, height)
     t = tx * ty
-    buffers, itemsize = OPTIMIZER_STATE[optimizer]
-    state = buffers * p * itemsize
+    state = optimizer_spec(optimizer).state_bytes(p)
     dummy = 4 if rest == 0 else 0  # [1] float32 stand-in for shN at SH degree 0
 
     base = {"params": 4 * p, "loss": 12 * hw,

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .ledger import TAGS
-from .memory import OPTIMIZER_STATE, PHASES, predict_memory
+from .memory import PHASES, predict_memory
+from .optim.registry import OPTIMIZER_SPECS
 
 MIB = 2**20
 
@@ -107,13 +108,13 @@ def describe_scene(g, path=None) -> dict:
         "extra_properties": sorted(g.extra),
         # exact: one float32 buffer, and each optimizer's state in the same layout
         "bytes_params": params,
-        **{f"bytes_state_{name.replace('-', '_')}": buffers * itemsize * (params // 4)
-           for name, (buffers, itemsize) in OPTIMIZER_STATE.items()},
+        **{f"bytes_state_{name.replace('-', '_')}": spec.state_bytes(g.layout.total)
+           for name, spec in OPTIMIZER_SPECS.items()},
         # predicted peak of one fit step at 1920x1080 (memory.predict_memory; a fit also
         # keeps its training images: 24 MiB each at that size)
         "bytes_fit_step_1080p": {name: predict_memory(g.count, 1920, 1080, g.sh_degree,
                                                       name)["peak"]
-                                 for name in OPTIMIZER_STATE},
+                                 for name in OPTIMIZER_SPECS},
     }
 
 
