@@ -33,12 +33,8 @@ from .densify import Densifier, DensifyConfig, DensifyEvent
 from .gaussians import Gaussians
 from .layout import Flat, Layout
 from .loss import photometric_loss, psnr
-from .optim.registry import LION_RATES, OPTIMIZER_NAMES, optimizer_spec
+from .optim.registry import LION_RATES, optimizer_spec
 from .render import render, render_backward
-
-# the optimizer names and Lion's lr presets live in optim/registry.py; these aliases stay
-# for the callers that still import them from here
-OPTIMIZERS = OPTIMIZER_NAMES
 
 
 @dataclass(frozen=True)
@@ -85,11 +81,6 @@ class FitConfig:
                              f"{self.lion_rates!r}")
         if self.lr is not None and not (self.lr > 0 and np.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-
-    @classmethod
-    def quick(cls, **kwargs) -> "FitConfig":
-        """A short fit for demos and tests on a CPU (no densification)."""
-        return cls(**{"steps": 150, "log_every": 10, "densify": None, **kwargs})
 
     @classmethod
     def refine(cls, steps: int, **kwargs) -> "FitConfig":

@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from splat_lion.fit import LION_RATES as FIT_LION_RATES
-from splat_lion.fit import OPTIMIZERS as FIT_OPTIMIZERS
 from splat_lion.fit import FitConfig, make_optimizer
 from splat_lion.layout import Flat, Layout
 from splat_lion.optim import (ADAM_3DGS_LR, LION_DEFAULT_LR, LION_RATES, OPTIMIZER_NAMES,
@@ -26,7 +24,6 @@ WANT = {
 def test_the_registry_holds_the_three_names_and_the_lion_presets():
     assert OPTIMIZER_NAMES == ("lion", "lion-bf16", "adam") == tuple(WANT)
     assert LION_RATES == ("from_points", "refine")
-    assert FIT_OPTIMIZERS == OPTIMIZER_NAMES and FIT_LION_RATES == LION_RATES  # fit's aliases
     assert all(spec.description for spec in OPTIMIZER_SPECS.values())
 
 
