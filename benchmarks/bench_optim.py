@@ -57,9 +57,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from bench_common import (NOISY_SPREAD, OTHER_LOAD_MAX, OtherLoad, WrongResult, check_close,
-                          make_timer, result_fields, write_result)
+from bench_common import (
+    NOISY_SPREAD,
+    OTHER_LOAD_MAX,
+    OtherLoad,
+    WrongResult,
+    check_close,
+    make_timer,
+    result_fields,
+    write_result,
+)
 
 from splat_lion import Adam, Flat, Layout, Lion, LrTable, get_backend
 from splat_lion.backend import Backend
@@ -67,7 +74,6 @@ from splat_lion.optim import lion_step
 from splat_lion.reference.adam import adam_step as adam_reference
 from splat_lion.reference.common import bf16_to_float
 from splat_lion.reference.lion import lion_step as lion_reference
-
 
 # Splat counts timed by default and with --quick.
 SIZES = (10_000, 100_000, 1_000_000, 3_000_000)

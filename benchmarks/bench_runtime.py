@@ -36,13 +36,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from bench_common import (HERE, NOISY_SPREAD, OTHER_LOAD_MAX, OtherLoad, WrongResult, check_close,
-                          make_timer, repeat, result_fields, write_result)
+from bench_common import (
+    HERE,
+    NOISY_SPREAD,
+    OTHER_LOAD_MAX,
+    OtherLoad,
+    WrongResult,
+    check_close,
+    make_timer,
+    repeat,
+    result_fields,
+    write_result,
+)
 
 from splat_lion import get_backend, kernels
-from splat_lion.kernels import BLOCK  # threads per block of every case (a power of two)
 from splat_lion.backend import Backend
+from splat_lion.kernels import BLOCK  # threads per block of every case (a power of two)
 
 KERNEL_FILE = HERE / "kernels" / "bench_runtime.cu"
 

@@ -6,15 +6,15 @@ Kernels are CUDA C (`kernels/*.cu`); without a GPU the same source runs on the C
 
 __version__ = "0.1.0"
 
+from . import datasets, memory, scenes  # noqa: E402
 from .backend import Backend, BackendUnavailable, get_backend  # noqa: E402
 from .cameras import Camera, orbit_cameras  # noqa: E402
+from .densify import DensifyConfig  # noqa: E402
 from .fit import FitConfig, FitResult, fit  # noqa: E402
 from .gaussians import Gaussians  # noqa: E402
 from .layout import Flat, Layout  # noqa: E402
 from .optim import Adam, Lion, LrEntry, LrTable, Optimizer  # noqa: E402
 from .ply import PlyError, load_ply, save_ply  # noqa: E402
-from . import datasets, memory, scenes  # noqa: E402
-from .densify import DensifyConfig  # noqa: E402
 from .render import Gradients, RenderOutput, render, render_backward  # noqa: E402
 
 __all__ = ["__version__", "Backend", "BackendUnavailable", "get_backend", "Layout", "Flat",

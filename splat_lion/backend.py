@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import cuda_cpu
+from .cuda_cpu.builder import compiler, sanitize_mode
 from .ledger import Ledger, check_tag
 
 BACKENDS = ("cuda", "cpu")
@@ -141,8 +142,6 @@ class CpuBackend(Backend):
                ordered=ordered)
 
     def describe(self) -> dict[str, str]:
-        from .cuda_cpu.builder import compiler, sanitize_mode
-
         cpu = platform.processor() or platform.machine()
         try:
             for line in open("/proc/cpuinfo"):

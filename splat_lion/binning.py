@@ -12,12 +12,7 @@ import numpy as np
 from . import kernels
 from .backend import Backend
 from .checks import check_array
-from .kernels import BLOCK, TILE
-
-
-def num_tiles(width: int, height: int) -> tuple[int, int]:
-    """(tiles_x, tiles_y): the grid of TILE x TILE tiles covering a width x height image."""
-    return -(-width // TILE), -(-height // TILE)
+from .kernels import BLOCK, num_tiles
 
 
 def binning_keys(means2d, radii, depths, offsets, num_intersections: int, width: int,

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from .cameras import Camera
 from .quaternion import quat_to_rotmat
@@ -112,8 +113,6 @@ def _split(items: list, test_every: int, max_images: int | None) -> tuple[list, 
 
 def _read_image(path: Path, background, where: str) -> np.ndarray:
     """[H, W, 3] float32 in [0, 1]: alpha composited on `background`, grey made RGB."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             im.load()
@@ -138,8 +137,6 @@ def _scaled_size(w: int, h: int, downscale: int) -> tuple[int, int]:
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """[H, W, 3] -> [h, w, 3], each channel box-filtered (area average) with Pillow."""
-    from PIL import Image
-
     if (image.shape[1], image.shape[0]) == size:
         return image
     channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c])).resize(
@@ -156,8 +153,6 @@ def _scale_K(K: np.ndarray, w: int, h: int, new_w: int, new_h: int) -> np.ndarra
 
 def _write_png(path: Path, image) -> None:
     """[H, W, 3] or [H, W, 4] floats in [0, 1] -> 8-bit PNG."""
-    from PIL import Image
-
     a = np.asarray(image, np.float64)
     if a.ndim != 3 or a.shape[2] not in (3, 4):
         raise ValueError(f"{path.name}: expected an [H, W, 3] or [H, W, 4] image, "

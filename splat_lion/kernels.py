@@ -24,6 +24,11 @@ TILE = 16  # tile side in pixels (projection's tile rectangles, binning, rasteri
 BLOCK = 256  # threads per block of the 1-D kernels (optimizers, projection, binning)
 GEOMETRY = {"BLOCK": BLOCK, "TILE": TILE}
 
+
+def num_tiles(width: int, height: int) -> tuple[int, int]:
+    """(tiles_x, tiles_y): the grid of TILE x TILE tiles covering a width x height image."""
+    return -(-width // TILE), -(-height // TILE)
+
 # Options every kernel is compiled with, on NVRTC and (translated) on the CPU.
 FIXED_OPTIONS: tuple[str, ...] = ("--std=c++17", *(f"-D{k}={v}" for k, v in GEOMETRY.items()))
 

@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from .backend import backend_of
+
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_C1 = 0.01**2
@@ -101,7 +103,5 @@ def photometric_loss(image, target, l1_weight: float = L1_WEIGHT):
 
 
 def _track(a):
-    """Count `a` (made with xp) under the "loss" tag of its backend (memory.py)."""
-    from .backend import backend_of
-
+    """Count `a` (made with xp) under the "loss" tag of its backend (ledger.py)."""
     return backend_of(a).track(a, tag="loss")

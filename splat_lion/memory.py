@@ -25,8 +25,7 @@ import math
 import numpy as np
 
 from .backend import Backend, get_backend
-from .binning import num_tiles
-from .kernels import TILE
+from .kernels import TILE, num_tiles
 from .layout import Layout
 from .ledger import TAGS, MemoryTracker
 from .loss import photometric_loss

@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from plyfile import PlyData, PlyElement, PlyListProperty
 
 from .backend import Backend
 from .gaussians import Gaussians
@@ -45,8 +46,6 @@ def load_ply(path: str | os.PathLike, *, on_nonfinite: str = "error",
              backend: Backend | None = None) -> Gaussians:
     """Read a 3DGS PLY file. on_nonfinite: "error" (default), or "drop" to drop every splat
     with a NaN or infinite value (with a warning saying how many)."""
-    from plyfile import PlyData, PlyListProperty
-
     if on_nonfinite not in ("error", "drop"):
         raise ValueError(f"on_nonfinite must be 'error' or 'drop', got {on_nonfinite!r}")
     path = Path(path)
@@ -130,8 +129,6 @@ def load_ply(path: str | os.PathLike, *, on_nonfinite: str = "error",
 def save_ply(gaussians: Gaussians, path: str | os.PathLike) -> Path:
     """Write binary little-endian 3DGS PLY. The file appears whole or not at all: it is
     written to a temporary file in the same folder, then renamed over `path`."""
-    from plyfile import PlyData, PlyElement
-
     path = Path(path)
     if not path.parent.is_dir():
         raise PlyError(f"{path}: folder {path.parent} does not exist")

@@ -13,9 +13,8 @@ import numpy as np
 
 from . import kernels
 from .backend import Backend
-from .binning import num_tiles
 from .checks import check_array
-from .kernels import TILE
+from .kernels import TILE, num_tiles
 
 
 def _check_inputs(ranges, ids, means2d, conics, colors, opacities, background, width, height,

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from .binning import bin_intersections
-from .checks import check_array
 from .cameras import Camera
+from .checks import check_array
 from .gaussians import Gaussians
 from .layout import Flat
 from .project import project_bwd, project_fwd

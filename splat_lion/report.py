@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .ledger import TAGS
 from .memory import PHASES, predict_memory
@@ -148,8 +149,6 @@ def to_uint8(image) -> np.ndarray:
 
 def save_image(image, path) -> Path:
     """A PNG of an [H, W, 3] host image in [0, 1]."""
-    from PIL import Image
-
     Image.fromarray(to_uint8(image)).save(path)
     return Path(path)
 
@@ -183,8 +182,6 @@ def save_loss_curve(folder, history) -> Path | None:
 def save_animation(frames, path, seconds: float = 4.0) -> Path:
     """An endlessly looping GIF of [H, W, 3] host frames, `seconds` long (20 ms a frame at
     least)."""
-    from PIL import Image
-
     images = [Image.fromarray(to_uint8(f)) for f in frames]
     images[0].save(path, save_all=True, append_images=images[1:],
                    duration=max(20, round(1000 * seconds / len(images))), loop=0)

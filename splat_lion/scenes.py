@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from .gaussians import Gaussians
+
 
 def scene_dir() -> Path:
     """Folder of the bundled .ply files: inside the installed package, or `scenes/` in a
@@ -37,8 +41,6 @@ def path(name: str) -> Path:
 def perturbed(ref, seed: int = 0):
     """A copy of `ref` (Gaussians) with colours (sh0 ± 0.3), positions (± 1% of the extent)
     and opacity logits (± 1) perturbed by Gaussian noise: the `--init perturbed` start."""
-    import numpy as np
-
     be = ref.backend
     rng = np.random.default_rng(seed)
     g = ref.to(be)
@@ -52,10 +54,6 @@ def perturbed(ref, seed: int = 0):
 def centres_only(ref, every: int = 1):
     """Grey, isotropic splats at `ref`'s centres (every `every`-th), as from a point cloud
     (Gaussians.from_points): the `--init points` start."""
-    import numpy as np
-
-    from .gaussians import Gaussians
-
     host = ref.backend.to_numpy(ref.means)[::every]
     return Gaussians.from_points(host, np.full(host.shape, 0.5), ref.sh_degree,
                                  backend=ref.backend)

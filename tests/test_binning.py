@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from splat_lion.binning import bin_intersections, binning_keys, num_tiles, tile_ranges
+from splat_lion.binning import bin_intersections, binning_keys, tile_ranges
+from splat_lion.kernels import num_tiles
 from splat_lion.project import project_fwd
 from splat_lion.reference import binning as ref
 

@@ -69,8 +69,9 @@ def test_fit_command_rejects_an_unknown_scene(tmp_path, capsys):
 
 
 def test_render_command_writes_views_and_a_turntable(tmp_path, capsys):
-    import splat_lion as sl
     from PIL import Image
+
+    import splat_lion as sl
 
     out = tmp_path / "r"
     assert main(["render", "knot", "--out", str(out), "--views", "3", "--orbit", "5",

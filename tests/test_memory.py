@@ -12,8 +12,8 @@ from conftest import cuda_or_skip
 
 from splat_lion import cameras, memory, ply, scenes
 from splat_lion.backend import get_backend
-from splat_lion.ledger import TAGS
 from splat_lion.layout import Layout
+from splat_lion.ledger import TAGS
 from splat_lion.optim import Adam, Lion
 from splat_lion.render import render
 

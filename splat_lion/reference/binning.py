@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..binning import num_tiles
-from ..kernels import TILE
+from ..kernels import TILE, num_tiles
 
 
 def tile_rect(means2d, radii, width, height):

@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..binning import num_tiles
-from ..kernels import TILE
+from ..kernels import TILE, num_tiles
 
 
 def _tile_splats(ranges, ids, width, height):
