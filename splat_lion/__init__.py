@@ -6,7 +6,7 @@ Kernels are CUDA C (`kernels/*.cu`); without a GPU the same source runs on the C
 
 __version__ = "0.1.0"
 
-from . import datasets, memory, scenes  # noqa: E402
+from . import datasets, memory, problem, report, scenes  # noqa: E402
 from .backend import Backend, BackendUnavailable, get_backend  # noqa: E402
 from .cameras import Camera, orbit_cameras  # noqa: E402
 from .densify import DensifyConfig  # noqa: E402
@@ -15,10 +15,11 @@ from .gaussians import Gaussians  # noqa: E402
 from .layout import Flat, Layout  # noqa: E402
 from .optim import Adam, Lion, LrEntry, LrTable, Optimizer  # noqa: E402
 from .ply import PlyError, load_ply, save_ply  # noqa: E402
+from .problem import Problem, ProblemConfig, load_problem  # noqa: E402
 from .render import Gradients, RenderOutput, render, render_backward  # noqa: E402
 
 __all__ = ["__version__", "Backend", "BackendUnavailable", "get_backend", "Layout", "Flat",
            "Optimizer", "Lion", "Adam", "LrTable", "LrEntry", "Gaussians", "load_ply", "save_ply",
            "PlyError", "scenes", "Camera", "orbit_cameras", "render", "RenderOutput",
            "render_backward", "Gradients", "fit", "FitConfig", "FitResult", "DensifyConfig",
-           "datasets", "memory"]
+           "datasets", "memory", "problem", "report", "Problem", "ProblemConfig", "load_problem"]
