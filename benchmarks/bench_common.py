@@ -136,6 +136,21 @@ class OtherLoad:
         return max(0.0, other_s / ((wall1 - self.wall0) * (os.cpu_count() or 1)))
 
 
+def print_noise(other_share: float | None, noisy: list[tuple[str, list[float]]],
+                digits: int) -> bool:
+    """Print how busy other processes kept the CPUs (NOISY above OTHER_LOAD_MAX) and a NOISY
+    line for each (label, repeat times in ms) of `noisy`; True when the machine was busy."""
+    busy = other_share is not None and other_share > OTHER_LOAD_MAX
+    if other_share is not None:
+        print(f"{'NOISY: ' if busy else ''}other processes kept {100 * other_share:.0f}% of the "
+              f"CPUs busy during the run{'; rerun when the machine is quiet' if busy else ''}")
+    for label, times in noisy:
+        print(f"NOISY: {label}: repeats ranged {min(times):.{digits}f} to {max(times):.{digits}f}"
+              f" ms ({max(times) / max(min(times), 1e-12):.2f}x); is another process using the "
+              "machine? Rerun when it is quiet before trusting these numbers.")
+    return busy
+
+
 def result_fields(benchmark: str, backend: str, info: dict) -> dict:
     """The fields every results JSON opens with: what ran, when, where, and from which commit."""
     now = _dt.datetime.now(_dt.timezone.utc)

@@ -57,16 +57,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from bench_common import (
-    NOISY_SPREAD,
-    OTHER_LOAD_MAX,
-    OtherLoad,
-    WrongResult,
-    check_close,
-    make_timer,
-    result_fields,
-    write_result,
-)
+
+from bench_common import (NOISY_SPREAD, OtherLoad, WrongResult, check_close, make_timer,
+                          print_noise, result_fields, write_result)
 
 from splat_lion import Adam, Flat, Layout, Lion, LrTable, get_backend
 from splat_lion.backend import Backend
@@ -448,14 +441,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(needs {t.op} {t.bound:g})")
 
     noisy = [r for r in rows if r.spread > NOISY_SPREAD and r.variant not in SPREAD_NOT_FLAGGED]
-    busy = other_share is not None and other_share > OTHER_LOAD_MAX
-    if other_share is not None:
-        print(f"{'NOISY: ' if busy else ''}other processes kept {100 * other_share:.0f}% of the "
-              f"CPUs busy during the run{'; rerun when the machine is quiet' if busy else ''}")
-    for r in noisy:
-        print(f"NOISY: N={r.splats:,} {r.variant}: repeats ranged {min(r.ms_all):.4f} to "
-              f"{max(r.ms_all):.4f} ms ({r.spread:.2f}x); is another process using the machine? "
-              "Rerun when it is quiet before trusting these numbers.")
+    busy = print_noise(other_share, [(f"N={r.splats:,} {r.variant}", r.ms_all) for r in noisy], 4)
     for r in rows:
         if r.variant in SPREAD_NOT_FLAGGED and r.spread > NOISY_SPREAD:
             print(f"note: N={r.splats:,} {r.variant}: repeats ranged {min(r.ms_all):.4f} to "

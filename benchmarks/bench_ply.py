@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from bench_common import result_fields, write_result
 
 from splat_lion import Gaussians, get_backend, load_ply, save_ply

@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+
 from bench_common import make_timer, result_fields, write_result
 
 from splat_lion import Gaussians, get_backend, orbit_cameras, render, render_backward

@@ -36,18 +36,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from bench_common import (
-    HERE,
-    NOISY_SPREAD,
-    OTHER_LOAD_MAX,
-    OtherLoad,
-    WrongResult,
-    check_close,
-    make_timer,
-    repeat,
-    result_fields,
-    write_result,
-)
+
+from bench_common import (HERE, NOISY_SPREAD, OtherLoad, WrongResult, check_close, make_timer,
+                          print_noise, repeat, result_fields, write_result)
 
 from splat_lion import get_backend, kernels
 from splat_lion.backend import Backend
@@ -281,14 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"target {verdict}: {r.case}: {r.target}; measured {r.ratio:.2f}x "
                   f"({r.kernel_ms:.3f} ms vs {r.reference_ms:.3f} ms)")
     noisy = [r for r in rows if r.kernel_spread > NOISY_SPREAD]
-    busy = other_share is not None and other_share > OTHER_LOAD_MAX
-    if other_share is not None:
-        print(f"{'NOISY: ' if busy else ''}other processes kept {100 * other_share:.0f}% of the "
-              f"CPUs busy during the run{'; rerun when the machine is quiet' if busy else ''}")
-    for r in noisy:
-        print(f"NOISY: {r.case}: kernel repeats ranged {min(r.kernel_ms_all):.3f} to "
-              f"{max(r.kernel_ms_all):.3f} ms ({r.kernel_spread:.2f}x); is another process using "
-              "the machine? Rerun when it is quiet before trusting these numbers.")
+    busy = print_noise(other_share, [(f"{r.case} kernel", r.kernel_ms_all) for r in noisy], 3)
     if all(r.target is None for r in rows):
         print(f"no targets on the {be.name} backend (the axpy target is for the CPU runtime)")
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from bench_common import OtherLoad, result_fields, write_result
 
 import splat_lion as sl

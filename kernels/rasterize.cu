@@ -25,6 +25,33 @@
 
 #define BATCH (TILE * TILE)
 
+// This thread's pixel in its block's TILE x TILE tile, and the tile's run of sorted splats.
+struct TilePixel {
+    int rank;        // the thread's index in the block: the batch slot it loads
+    int px, py;      // the pixel
+    bool inside;     // the pixel lies in the image (edge tiles overhang it)
+    float pfx, pfy;  // the pixel's centre
+    int start, end;  // the tile's splats: ids[start .. end), front to back
+    int rounds;      // batches of BATCH splats
+};
+
+__device__ __forceinline__ TilePixel tile_pixel(const int* __restrict__ ranges, int width,
+                                                int height) {
+    TilePixel t;
+    const int tiles_x = (width + TILE - 1) / TILE;
+    const int tile = blockIdx.y * tiles_x + blockIdx.x;
+    t.rank = threadIdx.y * TILE + threadIdx.x;
+    t.px = blockIdx.x * TILE + threadIdx.x;
+    t.py = blockIdx.y * TILE + threadIdx.y;
+    t.inside = t.px < width && t.py < height;
+    t.pfx = (float)t.px + 0.5f;
+    t.pfy = (float)t.py + 0.5f;
+    t.start = ranges[2 * tile];
+    t.end = ranges[2 * tile + 1];
+    t.rounds = (t.end - t.start + BATCH - 1) / BATCH;
+    return t;
+}
+
 extern "C" __global__ void __launch_bounds__(BATCH)
 rasterize_fwd(const int* __restrict__ ranges, const int* __restrict__ ids,
               const float* __restrict__ means2d, const float* __restrict__ conics,
@@ -34,35 +61,28 @@ rasterize_fwd(const int* __restrict__ ranges, const int* __restrict__ ids,
     __shared__ float2 s_xy[BATCH];
     __shared__ float4 s_conic_opacity[BATCH];
     __shared__ float3 s_color[BATCH];
-    const int tiles_x = (width + TILE - 1) / TILE;
-    const int tile = blockIdx.y * tiles_x + blockIdx.x;
-    const int rank = threadIdx.y * TILE + threadIdx.x;
-    const int px = blockIdx.x * TILE + threadIdx.x, py = blockIdx.y * TILE + threadIdx.y;
-    const bool inside = px < width && py < height;
-    const float pfx = (float)px + 0.5f, pfy = (float)py + 0.5f;
-    const int start = ranges[2 * tile], end = ranges[2 * tile + 1];
-    const int rounds = (end - start + BATCH - 1) / BATCH;
+    const TilePixel t = tile_pixel(ranges, width, height);
 
-    bool done = !inside;
+    bool done = !t.inside;
     float T = 1.0f, c0 = 0.0f, c1 = 0.0f, c2 = 0.0f;
     int walked = 0, last_contributor = 0;
-    for (int r = 0; r < rounds; r++) {
+    for (int r = 0; r < t.rounds; r++) {
         // every pixel done: stop loading (this barrier also ends the previous batch)
         if (__syncthreads_count(done) == BATCH) break;
-        const int idx = start + r * BATCH + rank;
-        if (idx < end) {
+        const int idx = t.start + r * BATCH + t.rank;
+        if (idx < t.end) {
             const int id = ids[idx];
-            s_xy[rank] = make_float2(means2d[2 * id], means2d[2 * id + 1]);
-            s_conic_opacity[rank] = make_float4(conics[3 * id], conics[3 * id + 1],
+            s_xy[t.rank] = make_float2(means2d[2 * id], means2d[2 * id + 1]);
+            s_conic_opacity[t.rank] = make_float4(conics[3 * id], conics[3 * id + 1],
                                                 conics[3 * id + 2],
                                                 1.0f / (1.0f + expf(-opacities[id])));
-            s_color[rank] = make_float3(colors[3 * id], colors[3 * id + 1], colors[3 * id + 2]);
+            s_color[t.rank] = make_float3(colors[3 * id], colors[3 * id + 1], colors[3 * id + 2]);
         }
         __syncthreads();
-        const int batch = min(BATCH, end - start - r * BATCH);
+        const int batch = min(BATCH, t.end - t.start - r * BATCH);
         for (int j = 0; !done && j < batch; j++) {
             walked++;
-            const float dx = s_xy[j].x - pfx, dy = s_xy[j].y - pfy;
+            const float dx = s_xy[j].x - t.pfx, dy = s_xy[j].y - t.pfy;
             const float4 co = s_conic_opacity[j];
             const float power = -0.5f * (co.x * dx * dx + co.z * dy * dy) - co.y * dx * dy;
             if (power > 0.0f) continue;
@@ -81,8 +101,8 @@ rasterize_fwd(const int* __restrict__ ranges, const int* __restrict__ ids,
             last_contributor = walked;
         }
     }
-    if (inside) {
-        const int pix = py * width + px;
+    if (t.inside) {
+        const int pix = t.py * width + t.px;
         image[3 * pix] = c0 + T * background[0];
         image[3 * pix + 1] = c1 + T * background[1];
         image[3 * pix + 2] = c2 + T * background[2];
@@ -104,56 +124,49 @@ rasterize_bwd(const int* __restrict__ ranges, const int* __restrict__ ids,
     __shared__ float2 s_xy[BATCH];
     __shared__ float4 s_conic_opacity[BATCH];
     __shared__ float3 s_color[BATCH];
-    const int tiles_x = (width + TILE - 1) / TILE;
-    const int tile = blockIdx.y * tiles_x + blockIdx.x;
-    const int rank = threadIdx.y * TILE + threadIdx.x;
-    const int px = blockIdx.x * TILE + threadIdx.x, py = blockIdx.y * TILE + threadIdx.y;
-    const bool inside = px < width && py < height;
-    const int pix = inside ? py * width + px : 0;
-    const float pfx = (float)px + 0.5f, pfy = (float)py + 0.5f;
-    const int start = ranges[2 * tile], end = ranges[2 * tile + 1];
-    const int rounds = (end - start + BATCH - 1) / BATCH;
+    const TilePixel t = tile_pixel(ranges, width, height);
+    const int pix = t.inside ? t.py * width + t.px : 0;
 
-    const float T_final = inside ? 1.0f - alpha_out[pix] : 1.0f;
+    const float T_final = t.inside ? 1.0f - alpha_out[pix] : 1.0f;
     float T = T_final;
-    const int my_last = inside ? last[pix] : 0;
+    const int my_last = t.inside ? last[pix] : 0;
     float gp[3] = {0.0f, 0.0f, 0.0f};
     float g_alpha_out = 0.0f;
-    if (inside) {
+    if (t.inside) {
         for (int c = 0; c < 3; c++) gp[c] = v_image[3 * pix + c];
         g_alpha_out = v_alpha[pix];
     }
     const float bg_dot = background[0] * gp[0] + background[1] * gp[1] + background[2] * gp[2];
     float behind[3] = {0.0f, 0.0f, 0.0f};  // S: colour composited behind, normalised
     float last_alpha = 0.0f, last_color[3] = {0.0f, 0.0f, 0.0f};
-    int position = end - start;  // tile-list position of the splat about to be visited, + 1
+    int position = t.end - t.start;  // tile-list position of the splat about to be visited, + 1
 
-    for (int r = 0; r < rounds; r++) {
+    for (int r = 0; r < t.rounds; r++) {
         __syncthreads();  // the previous batch is no longer read
-        const int idx = end - 1 - (r * BATCH + rank);  // batches from the back
-        if (idx >= start) {
+        const int idx = t.end - 1 - (r * BATCH + t.rank);  // batches from the back
+        if (idx >= t.start) {
             const int id = ids[idx];
-            s_id[rank] = id;
-            s_xy[rank] = make_float2(means2d[2 * id], means2d[2 * id + 1]);
-            s_conic_opacity[rank] = make_float4(conics[3 * id], conics[3 * id + 1],
+            s_id[t.rank] = id;
+            s_xy[t.rank] = make_float2(means2d[2 * id], means2d[2 * id + 1]);
+            s_conic_opacity[t.rank] = make_float4(conics[3 * id], conics[3 * id + 1],
                                                 conics[3 * id + 2],
                                                 1.0f / (1.0f + expf(-opacities[id])));
-            s_color[rank] = make_float3(colors[3 * id], colors[3 * id + 1], colors[3 * id + 2]);
+            s_color[t.rank] = make_float3(colors[3 * id], colors[3 * id + 1], colors[3 * id + 2]);
         }
         __syncthreads();
-        const int batch = min(BATCH, end - start - r * BATCH);
+        const int batch = min(BATCH, t.end - t.start - r * BATCH);
         for (int j = 0; j < batch; j++) {
             // Every lane runs every iteration to the reductions at the end (lanes with
             // nothing to add pass 0), so the warp sums stay in lockstep.
             position--;
             const float4 co = s_conic_opacity[j];
-            const float dx = s_xy[j].x - pfx, dy = s_xy[j].y - pfy;
+            const float dx = s_xy[j].x - t.pfx, dy = s_xy[j].y - t.pfy;
             const float power = -0.5f * (co.x * dx * dx + co.z * dy * dy) - co.y * dx * dy;
             const float gauss = expf(fminf(power, 0.0f));
             const float raw_alpha = co.w * gauss;
             const float alpha = fminf(0.99f, raw_alpha);
             // behind this pixel's last contributor, or skipped by the forward pass: nothing
-            const bool valid = inside && position < my_last && power <= 0.0f &&
+            const bool valid = t.inside && position < my_last && power <= 0.0f &&
                                alpha >= 1.0f / 255.0f;
             float g_color = 0.0f, g_power = 0.0f, g_raw = 0.0f;  // g_color = dC/dc_i = a T
             if (valid) {

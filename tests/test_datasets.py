@@ -15,15 +15,8 @@ from PIL import Image
 from splat_lion import scenes
 from splat_lion.backend import get_backend
 from splat_lion.cameras import Camera, orbit_cameras
-from splat_lion.datasets import (
-    DatasetError,
-    detect,
-    load_colmap,
-    load_dataset,
-    load_transforms,
-    write_colmap,
-    write_transforms,
-)
+from splat_lion.datasets import (DatasetError, detect, load_colmap, load_dataset, load_transforms,
+                                 write_colmap, write_transforms)
 from splat_lion.ply import load_ply
 from splat_lion.render import render
 

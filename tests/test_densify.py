@@ -10,15 +10,7 @@ import pytest
 
 from splat_lion import Gaussians
 from splat_lion.cameras import Camera
-from splat_lion.densify import (
-    Densifier,
-    DensifyConfig,
-    carry,
-    clone,
-    prune,
-    reindex,
-    split,
-)
+from splat_lion.densify import Densifier, DensifyConfig, carry, clone, prune, reindex, split
 from splat_lion.layout import Flat
 from splat_lion.optim import Adam, Lion
 from splat_lion.render import render, render_backward

@@ -8,18 +8,8 @@ import pytest
 
 from splat_lion.fit import FitConfig, make_optimizer
 from splat_lion.layout import Flat, Layout
-from splat_lion.optim import (
-    ADAM_3DGS_LR,
-    LION_DEFAULT_LR,
-    LION_RATES,
-    OPTIMIZER_NAMES,
-    OPTIMIZER_SPECS,
-    Adam,
-    Lion,
-    LrTable,
-    optimizer_name,
-    optimizer_spec,
-)
+from splat_lion.optim import (ADAM_3DGS_LR, LION_DEFAULT_LR, LION_RATES, OPTIMIZER_NAMES,
+                              OPTIMIZER_SPECS, Adam, Lion, LrTable, optimizer_name, optimizer_spec)
 
 EXTENT, STEPS = 2.5, 120
 # what each name must build: (class, base lr, Lion's momentum dtype or None, lr table)

@@ -6,15 +6,8 @@ import numpy as np
 import pytest
 
 from splat_lion.quaternion import quat_to_rotmat
-from splat_lion.sh import (
-    SH_C0,
-    check_degree,
-    empty_shN,
-    rgb_to_sh0,
-    sh_coeffs,
-    sh_degree_of,
-    sh_rest,
-)
+from splat_lion.sh import (SH_C0, check_degree, empty_shN, rgb_to_sh0, sh_coeffs, sh_degree_of,
+                           sh_rest)
 
 
 @pytest.mark.parametrize("degree,coeffs", [(0, 1), (1, 4), (2, 9), (3, 16)])

@@ -5,14 +5,8 @@ from .adam import Adam, adam_step
 from .base import FusedOptimizer, Optimizer, OptimizerState
 from .lion import Lion, lion_step
 from .lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR, LrEntry, LrTable
-from .registry import (
-           LION_RATES,
-           OPTIMIZER_NAMES,
-           OPTIMIZER_SPECS,
-           OptimizerSpec,
-           optimizer_name,
-           optimizer_spec,
-)
+from .registry import (LION_RATES, OPTIMIZER_NAMES, OPTIMIZER_SPECS, OptimizerSpec, optimizer_name,
+                       optimizer_spec)
 
 __all__ = ["Optimizer", "FusedOptimizer", "OptimizerState", "Lion", "Adam", "LrTable", "LrEntry",
            "lion_step", "adam_step", "ADAM_3DGS_LR", "LION_DEFAULT_LR", "OptimizerSpec",

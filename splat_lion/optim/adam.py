@@ -14,15 +14,8 @@ import numpy as np
 
 from .. import kernels
 from ..backend import Backend, get_backend
-from .base import (
-    BLOCK,
-    FusedOptimizer,
-    check_flat_arrays,
-    check_number,
-    check_tables,
-    grid_for,
-    visible_arg,
-)
+from .base import (BLOCK, FusedOptimizer, check_flat_arrays, check_number, check_tables, grid_for,
+                   visible_arg)
 from .lr_table import ADAM_3DGS_LR, LrTable
 
 

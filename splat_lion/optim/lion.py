@@ -16,14 +16,7 @@ import numpy as np
 
 from .. import kernels
 from ..backend import Backend, get_backend
-from .base import (
-    BLOCK,
-    FusedOptimizer,
-    check_flat_arrays,
-    check_tables,
-    grid_for,
-    visible_arg,
-)
+from .base import BLOCK, FusedOptimizer, check_flat_arrays, check_tables, grid_for, visible_arg
 from .lr_table import LION_DEFAULT_LR, LrTable
 
 # momentum_dtype -> how the buffer is stored
