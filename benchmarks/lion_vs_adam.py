@@ -32,7 +32,7 @@ from bench_common import OtherLoad, result_fields, write_result
 
 import splat_lion as sl
 from splat_lion.densify import DensifyConfig
-from splat_lion.optim.lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR
+from splat_lion.optim import LION_DEFAULT_LR, optimizer_spec
 from splat_lion.problem import ORBIT_RADIUS, ProblemConfig, load_problem
 
 
@@ -60,13 +60,11 @@ def run(problem, args, name: str, optimizer: str, lr_mult: float = 1.0,
     config = sl.FitConfig(optimizer=optimizer, steps=args.steps, seed=args.seed,
                           selective=selective, densify=densify)
     extent = g.extent()
-    if optimizer == "adam":
-        opt = sl.Adam(ADAM_3DGS_LR * lr_mult, lr_table=sl.LrTable.adam_3dgs(extent, args.steps),
-                      backend=be)
-    else:
-        opt = sl.Lion(LION_DEFAULT_LR * lr_mult, weight_decay=weight_decay,
-                      lr_table=lion_table(extent, args.steps, args.lion_decay), backend=be,
-                      momentum_dtype="bfloat16" if optimizer == "lion-bf16" else "float32")
+    spec = optimizer_spec(optimizer)  # the class and its options (bf16 momentum)
+    table = (sl.LrTable.adam_3dgs(extent, args.steps) if spec.cls is sl.Adam
+             else lion_table(extent, args.steps, args.lion_decay))
+    opt = spec.cls(spec.base_lr * lr_mult, lr_table=table, backend=be,
+                   **dict(spec.options)).with_weight_decay(weight_decay)
     t0 = time.perf_counter()
     result = sl.fit(g, problem.train_cameras, problem.train_images, config, optimizer=opt)
     seconds = time.perf_counter() - t0

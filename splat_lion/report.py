@@ -109,7 +109,7 @@ def describe_scene(g, path=None) -> dict:
         "extra_properties": sorted(g.extra),
         # exact: one float32 buffer, and each optimizer's state in the same layout
         "bytes_params": params,
-        **{f"bytes_state_{name.replace('-', '_')}": spec.state_bytes(g.layout.total)
+        **{state_key(name): spec.state_bytes(g.layout.total)
            for name, spec in OPTIMIZER_SPECS.items()},
         # predicted peak of one fit step at 1920x1080 (memory.predict_memory; a fit also
         # keeps its training images: 24 MiB each at that size)
@@ -131,13 +131,17 @@ def format_scene(scene: dict) -> str:
         f"  opacity median {scene['opacity_median']}, sigma median {scene['sigma_median']}"
         f" (99th percentile {scene['sigma_p99']})"
         + (f", extra properties: {', '.join(extra)}" if extra else ""),
-        f"  parameters {scene['bytes_params'] * mib:.2f} MiB; optimizer state: Lion "
-        f"{scene['bytes_state_lion'] * mib:.2f} MiB, Lion bf16 "
-        f"{scene['bytes_state_lion_bf16'] * mib:.2f} MiB, Adam "
-        f"{scene['bytes_state_adam'] * mib:.2f} MiB",
-        f"  to fit at 1920x1080 (one step at its peak, predicted): Lion "
-        f"{step['lion'] * mib:.0f} MiB, Lion bf16 {step['lion-bf16'] * mib:.0f} MiB, Adam "
-        f"{step['adam'] * mib:.0f} MiB, plus 24 MiB per training image"])
+        f"  parameters {scene['bytes_params'] * mib:.2f} MiB; optimizer state: "
+        + ", ".join(f"{s.label} {scene[state_key(s.name)] * mib:.2f} MiB"
+                    for s in OPTIMIZER_SPECS.values()),
+        "  to fit at 1920x1080 (one step at its peak, predicted): "
+        + ", ".join(f"{s.label} {step[s.name] * mib:.0f} MiB" for s in OPTIMIZER_SPECS.values())
+        + ", plus 24 MiB per training image"])
+
+
+def state_key(name: str) -> str:
+    """describe_scene's key of an optimizer's state bytes: "bytes_state_lion_bf16"."""
+    return f"bytes_state_{name.replace('-', '_')}"
 
 
 # -- images of a fit ------------------------------------------------------------------------------

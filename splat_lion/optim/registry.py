@@ -42,6 +42,8 @@ def _adam_table(extent: float, steps: int, lion_rates: str) -> LrTable:
 class OptimizerSpec:
     # the name FitConfig.optimizer, the CLI and the memory predictor use
     name: str
+    # how reports print it
+    label: str
     # one line saying what it is (CLI help)
     description: str
     # the optimizer class
@@ -81,11 +83,11 @@ class OptimizerSpec:
 
 
 OPTIMIZER_SPECS: dict[str, OptimizerSpec] = {s.name: s for s in (
-    OptimizerSpec("lion", "fused Lion (float32 momentum)", Lion,
+    OptimizerSpec("lion", "Lion", "fused Lion (float32 momentum)", Lion,
                   (("momentum_dtype", "float32"),), LION_DEFAULT_LR, _lion_table, 1, 4),
-    OptimizerSpec("lion-bf16", "Lion with bfloat16 momentum (half of Lion's state)", Lion,
+    OptimizerSpec("lion-bf16", "Lion bf16", "Lion with bfloat16 momentum (half of Lion's state)", Lion,
                   (("momentum_dtype", "bfloat16"),), LION_DEFAULT_LR, _lion_table, 1, 2),
-    OptimizerSpec("adam", "Adam at the 3DGS rates (the baseline, twice Lion's state)", Adam,
+    OptimizerSpec("adam", "Adam", "Adam at the 3DGS rates (the baseline, twice Lion's state)", Adam,
                   (), ADAM_3DGS_LR, _adam_table, 2, 4),
 )}
 OPTIMIZER_NAMES = tuple(OPTIMIZER_SPECS)
