@@ -42,8 +42,9 @@ class Camera:
         if not np.allclose(R @ R.T, np.eye(3), atol=1e-4) or np.linalg.det(R) < 0:
             raise ValueError("viewmat: the upper 3x3 must be a rotation (orthonormal, det +1)")
         for what, v in (("width", self.width), ("height", self.height)):
-            if not isinstance(v, (int, np.integer)) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{what} must be a positive int, got {v!r}")
+            object.__setattr__(self, what, int(v))  # NumPy integers welcome, stored as int
         if not 0 < self.near < self.far:
             raise ValueError(f"need 0 < near < far, got near={self.near}, far={self.far}")
         object.__setattr__(self, "K", K)
@@ -95,15 +96,24 @@ class Camera:
 def orbit_cameras(center=(0.0, 0.0, 0.0), radius: float = 4.0, n: int = 8, width: int = 128,
                   height: int = 128, *, elevation_deg: float = 20.0, fov_x_deg: float = 50.0,
                   up=(0.0, 0.0, 1.0)) -> list[Camera]:
-    """`n` cameras evenly spaced on a circle of `radius` around `center` at an elevation,
-    all looking at the centre (z up)."""
+    """`n` cameras evenly spaced on a circle of `radius` around `center` at an elevation
+    above the plane normal to `up`, all looking at the centre with `up` up in the image
+    (z up by default; azimuth 0 lies towards x, or towards y when `up` is near x)."""
     center = np.asarray(center, np.float64)
+    up = np.asarray(up, np.float64)
+    if up.shape != (3,) or not np.isfinite(up).all() or np.linalg.norm(up) == 0:
+        raise ValueError(f"up: expected a nonzero 3-vector, got {up.tolist()}")
+    up = up / np.linalg.norm(up)
+    a = np.eye(3)[0] if abs(up[0]) < 0.9 else np.eye(3)[1]
+    e1 = a - (a @ up) * up  # the orbit plane: e1, e2 orthonormal, normal to up
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(up, e1)
     el = math.radians(elevation_deg)
     cams = []
     for i in range(n):
         az = 2 * math.pi * i / n
-        eye = center + radius * np.array([math.cos(el) * math.cos(az),
-                                          math.cos(el) * math.sin(az), math.sin(el)])
+        eye = center + radius * (math.cos(el) * (math.cos(az) * e1 + math.sin(az) * e2)
+                                 + math.sin(el) * up)
         cams.append(Camera.look_at(eye, center, up, width=width, height=height,
                                    fov_x_deg=fov_x_deg))
     return cams
