@@ -73,11 +73,13 @@ class Gaussians:
     @classmethod
     def from_points(cls, points, colors, sh_degree: int = 3, opacity: float = 0.1, *,
                     backend: Backend | None = None) -> "Gaussians":
-        """3DGS initialisation from a point cloud: points [N,3], colors [N,3] in [0, 1].
-        Isotropic scale = sqrt of the mean squared distance to the 3 nearest neighbours
-        (k-d tree, O(N log N)), identity rotation, the given opacity, sh0 from the colour."""
+        """3DGS initialisation from a point cloud: points [N,3], colors [N,3]: floats in
+        [0, 1], or uint8 in 0..255 (anything else is an error: 0-255 floats would silently
+        saturate). Isotropic scale = sqrt of the mean squared distance to the 3 nearest
+        neighbours (k-d tree, O(N log N)), identity rotation, the given opacity, sh0 from the
+        colour."""
         points = np.asarray(points, np.float64)
-        colors = np.asarray(colors, np.float64)
+        colors = _unit_colors(colors)
         if points.ndim != 2 or points.shape[1] != 3:
             raise ValueError(f"points: expected shape [N, 3], got {list(points.shape)}")
         if colors.shape != points.shape:
@@ -165,6 +167,22 @@ class Gaussians:
     def __repr__(self) -> str:
         return (f"Gaussians({self.count} splats, SH degree {self.sh_degree}, "
                 f"{self.backend.name}{', extra: ' + ', '.join(self.extra) if self.extra else ''})")
+
+
+def _unit_colors(colors) -> np.ndarray:
+    """Colours as float64 in [0, 1]: floats in [0, 1] as they are, uint8 divided by 255."""
+    colors = np.asarray(colors)
+    if colors.dtype == np.uint8:
+        return colors.astype(np.float64) / 255.0
+    if colors.dtype.kind != "f":
+        raise ValueError(f"colors: expected floats in [0, 1] or uint8 in 0..255, got dtype "
+                         f"{colors.dtype}: convert with colors.astype(np.uint8) or / 255")
+    if colors.size and not (np.isfinite(colors).all() and colors.min() >= 0
+                            and colors.max() <= 1):
+        raise ValueError(f"colors: float colours must lie in [0, 1], got {colors.min():g} .. "
+                         f"{colors.max():g}: divide 0..255 colours by 255 (or pass them as "
+                         "uint8)")
+    return colors.astype(np.float64)
 
 
 def mean_sq_dist_to_neighbours(points: np.ndarray, k: int = 3) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Image losses with their gradients: L1, SSIM, PSNR, and 3DGS's 0.8·L1 + 0.2·(1 − SSIM).
 
     value, grad = photometric_loss(image, target)   # grad: dL/dimage, same shape [H, W, 3]
+    value, grad = photometric_loss(image, target, mask)   # only where mask [H, W] is True
 
 Array operations on the images' own module (NumPy or CuPy), no autograd: each loss returns
 its value and its gradient with respect to the rendered image.
@@ -13,6 +14,12 @@ s_xy = e_xy − m_x m_y and S = (2 m_x m_y + C1)(2 s_xy + C2) / ((m_x² + m_y² 
     ∂S/∂e_xx = −S / B2,   ∂S/∂e_xy = 2 A1 / (B1 B2)
 and dS/dx = w∗(∂S/∂m_x) + 2x·w∗(∂S/∂e_xx) + y·w∗(∂S/∂e_xy) (the window is symmetric, so
 its transpose is itself).
+
+Masks (a capture undistorted with its whole field of view has pixels no camera saw): each
+loss averages over the pixels where mask [H, W] is True only, and the target's masked-out
+pixels are replaced by the render's own (held constant) so that SSIM windows reaching over
+the border compare like with like; masked-out pixels then add nothing to L1 and get no
+gradient of their own.
 """
 
 from __future__ import annotations
@@ -34,10 +41,26 @@ def _xp(a):
     return np if isinstance(a, np.ndarray) else __import__("cupy")
 
 
-def _check(image, target):
+def _check(image, target, mask=None):
     if image.shape != target.shape or image.ndim != 3:
         raise ValueError(f"image and target must both be [H, W, C]; got {list(image.shape)} and "
                          f"{list(target.shape)}")
+    if mask is not None and (mask.shape != image.shape[:2] or mask.dtype != np.bool_):
+        raise ValueError(f"mask must be [H, W] bool for an image of {list(image.shape)}, got "
+                         f"{mask.dtype} {list(mask.shape)}")
+
+
+def _masked(image, target, mask):
+    """(target with the masked-out pixels set to the image's, per-pixel weights [H, W, 1]
+    summing to 1 over the valid values)."""
+    xp = _xp(image)
+    if mask is None:
+        return target, None
+    m = mask[:, :, None]
+    count = int(mask.sum()) * image.shape[2]
+    if count == 0:
+        raise ValueError("mask: no valid pixel")
+    return xp.where(m, target, image), m.astype(image.dtype) / count
 
 
 def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
@@ -59,17 +82,21 @@ def blur(a, window=None):
     return sum(float(w[k]) * padded[:, k:k + wd] for k in range(len(w)))
 
 
-def l1(image, target):
-    """(mean |image − target|, gradient)."""
-    _check(image, target)
+def l1(image, target, mask=None):
+    """(mean |image − target| over the valid pixels, gradient)."""
+    _check(image, target, mask)
     xp = _xp(image)
+    target, weight = _masked(image, target, mask)
     diff = image - target
-    return float(xp.abs(diff).mean()), xp.sign(diff).astype(image.dtype) / diff.size
+    if weight is None:
+        return float(xp.abs(diff).mean()), xp.sign(diff).astype(image.dtype) / diff.size
+    return float((xp.abs(diff) * weight).sum()), (xp.sign(diff) * weight).astype(image.dtype)
 
 
-def ssim(image, target):
-    """(mean SSIM, gradient with respect to image)."""
-    _check(image, target)
+def ssim(image, target, mask=None):
+    """(mean SSIM over the valid pixels, gradient with respect to image)."""
+    _check(image, target, mask)
+    target, weight = _masked(image, target, mask)
     x, y = image, target.astype(image.dtype)
     mx, my = blur(x), blur(y)
     sx = blur(x * x) - mx * mx
@@ -78,25 +105,30 @@ def ssim(image, target):
     a1, a2 = 2 * mx * my + SSIM_C1, 2 * sxy + SSIM_C2
     b1, b2 = mx * mx + my * my + SSIM_C1, sx + sy + SSIM_C2
     s = a1 * a2 / (b1 * b2)
-    n = s.size
-    d_mx = (2 * my * (a2 - a1) / (b1 * b2) + 2 * mx * s * (1 / b2 - 1 / b1)) / n
-    d_exx = -s / b2 / n
-    d_exy = 2 * a1 / (b1 * b2) / n
+    w = 1 / s.size if weight is None else weight  # each SSIM value's weight in the mean
+    d_mx = (2 * my * (a2 - a1) / (b1 * b2) + 2 * mx * s * (1 / b2 - 1 / b1)) * w
+    d_exx = -s / b2 * w
+    d_exy = 2 * a1 / (b1 * b2) * w
     grad = blur(d_mx) + 2 * x * blur(d_exx) + y * blur(d_exy)
-    return float(s.mean()), grad.astype(image.dtype)
+    value = s.mean() if weight is None else (s * weight).sum()
+    return float(value), grad.astype(image.dtype)
 
 
-def psnr(image, target) -> float:
-    """Peak signal-to-noise ratio in dB for images in [0, 1]."""
-    _check(image, target)
-    mse = float(_xp(image).mean((image - target) ** 2))
+def psnr(image, target, mask=None) -> float:
+    """Peak signal-to-noise ratio in dB for images in [0, 1] (over the valid pixels); inf for
+    identical images."""
+    _check(image, target, mask)
+    target, weight = _masked(image, target, mask)
+    sq = (image - target) ** 2
+    mse = float(sq.mean() if weight is None else (sq * weight).sum())
     return math.inf if mse == 0 else -10.0 * math.log10(mse)
 
 
-def photometric_loss(image, target, l1_weight: float = L1_WEIGHT):
-    """(l1_weight·L1 + (1 − l1_weight)·(1 − SSIM), gradient): 3DGS's training loss."""
-    l1_value, l1_grad = l1(image, target)
-    ssim_value, ssim_grad = ssim(image, target)
+def photometric_loss(image, target, mask=None, l1_weight: float = L1_WEIGHT):
+    """(l1_weight·L1 + (1 − l1_weight)·(1 − SSIM), gradient): 3DGS's training loss (over the
+    pixels where mask is True, when given)."""
+    l1_value, l1_grad = l1(image, target, mask)
+    ssim_value, ssim_grad = ssim(image, target, mask)
     value = l1_weight * l1_value + (1 - l1_weight) * (1 - ssim_value)
     grad = (l1_weight * l1_grad - (1 - l1_weight) * ssim_grad).astype(image.dtype)
     return value, _track(grad)

@@ -22,6 +22,7 @@ from . import scenes
 from .backend import Backend, get_backend
 from .cameras import Camera, orbit_cameras
 from .datasets import detect, load_dataset
+from .frame import SceneFrame, frame_of_cameras, frame_of_splats
 from .gaussians import Gaussians
 from .loss import psnr, ssim
 from .ply import load_ply
@@ -62,6 +63,13 @@ class ProblemConfig:
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # captures: use at most this many training and this many held-out images; None: all
     max_images: int | None = None
+    # the scene's centre (world units), instead of the frame found from its splats or cameras
+    center: tuple[float, float, float] | None = None
+    # the up axis, instead of the frame's (a PLY's default: +z)
+    up: tuple[float, float, float] | None = None
+    # the orbit views' distance from the centre (world units); None: orbit_radius x the
+    # frame's radius
+    distance: float | None = None
 
     def __post_init__(self):
         for name in ("downscale", "views", "init_points"):
@@ -76,6 +84,13 @@ class ProblemConfig:
                 and self.orbit_radius > 0):
             raise ValueError(f"orbit_radius must be a finite number > 0, got "
                              f"{self.orbit_radius!r}")
+        if self.distance is not None and not (np.isfinite(self.distance) and self.distance > 0):
+            raise ValueError(f"distance must be None or a finite number > 0, got "
+                             f"{self.distance!r}")
+        for name in ("center", "up"):
+            v = getattr(self, name)
+            if v is not None and (np.shape(v) != (3,) or not np.isfinite(v).all()):
+                raise ValueError(f"{name} must be None or 3 finite numbers, got {v!r}")
         for name in ("resolution", "max_images"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))
@@ -117,6 +132,8 @@ class Problem:
     context: dict = field(default_factory=dict)
     # RGB in [0, 1] behind the splats
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # where the scene is: its centre, size and up (orbits and random starts use it)
+    frame: SceneFrame | None = None
 
     @property
     def backend(self) -> Backend:
@@ -170,13 +187,22 @@ def scene_path(source: str | Path) -> Path:
     return scenes.path(source)
 
 
-def orbit_around(g: Gaussians, n: int, width: int, height: int | None = None, *,
-                 radius: float | None = None,
+def scene_frame(found: SceneFrame, config: ProblemConfig) -> SceneFrame:
+    """`found` with the centre and up the config gives instead (the CLI's --center, --up)."""
+    if config.center is None and config.up is None:
+        return found
+    return SceneFrame(found.center if config.center is None else config.center, found.radius,
+                      found.up if config.up is None else config.up, "given")
+
+
+def orbit_around(frame: SceneFrame, n: int, width: int, height: int | None = None, *,
+                 distance: float | None = None, orbit_radius: float = ORBIT_RADIUS,
                  elevation_deg: float = ORBIT_ELEVATION_DEG) -> list[Camera]:
-    """`n` cameras evenly around the scene `g`, looking at its centre, at `radius` (default
-    ORBIT_RADIUS x its extent)."""
-    return orbit_cameras(radius=radius or ORBIT_RADIUS * g.extent(), n=n, width=width,
-                         height=width if height is None else height, elevation_deg=elevation_deg)
+    """`n` cameras evenly around the frame's centre and up axis, looking at the centre, at
+    `distance` (default: orbit_radius x the frame's radius)."""
+    return orbit_cameras(center=frame.center, radius=distance or orbit_radius * frame.radius,
+                         n=n, width=width, height=width if height is None else height,
+                         elevation_deg=elevation_deg, up=frame.up)
 
 
 def load_problem(source: str | Path, config: ProblemConfig = ProblemConfig(), *,
@@ -202,7 +228,9 @@ def problem_from_scene(source: str | Path, config: ProblemConfig = ProblemConfig
     path = scene_path(source)
     ref = load_ply(path, backend=be)
     res = max(1, (config.resolution or (64 if be.name == "cpu" else 256)) // config.downscale)
-    cams = orbit_around(ref, config.views, res, radius=config.orbit_radius * ref.extent())
+    frame = scene_frame(frame_of_splats(ref), config)
+    cams = orbit_around(frame, config.views, res, distance=config.distance,
+                        orbit_radius=config.orbit_radius)
     every = SCENE_TEST_EVERY if config.test_every is None else config.test_every
     held = [c for i, c in enumerate(cams) if every and i % every == 0]
     train = [c for i, c in enumerate(cams) if not (every and i % every == 0)]
@@ -210,7 +238,8 @@ def problem_from_scene(source: str | Path, config: ProblemConfig = ProblemConfig
     if init == "points":
         g = scenes.centres_only(ref)
     elif init == "random":
-        g = random_start(be.to_numpy(ref.means), config.init_points, ref.sh_degree,
+        means = be.to_numpy(ref.means)
+        g = random_start(means.min(0), means.max(0), config.init_points, ref.sh_degree,
                          np.random.default_rng(config.seed), be)
     elif init == "scene":
         g = ref
@@ -222,13 +251,14 @@ def problem_from_scene(source: str | Path, config: ProblemConfig = ProblemConfig
         [render(ref, c, bg).image.copy() for c in held], g, init in ("points", "random"),
         f"{len(train)} orbit views of {path.name} at {res}x{res}, from a {init} start",
         {"source": str(path), "resolution": res, "views": config.views, "init": init,
-         "orbit_radius": config.orbit_radius}, bg)
+         "orbit_radius": config.orbit_radius, **_frame_context(config)}, bg, frame)
 
 
 def problem_from_capture(source: str | Path, config: ProblemConfig = ProblemConfig(), *,
                          backend: Backend | None = None) -> Problem:
-    """A transforms.json or COLMAP capture; the start: its points (COLMAP), or random points
-    in the region the cameras look at (a capture without points)."""
+    """A transforms.json or COLMAP capture; the start: its points (COLMAP), or random splats
+    in the region its cameras look at (frame_of_cameras: a cube of the frame's radius around
+    its centre)."""
     be = backend or get_backend()
     split = {} if config.test_every is None else {"test_every": config.test_every}
     ds = load_dataset(source, downscale=config.downscale, background=config.background,
@@ -237,14 +267,15 @@ def problem_from_capture(source: str | Path, config: ProblemConfig = ProblemConf
     if init in ("perturbed", "scene"):
         raise ValueError(f"--init {init} needs a PLY scene; a capture starts from 'points' "
                          "(COLMAP) or 'random'")
+    frame = scene_frame(frame_of_cameras(ds.train_cameras + ds.test_cameras), config)
     if init == "points":
         if ds.points is None or not len(ds.points):
             raise ValueError(f"{ds.root}: the capture has no points; use --init random")
         g = Gaussians.from_points(ds.points, ds.point_colors, config.sh_degree, backend=be)
     else:
-        centres = np.stack([c.position for c in ds.train_cameras])
-        g = random_start(centres, config.init_points, config.sh_degree,
-                         np.random.default_rng(config.seed), be, inner=True)
+        g = random_start(frame.center - frame.radius, frame.center + frame.radius,
+                         config.init_points, config.sh_degree, np.random.default_rng(config.seed),
+                         be)
     w, h = ds.train_cameras[0].width, ds.train_cameras[0].height
     return Problem(
         ds.train_cameras, [be.asarray(t, tag="loss") for t in ds.train_images],
@@ -252,21 +283,25 @@ def problem_from_capture(source: str | Path, config: ProblemConfig = ProblemConf
         f"{len(ds.train_cameras)} {ds.kind} views of {ds.root} at {w}x{h}, "
         f"{len(ds.test_cameras)} held out, from a {init} start",
         {"source": str(ds.root.resolve()), "downscale": config.downscale, "init": init,
-         "max_images": config.max_images}, config.background)
+         "max_images": config.max_images, **_frame_context(config)}, config.background, frame)
 
 
-def random_start(points, count: int, sh_degree: int, rng: np.random.Generator, backend=None,
-                 inner: bool = False) -> Gaussians:
-    """`count` splats of random colour uniform in the box around `points` ([P, 3]);
-    inner=True: in a cube a third of the points' spread around their mean (cameras around an
-    object, as 3DGS's NeRF-synthetic start: 100k points in [-1.3, 1.3]³ for cameras at
+def _frame_context(config: ProblemConfig) -> dict:
+    """The frame overrides a resumed fit must share (only those given: older checkpoints
+    have none)."""
+    out = {}
+    for name in ("center", "up"):
+        if getattr(config, name) is not None:
+            out[name] = [float(v) for v in getattr(config, name)]
+    if config.distance is not None:
+        out["distance"] = float(config.distance)
+    return out
+
+
+def random_start(lo, hi, count: int, sh_degree: int, rng: np.random.Generator,
+                 backend=None) -> Gaussians:
+    """`count` splats of random colour uniform in the box [lo, hi] ([3] each), initialised as
+    from points (3DGS's NeRF-synthetic start: 100k points in [-1.3, 1.3]³ for cameras at
     radius 4)."""
-    points = np.asarray(points, np.float64)
-    if inner:
-        centre = points.mean(0)
-        half = np.median(np.linalg.norm(points - centre, axis=1)) / 3 or 1.0
-        lo, hi = centre - half, centre + half
-    else:
-        lo, hi = points.min(0), points.max(0)
-    xyz = rng.uniform(lo, hi, (count, 3))
+    xyz = rng.uniform(np.asarray(lo, np.float64), np.asarray(hi, np.float64), (count, 3))
     return Gaussians.from_points(xyz, rng.uniform(0, 1, (count, 3)), sh_degree, backend=backend)

@@ -7,6 +7,7 @@ import pytest
 
 import splat_lion as sl
 from splat_lion.datasets import write_transforms
+from splat_lion.frame import frame_of_splats
 from splat_lion.problem import ORBIT_RADIUS, ProblemConfig, load_problem, random_start
 
 
@@ -19,9 +20,10 @@ def test_a_scene_gives_orbit_views_with_every_fifth_held_out(cpu_be):
     p = load_problem("planet", ProblemConfig(resolution=24, views=10), backend=cpu_be)
     assert len(p.train_cameras) == 8 and len(p.test_cameras) == 2 and p.size == (24, 24)
     ref = sl.load_ply(sl.scenes.path("planet"), backend=cpu_be)
-    radius = ORBIT_RADIUS * ref.extent()
-    for cam in p.train_cameras + p.test_cameras:
-        assert np.linalg.norm(cam.position) == pytest.approx(radius, rel=1e-6)
+    frame = frame_of_splats(ref)
+    for cam in p.train_cameras + p.test_cameras:  # around the splats' centre
+        assert np.linalg.norm(cam.position - frame.center) == pytest.approx(
+            ORBIT_RADIUS * frame.radius, rel=1e-6)
     # the targets are renders of the scene itself
     np.testing.assert_array_equal(p.test_images[1], sl.render(ref, p.test_cameras[1]).image)
     assert p.image_bytes == 10 * 24 * 24 * 3 * 4
@@ -76,22 +78,21 @@ def test_a_capture_without_points_starts_random_near_its_cameras(cpu_be, tmp_pat
                      backend=cpu_be)
     assert len(p.train_cameras) == 2 and len(p.test_cameras) == 2 and p.from_points
     assert p.start.count == 64 and p.start.sh_degree == 1
-    # inner: a cube of a third of the training cameras' spread around their mean
-    eyes = np.stack([c.position for c in p.train_cameras])
-    centre = eyes.mean(0)
-    half = np.median(np.linalg.norm(eyes - centre, axis=1)) / 3
-    assert np.abs(np.asarray(p.start.means) - centre).max() <= half + 1e-5
+    # a cube of the frame's radius around the point the cameras look at (the origin here)
+    assert p.frame.source == "cameras" and np.abs(p.frame.center).max() < 1e-9
+    assert np.abs(np.asarray(p.start.means) - p.frame.center).max() <= p.frame.radius + 1e-5
     with pytest.raises(ValueError, match="has no points; use --init random"):
         load_problem(tmp_path, ProblemConfig(init="points"), backend=cpu_be)
     with pytest.raises(ValueError, match="--init perturbed needs a PLY scene"):
         load_problem(tmp_path, ProblemConfig(init="perturbed"), backend=cpu_be)
 
 
-def test_random_start_fills_the_points_box(rng):
-    pts = rng.uniform(-2, 3, (50, 3))
-    g = random_start(pts, 500, 0, rng, sl.get_backend("cpu"))
+def test_random_start_fills_its_box(rng):
+    lo, hi = np.array([-2.0, 0.0, 1.0]), np.array([3.0, 0.5, 4.0])
+    g = random_start(lo, hi, 500, 0, rng, sl.get_backend("cpu"))
     m = np.asarray(g.means)
-    assert g.count == 500 and (m >= pts.min(0) - 1e-6).all() and (m <= pts.max(0) + 1e-6).all()
+    assert g.count == 500 and (m >= lo - 1e-6).all() and (m <= hi + 1e-6).all()
+    assert (m.max(0) - m.min(0) > 0.9 * (hi - lo)).all()  # filled, not bunched
 
 
 @pytest.mark.parametrize("kwargs,match", [
