@@ -37,6 +37,10 @@ from .optim.registry import LION_RATES, optimizer_spec
 from .render import render, render_backward
 
 
+# The SH ramp, as a fraction of the run: 3DGS raises the degree every 1000 of 30 000 steps.
+SH_RAMP = 1000 / 30_000
+
+
 @dataclass(frozen=True)
 class FitConfig:
     # "lion", "lion-bf16" (bfloat16 momentum) or "adam" (3DGS's baseline)
@@ -50,8 +54,9 @@ class FitConfig:
     lion_rates: str = "from_points"
     # background colour composited behind the splats, RGB in [0, 1]
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    # steps between raises of the active SH degree (3DGS: 1000)
-    sh_degree_interval: int = 1000
+    # steps between raises of the active SH degree; None: steps / 30 (3DGS: 1000 of 30 000),
+    # so that short runs ramp up too
+    sh_degree_interval: int | None = None
     # skip splats outside the view in the optimizer step ("selective" Lion / Adam)
     selective: bool = True
     # seed of the view order and of the split splats' positions
@@ -63,16 +68,18 @@ class FitConfig:
     densify: DensifyConfig | None = DensifyConfig()
     # steps between checkpoints written to fit()'s checkpoint_dir; None: none
     checkpoint_every: int | None = None
+    # steps between calls of fit()'s `evaluate` (held-out PSNR and SSIM); None: none
+    eval_every: int | None = None
 
     def __post_init__(self):
         optimizer_spec(self.optimizer)  # a clear error for an unknown name
-        for name in ("steps", "sh_degree_interval", "log_every"):
+        for name in ("steps", "log_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
-        if self.checkpoint_every is not None and (not isinstance(self.checkpoint_every, int)
-                                                  or self.checkpoint_every < 1):
-            raise ValueError(f"checkpoint_every must be None or an int >= 1, got "
-                             f"{self.checkpoint_every!r}")
+        for name in ("sh_degree_interval", "checkpoint_every", "eval_every"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"{name} must be None or an int >= 1, got {v!r}")
         if self.densify is not None and not isinstance(self.densify, DensifyConfig):
             raise TypeError(f"densify must be a DensifyConfig or None, got "
                             f"{type(self.densify).__name__}")
@@ -81,6 +88,11 @@ class FitConfig:
                              f"{self.lion_rates!r}")
         if self.lr is not None and not (self.lr > 0 and np.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+
+    @property
+    def sh_interval(self) -> int:
+        """Steps between raises of the active SH degree (sh_degree_interval, or its default)."""
+        return self.sh_degree_interval or max(1, round(self.steps * SH_RAMP))
 
     @classmethod
     def refine(cls, steps: int, **kwargs) -> "FitConfig":
@@ -108,6 +120,8 @@ class FitResult:
     psnr_history: list[tuple[int, float]] = field(default_factory=list)
     # (step, number of splats) every log_every steps
     splat_history: list[tuple[int, int]] = field(default_factory=list)
+    # (step, PSNR, SSIM) of fit()'s `evaluate` every eval_every steps (and at the end)
+    eval_history: list[tuple[int, float, float]] = field(default_factory=list)
     # what densification did, in order
     densify_events: list[DensifyEvent] = field(default_factory=list)
     # wall time of the fit in seconds (of all its runs, when resumed)
@@ -129,7 +143,7 @@ class FitResult:
                 "resumed_from_step": self.start_step,
                 "densify_events": len(self.densify_events),
                 "loss_history": self.loss_history, "psnr_history": self.psnr_history,
-                "splat_history": self.splat_history}
+                "splat_history": self.splat_history, "eval_history": self.eval_history}
 
 
 class NonFiniteError(FloatingPointError):
@@ -155,15 +169,19 @@ def _check_finite(be, flat, step: int, what: str) -> None:
 
 CHECKPOINT_NAME = "checkpoint.npz"
 # config fields a resumed fit may change: they do not alter the trajectory
-_RESUME_MAY_CHANGE = ("checkpoint_every", "log_every")
+_RESUME_MAY_CHANGE = ("checkpoint_every", "log_every", "eval_every")
 
 
 def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitConfig = FitConfig(),
-        optimizer=None, progress=None, *, checkpoint_dir=None, resume=None,
-        context: dict | None = None, meta: dict | None = None) -> FitResult:
+        optimizer=None, progress=None, *, masks=None, evaluate=None, checkpoint_dir=None,
+        resume=None, context: dict | None = None, meta: dict | None = None) -> FitResult:
     """Fit `gaussians` (updated in place) to `targets[i]` [H, W, 3] seen by `cameras[i]`.
 
+    masks: None, or one [H, W] bool (or None) per target: the loss counts only its True
+    pixels (an undistorted capture's valid region).
     progress(step, loss, psnr): called every log_every steps when given.
+    evaluate(gaussians) -> (psnr, ssim): called every config.eval_every steps and after the
+    last (e.g. Problem.evaluate on held-out views); FitResult.eval_history records it.
     checkpoint_dir: where checkpoint.npz goes every config.checkpoint_every steps.
     resume: a checkpoint (path, or load_checkpoint's dict) of a fit with the same config,
     cameras and targets: its splats replace those of `gaussians` and the fit goes on from its
@@ -187,6 +205,11 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
         if t.shape != (cam.height, cam.width, 3):
             raise ValueError(f"target of shape {list(t.shape)} does not match its camera "
                              f"({cam.height}, {cam.width}, 3)")
+    masks = [None] * len(targets) if masks is None else list(masks)
+    if len(masks) != len(targets):
+        raise ValueError(f"need one mask (or None) per target, got {len(masks)} for "
+                         f"{len(targets)} targets")
+    masks = [None if m is None else be.asarray(m, tag="loss") for m in masks]
     state = None
     if resume is not None:
         state = resume if isinstance(resume, dict) else load_checkpoint(resume)
@@ -209,6 +232,7 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
         result.loss_history = [(int(s), v) for s, v in state["loss_history"]]
         result.psnr_history = [(int(s), v) for s, v in state["psnr_history"]]
         result.splat_history = [(int(s), int(n)) for s, n in state["splat_history"]]
+        result.eval_history = [(int(s), p, q) for s, p, q in state.get("eval_history", [])]
         result.densify_events = [DensifyEvent(**e) for e in state["densify_events"]]
     start = time.perf_counter() - result.seconds
     with memory.track(be) as tracker:  # what the fit holds at its peak (FitResult.peak_bytes)
@@ -221,9 +245,9 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
             if not order:  # every view once per epoch, in a shuffled order (as 3DGS does)
                 order = [int(i) for i in rng.permutation(len(cameras))]
             view = order.pop()
-            degree = min(g.sh_degree, step // config.sh_degree_interval)
+            degree = min(g.sh_degree, step // config.sh_interval)
             out = render(g, cameras[view], config.background, degree)
-            value, grad = photometric_loss(out.image, targets[view])
+            value, grad = photometric_loss(out.image, targets[view], masks[view])
             if not np.isfinite(value):
                 raise NonFiniteError(f"step {step}: the loss is {value}; check the parameters")
             grads = render_backward(out, grad)
@@ -232,7 +256,7 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
             opt.end_iteration()
             _check_finite(be, g.params, step, "parameters")
             if step % config.log_every == 0 or step == config.steps - 1:
-                p = psnr(out.image, targets[view])
+                p = psnr(out.image, targets[view], masks[view])
                 result.loss_history.append((step, value))
                 result.psnr_history.append((step, p))
                 result.splat_history.append((step, g.count))
@@ -244,6 +268,9 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
                 if event:
                     result.densify_events.append(event)
             del out, grads
+            last = step == config.steps - 1
+            if evaluate and ((config.eval_every and (step + 1) % config.eval_every == 0) or last):
+                result.eval_history.append((step, *map(float, evaluate(g))))
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
                 result.seconds = time.perf_counter() - start
                 save_checkpoint(Path(checkpoint_dir) / CHECKPOINT_NAME, _checkpoint(
@@ -269,7 +296,7 @@ def _checkpoint(step, g, opt, densifier, rng, order, extent, config, views, resu
         "rng": rng.bit_generator.state, "order": list(order),
         "seconds": result.seconds,
         "loss_history": result.loss_history, "psnr_history": result.psnr_history,
-        "splat_history": result.splat_history,
+        "splat_history": result.splat_history, "eval_history": result.eval_history,
         "densify_events": [asdict(e) for e in result.densify_events],
         "context": context, "meta": meta,
     }

@@ -164,3 +164,46 @@ def test_fitting_from_points_raises_held_out_psnr(optimizer, gain_db):
     _, result = fit_problem(problem, FitConfig.from_points(150, optimizer=optimizer), g)
     assert problem.evaluate(g).psnr > before + gain_db
     assert result.densify_events and g.count != n0
+
+
+# -- evaluation during the run, masks --------------------------------------------------------
+
+def test_evaluate_runs_every_eval_every_steps_and_after_the_last(small):
+    calls = []
+
+    def evaluate(g):
+        calls.append(g.count)
+        return 20.0 + len(calls), 0.5
+
+    _, result = fit_problem(small, FitConfig(steps=7, eval_every=3, densify=None),
+                            evaluate=evaluate)
+    assert [s for s, _, _ in result.eval_history] == [2, 5, 6]
+    assert [p for _, p, _ in result.eval_history] == [21.0, 22.0, 23.0]
+    assert result.to_json()["eval_history"] == result.eval_history
+
+
+def test_masked_out_target_pixels_do_not_change_the_fit(small, rng):
+    """Whatever the targets hold outside their masks, the fit is the same bit for bit."""
+    h, w = small.train_images[0].shape[:2]
+    mask = np.zeros((h, w), bool)
+    mask[5:h - 7, 3:w - 4] = True
+    runs = []
+    for noise in (0.0, 1.0):
+        targets = [t.copy() for t in small.train_images]
+        for t in targets:
+            t[~mask] = noise * rng.random(t[~mask].shape).astype(np.float32)
+        g = small.fresh_start()
+        fit(g, small.train_cameras, targets, FitConfig(steps=6, densify=None),
+            masks=[mask] * len(targets))
+        runs.append(g.params.data.copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+    with pytest.raises(ValueError, match="one mask .or None. per target"):
+        fit(small.fresh_start(), small.train_cameras, small.train_images, FitConfig(steps=1),
+            masks=[mask])
+
+
+def test_the_sh_ramp_scales_with_the_run():
+    assert FitConfig(steps=30_000).sh_interval == 1000  # 3DGS
+    assert FitConfig(steps=300).sh_interval == 10
+    assert FitConfig(steps=10).sh_interval == 1
+    assert FitConfig(steps=300, sh_degree_interval=50).sh_interval == 50
