@@ -80,7 +80,7 @@ class Camera:
 
     @classmethod
     def look_at(cls, eye, target, up=(0, 0, 1), *, width: int, height: int,
-                fov_x_deg: float = 60.0, **kwargs) -> "Camera":
+                fov_x_deg: float = 60.0, **kwargs) -> Camera:
         """A camera at `eye` looking at `target`, `up` pointing up in the image, with a
         horizontal field of view and the principal point at the image centre."""
         eye, target, up = (np.asarray(v, np.float64) for v in (eye, target, up))
@@ -195,11 +195,12 @@ class Distortion:
                             ) from None
         bad = [f"{n}={p}" for n, p in zip(names, params) if not math.isfinite(p)]
         if bad:
-            raise ValueError(f"Distortion({self.model}): params must be finite, got {', '.join(bad)}")
+            raise ValueError(f"Distortion({self.model}): params must be finite, got "
+                             f"{', '.join(bad)}")
         object.__setattr__(self, "params", params)
 
     @classmethod
-    def none(cls) -> "Distortion":
+    def none(cls) -> Distortion:
         """No distortion: a pinhole."""
         return cls("PINHOLE", ())
 
@@ -247,7 +248,7 @@ class Distortion:
         _, jac = self._radial_only()._perspective(r, zero)
         return np.minimum(jac[..., 0, 0], jac[..., 1, 1])  # along r, and across (g)
 
-    def _radial_only(self) -> "Distortion":
+    def _radial_only(self) -> Distortion:
         """This distortion without its tangential terms (p1 = p2 = 0)."""
         names = CAMERA_MODELS[self.model]
         return Distortion(self.model, tuple(0.0 if n in ("p1", "p2") else p
@@ -267,6 +268,21 @@ class Distortion:
                 return xy * scale[..., None]
             return self._perspective(xy[..., 0], xy[..., 1])[0]
 
+    def first_branch(self, xy) -> np.ndarray:
+        """[...] bool: the pinhole points [..., 2] the lens maps one to one, the only ones
+        `undistort` returns: radius below `fold` (fisheye: θ = atan(r) below it), and for the
+        perspective models a Jacobian of `distort` that keeps orientation (det > 0)."""
+        xy = _points("xy", xy)
+        r = np.hypot(xy[..., 0], xy[..., 1])
+        if self.fisheye:
+            return np.arctan(r) < self.fold
+        if self.is_zero:
+            return np.isfinite(r)
+        with np.errstate(over="ignore", invalid="ignore"):
+            jac = self._perspective(xy[..., 0], xy[..., 1])[1]
+            det = jac[..., 0, 0] * jac[..., 1, 1] - jac[..., 0, 1] * jac[..., 1, 0]
+            return (r < self.fold) & (det > 0)
+
     def undistort(self, xy_d) -> np.ndarray:
         """[..., 2] distorted normalised coordinates -> [..., 2] pinhole ones, float64: the
         inverse of `distort` (Newton's method to a residual below 1e-12), NaN where none
@@ -275,7 +291,9 @@ class Distortion:
         if self.is_zero:
             return xy_d.copy()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return self._undistort_fisheye(xy_d) if self.fisheye else self._undistort_perspective(xy_d)
+            if self.fisheye:
+                return self._undistort_fisheye(xy_d)
+            return self._undistort_perspective(xy_d)
 
     # -- perspective models ------------------------------------------------------------
     def _perspective(self, x, y):
@@ -310,12 +328,8 @@ class Distortion:
             xy -= step
             if not (np.abs(step) > 1e-15 * (1 + np.abs(xy))).any():
                 break
-        f, jac = self._perspective(xy[..., 0], xy[..., 1])
-        det = jac[..., 0, 0] * jac[..., 1, 1] - jac[..., 0, 1] * jac[..., 1, 0]
-        residual = np.abs(f - xy_d).max(axis=-1)
-        # the first branch only: converged, inside the fold, orientation kept
-        ok = (residual <= _RESIDUAL * (1 + np.abs(xy_d).max(axis=-1))) & (det > 0) & \
-             (np.hypot(xy[..., 0], xy[..., 1]) < self.fold)
+        residual = np.abs(self._perspective(xy[..., 0], xy[..., 1])[0] - xy_d).max(axis=-1)
+        ok = (residual <= _RESIDUAL * (1 + np.abs(xy_d).max(axis=-1))) & self.first_branch(xy)
         return np.where(ok[..., None], xy, np.nan)
 
     # -- fisheye models ----------------------------------------------------------------
@@ -337,8 +351,7 @@ class Distortion:
                 break
         poly, slope = self._fisheye_poly(theta * theta)
         residual = np.abs(theta * poly - theta_d)
-        ok = (residual <= _RESIDUAL * (1 + theta_d)) & (theta >= 0) & (theta < self.fold) & \
-             (theta < math.pi / 2)
+        ok = (residual <= _RESIDUAL * (1 + theta_d)) & (theta >= 0) & (theta < self.fold)  # <= π/2
         # xy = xy_d tan(θ) / θ_d (-> 1 at the centre)
         scale = np.where(theta_d > 0, np.tan(theta) / np.where(theta_d > 0, theta_d, 1.0), 1.0)
         return np.where(ok[..., None], xy_d * scale[..., None], np.nan)

@@ -155,11 +155,25 @@ def test_points_beyond_the_fold_have_no_inverse(model, params):
     # the first branch (its cubic's real root is at x = -2.14, through the centre); with
     # k2 = 0.02 the map turns where 1 - 0.9 r² + 0.1 r⁴ = 0 (r_d 0.734) and rises again later
     d = Distortion(model, params)
-    fold = 1 / math.sqrt(0.9) if model == "SIMPLE_RADIAL" else math.sqrt((0.9 - math.sqrt(0.41)) / 0.2)
+    fold = (1 / math.sqrt(0.9) if model == "SIMPLE_RADIAL"
+            else math.sqrt((0.9 - math.sqrt(0.41)) / 0.2))
     assert d.fold == pytest.approx(fold, rel=1e-9)
     out = d.undistort([[0.8, 0.0], [0.0, -0.8], [0.5, 0.0]])
     assert np.isnan(out[:2]).all()
     assert np.isfinite(out[2]).all() and abs(out[2, 0]) < fold
+
+
+def test_first_branch_is_what_undistort_can_return(rng):
+    d = Distortion("SIMPLE_RADIAL", (-0.3,))
+    np.testing.assert_array_equal(d.first_branch([[0.5, 0.0], [0.0, -1.0], [1.2, 0.0],
+                                                  [-2.14, 0.0]]), [True, True, False, False])
+    fisheye = Distortion("OPENCV_FISHEYE", (0.0,) * 4)
+    np.testing.assert_array_equal(fisheye.first_branch([[1e3, 0.0], [np.inf, 0.0]]), [True, False])
+    # every point undistort returns is on it, for every typical lens
+    for model, params in TYPICAL:
+        lens = Distortion(model, params)
+        xy = lens.undistort(lens.distort(pinhole_points(rng, lens, 500)))
+        assert lens.first_branch(xy).all()
 
 
 def test_fold_of_lenses_that_never_fold():
