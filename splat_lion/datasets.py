@@ -1,9 +1,11 @@
-"""Real captures for the fitting loop: NeRF / instant-ngp transforms.json and COLMAP models.
+"""Real captures for the fitting loop: NeRF / instant-ngp / nerfstudio transforms.json and COLMAP.
 
     ds = load_dataset("garden/", downscale=4)    # detects the kind; or load_transforms/load_colmap
-    ds.train_cameras[i], ds.train_images[i]      # Camera, [H, W, 3] float32 in [0, 1] (host)
+    ds.train_cameras[i], ds.train_images[i]      # pinhole Camera, [H, W, 3] float32 in [0, 1]
     ds.test_cameras, ds.test_images              # the held-out views
     ds.points, ds.point_colors                   # [P, 3] COLMAP points and RGB in [0, 1], or None
+    ds.train_masks, ds.test_masks                # None, or [H, W] bool per view (keep_all=True)
+    ds.distortion, ds.missing                    # what was undistorted; images skipped
     write_transforms("out/", cameras, images)    # and write_colmap(...): small datasets of your own
 
 Conventions:
@@ -12,16 +14,40 @@ Conventions:
   y and z axes and invert. COLMAP stores world->camera in OpenCV axes already.
 - K uses the pixel-centre convention of cameras.py (pixel (x, y) is sampled at (x+0.5, y+0.5)),
   which is COLMAP's: its principal point is used unchanged.
+- Lens distortion. COLMAP cameras: SIMPLE_PINHOLE, PINHOLE, and SIMPLE_RADIAL, RADIAL, OPENCV,
+  FULL_OPENCV, OPENCV_FISHEYE, SIMPLE_RADIAL_FISHEYE, RADIAL_FISHEYE with their parameters in
+  COLMAP's order (FOV and THIN_PRISM_FISHEYE are refused: undistort those with colmap
+  image_undistorter). transforms.json: k1, k2, k3, k4, p1, p2 at the top level or in a frame
+  (a frame's value overrides the top level's, key by key; so do fl_x, fl_y, cx, cy, w, h), read
+  as nerfstudio does: `camera_model` "OPENCV_FISHEYE" (or instant-ngp's "is_fisheye": true) is
+  OpenCV's fisheye model with k1..k4; otherwise (no camera_model, "OPENCV", or another perspective
+  name) OpenCV's model with k1, k2, p1, p2 and k3 (COLMAP's OPENCV, FULL_OPENCV when k3 != 0;
+  k4 is refused there: nerfstudio's r^8 term has no COLMAP model), pinhole when all are 0.
+- Each view with distortion is undistorted ONCE, at load, into a pinhole camera and image
+  (undistort.undistort_image on the CPU backend, bilinear): after the downscale (the distorted
+  image is box-filtered and its K scaled first; distortion is in normalised coordinates, so it
+  does not change). By default the pinhole view is cropped to pixels the lens saw and the masks
+  are None; keep_all=True keeps the whole field of view, and then train_masks / test_masks hold
+  one [H, W] bool per view (True: a pixel the lens saw; all True for a view without distortion).
+  Views without distortion are not resampled: their images are bit for bit the files'.
+  `ds.distortion` says what was done ("" when nothing was), `ds.train_distortions[i]` which
+  Distortion each view had.
 - downscale=d makes every image round(w/d) x round(h/d) pixels (Python's round, at least 1),
   box-filtered, and scales K by the actual ratios new_w/w and new_h/h. A COLMAP folder's
   `images_d/` (the 3DGS layout) is read instead of resizing when it exists.
+- Missing images: views whose image file does not exist (a frame of transforms.json, an image of
+  COLMAP's images.txt/.bin) are skipped with ONE warning (MissingImagesWarning: how many, the
+  first names) and listed in `ds.missing`; strict=True refuses them instead. Skipping down to
+  fewer than 2 views is an error.
 - Held-out views: transforms_train.json / transforms_test.json when present; otherwise view i
-  (in file order for transforms.json, by name for COLMAP) is held out when i % test_every == 0
-  (test_every=0: none). max_images keeps the first max_images views of each split.
+  of the views that have their image (in file order for transforms.json, by name for COLMAP)
+  is held out when i % test_every == 0 (test_every=0: none). max_images keeps the first
+  max_images views of each split.
 - Images are read with Pillow: RGBA is composited on `background`, grey becomes RGB, 16-bit
   grey keeps its precision (Pillow reads 16-bit colour PNGs as 8-bit).
 
-Every problem with the input raises DatasetError naming the file, the field or line, and the fix.
+Every problem with the input raises DatasetError naming the file, the field (at the top level or
+in frame i) or line, and the fix.
 """
 
 from __future__ import annotations
@@ -29,23 +55,31 @@ from __future__ import annotations
 import json
 import math
 import struct
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .cameras import Camera
+from .backend import get_backend
+from .cameras import CAMERA_MODELS, Camera, Distortion
 from .quaternion import quat_to_rotmat
+from .undistort import undistort_image
 
 
 class DatasetError(ValueError):
     """A dataset folder that cannot be read; the message names the file, the field and the fix."""
 
 
+class MissingImagesWarning(UserWarning):
+    """Views skipped because their image file does not exist (strict=False)."""
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    # training views: cameras and [H, W, 3] float32 images in [0, 1], numpy (host)
+    # training views: pinhole cameras and [H, W, 3] float32 images in [0, 1], numpy (host)
     train_cameras: list[Camera]
     train_images: list[np.ndarray]
     # held-out views, the same way
@@ -61,6 +95,20 @@ class Dataset:
     root: Path
     # RGB in [0, 1] composited behind RGBA images
     background: tuple[float, float, float]
+    # None when every pixel of every training view holds image (the default); else one [H, W]
+    # bool per training view, True where the lens saw (keep_all=True leaves a border)
+    train_masks: list[np.ndarray] | None
+    # the same for the held-out views
+    test_masks: list[np.ndarray] | None
+    # the lens distortion each training view had before it was undistorted at load
+    # (Distortion.none() or one with is_zero for a pinhole view)
+    train_distortions: list[Distortion]
+    # the same for the held-out views
+    test_distortions: list[Distortion]
+    # what was undistorted, for people: "" when no view had distortion
+    distortion: str
+    # the names of the images the capture lists but does not hold (skipped, strict=False)
+    missing: tuple[str, ...]
 
 
 def detect(source) -> str | None:
@@ -79,22 +127,28 @@ def detect(source) -> str | None:
 
 
 def load_dataset(source, *, downscale: int = 1, background=(0, 0, 0), test_every: int = 8,
-                 max_images: int | None = None) -> Dataset:
-    """Load a transforms.json or COLMAP folder, whichever `source` is (see detect)."""
+                 max_images: int | None = None, keep_all: bool = False,
+                 strict: bool = False) -> Dataset:
+    """Load a transforms.json or COLMAP folder, whichever `source` is (see detect).
+    keep_all: keep the whole field of view of undistorted views (masks mark the border);
+    strict: refuse views whose image file is missing instead of skipping them."""
     kind = detect(source)
     if kind is None:
         what = "not a dataset folder" if Path(source).is_dir() else "no such folder"
         raise DatasetError(f"{source}: {what}: expected transforms.json or transforms_train.json "
-                           "(NeRF, instant-ngp) or a COLMAP model (cameras, images, points3D "
-                           ".bin or .txt) in sparse/0/, sparse/ or the folder itself")
+                           "(NeRF, instant-ngp, nerfstudio) or a COLMAP model (cameras, images, "
+                           "points3D .bin or .txt) in sparse/0/, sparse/ or the folder itself")
     load = load_transforms if kind == "transforms" else load_colmap
     return load(source, downscale=downscale, background=background, test_every=test_every,
-                max_images=max_images)
+                max_images=max_images, keep_all=keep_all, strict=strict)
 
 
 # -- shared helpers ------------------------------------------------------------------------------
 
-def _check_options(downscale, test_every, max_images):
+def _check_options(downscale, test_every, max_images, keep_all, strict):
+    for name, value in (("keep_all", keep_all), ("strict", strict)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
     if not isinstance(downscale, (int, np.integer)) or downscale < 1:
         raise ValueError(f"downscale must be an int >= 1, got {downscale!r}")
     if not isinstance(test_every, (int, np.integer)) or test_every < 0 or test_every == 1:
@@ -170,16 +224,89 @@ def _check_views(cameras, images):
                              f"{i}'s {cam.height}x{cam.width} (height x width)")
 
 
+def _skip_missing(source, total: int, missing: list, strict: bool, fix: str) -> tuple[str, ...]:
+    """The names of the views without an image file, after ONE warning (or a DatasetError when
+    strict, or when fewer than 2 views would be left). missing: (name, message) per view."""
+    if not missing:
+        return ()
+    names = [name for name, _ in missing]
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    if strict:
+        details = "; ".join(message for _, message in missing[:5])
+        raise DatasetError(f"{source}: {len(missing)} of {total} views have no image file: "
+                           f"{details}{more}; {fix}, or load with strict=False to skip them")
+    first = ", ".join(names[:5]) + more
+    if total - len(missing) < 2:
+        raise DatasetError(f"{source}: only {total - len(missing)} of {total} views have their "
+                           f"image file (missing: {first}); a fit needs at least 2; {fix}")
+    warnings.warn(f"{source}: skipping {len(missing)} of {total} views whose image file is "
+                  f"missing: {first} ({fix}; strict=True refuses instead)",
+                  MissingImagesWarning, stacklevel=3)
+    return tuple(names)
+
+
+def _undistort(cam: Camera, image: np.ndarray, lens: Distortion, keep_all: bool, where: str):
+    """(pinhole camera, [H, W, 3] float32 image, [H, W] bool mask or None) of one view; a view
+    without distortion is returned as it is (no resampling)."""
+    if lens.is_zero:
+        return cam, image, None
+    be = get_backend("cpu")  # images stay host arrays; the remap runs on the CPU runtime
+    try:
+        cam, image, valid = undistort_image(image, cam, lens, keep_all=keep_all, backend=be)
+    except ValueError as e:
+        raise DatasetError(f"{where}: cannot undistort {lens.model} {list(lens.params)}: {e}; "
+                           "check the distortion parameters") from None
+    image = np.ascontiguousarray(be.to_numpy(image), np.float32)
+    valid = be.to_numpy(valid).astype(bool)
+    return cam, image, None if valid.all() else valid
+
+
+def _dataset(views: tuple[list, list], points, colors, kind: str, root: Path, background,
+             keep_all: bool, missing: tuple[str, ...]) -> Dataset:
+    """A Dataset of (camera, image, mask, distortion) per view of (train, test)."""
+    def masks(split):
+        if all(mask is None for _, _, mask, _ in split):
+            return None
+        return [np.ones(im.shape[:2], bool) if mask is None else mask for _, im, mask, _ in split]
+
+    lenses = [lens for split in views for *_, lens in split]
+    counts = Counter(lens.model for lens in lenses if not lens.is_zero)
+    note = ""
+    if counts:
+        how = ("the whole field of view kept (train_masks/test_masks mark the pixels the lens saw)"
+               if keep_all else "cropped to the pixels the lens saw")
+        note = (f"{sum(counts.values())} of {len(lenses)} views undistorted to pinhole ("
+                + ", ".join(f"{model}: {n}" for model, n in counts.items()) + f"), {how}")
+    (train, test) = views
+    return Dataset([v[0] for v in train], [v[1] for v in train], [v[0] for v in test],
+                   [v[1] for v in test], points, colors, kind, root,
+                   tuple(float(v) for v in background), masks(train), masks(test),
+                   [v[3] for v in train], [v[3] for v in test], note, missing)
+
+
 # -- transforms.json ---------------------------------------------------------------------------
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 _OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips the camera's y and z axes
+_LENS_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
+# camera_model values read the OpenCV way (k1, k2, k3, p1, p2), as nerfstudio reads them
+_PERSPECTIVE = ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL")
+# COLMAP model -> (the transforms.json key of each parameter, None: must be 0; fisheye or not)
+_TRANSFORMS_LENS = {
+    "SIMPLE_RADIAL": (("k1",), False),
+    "RADIAL": (("k1", "k2"), False),
+    "OPENCV": (("k1", "k2", "p1", "p2"), False),
+    "FULL_OPENCV": (("k1", "k2", "p1", "p2", "k3", None, None, None), False),
+    "SIMPLE_RADIAL_FISHEYE": (("k1",), True),
+    "RADIAL_FISHEYE": (("k1", "k2"), True),
+    "OPENCV_FISHEYE": (("k1", "k2", "k3", "k4"), True),
+}
 
 
 def load_transforms(root, *, downscale=1, background=(0, 0, 0), test_every=8,
-                    max_images=None) -> Dataset:
-    """A NeRF-synthetic / instant-ngp folder, or a transforms .json file itself."""
-    _check_options(downscale, test_every, max_images)
+                    max_images=None, keep_all=False, strict=False) -> Dataset:
+    """A NeRF-synthetic / instant-ngp / nerfstudio folder, or a transforms .json file itself."""
+    _check_options(downscale, test_every, max_images, keep_all, strict)
     root = Path(root)
     if root.is_file():
         files, root = [root], root.parent
@@ -192,20 +319,27 @@ def load_transforms(root, *, downscale=1, background=(0, 0, 0), test_every=8,
     else:
         raise DatasetError(f"{root}: no transforms.json or transforms_train.json in the folder")
 
-    metas = [_read_json(f) for f in files if f.is_file()]
+    metas = [(f, _read_json(f)) for f in files if f.is_file()]
+    frames = [(f, meta, i, frame, _find_image(f, frame))  # image: None when missing
+              for f, meta in metas for i, frame in enumerate(meta["frames"])]
+    absent = []  # (file_path, message) of the frames without their image
+    for f, _, i, frame, image in frames:
+        if image is None:
+            which = f"{f.name}: frame {i}" if len(metas) > 1 else f"frame {i}"
+            absent.append((str(frame["file_path"]), (
+                f"{which}: image file {f.parent / str(frame['file_path'])} not found (also "
+                f"tried {', '.join(_IMAGE_EXTS[:3])})")))
+    missing = _skip_missing(files[0] if len(metas) == 1 else root, len(frames), absent, strict,
+                            "fix file_path (it is relative to the json's folder) or add the images")
+    frames = [fr for fr in frames if fr[4] is not None]
     if len(files) == 2:  # split given by the files
-        train = [(files[0], metas[0], i, fr) for i, fr in enumerate(metas[0]["frames"])]
-        test = [] if len(metas) == 1 else [(files[1], metas[1], i, fr)
-                                           for i, fr in enumerate(metas[1]["frames"])]
-        train, test = train[:max_images], test[:max_images]
+        train = [fr for fr in frames if fr[0] == files[0]][:max_images]
+        test = [fr for fr in frames if fr[0] == files[1]][:max_images]
     else:
-        frames = [(files[0], metas[0], i, fr) for i, fr in enumerate(metas[0]["frames"])]
         train, test = _split(frames, test_every, max_images)
-    views = [[_transforms_view(*f, downscale, background) for f in split]
-             for split in (train, test)]
-    return Dataset([c for c, _ in views[0]], [im for _, im in views[0]],
-                   [c for c, _ in views[1]], [im for _, im in views[1]], None, None,
-                   "transforms", root, tuple(float(v) for v in background))
+    views = tuple([_transforms_view(*fr, downscale, background, keep_all) for fr in split]
+                  for split in (train, test))
+    return _dataset(views, None, None, "transforms", root, background, keep_all, missing)
 
 
 def _read_json(path: Path) -> dict:
@@ -227,31 +361,33 @@ def _read_json(path: Path) -> dict:
     return meta
 
 
-def _transforms_view(path: Path, meta: dict, i: int, frame: dict, downscale: int, background):
+def _find_image(path: Path, frame: dict) -> Path | None:
+    """The image file of a frame: file_path as given, or with an image extension added."""
+    file = path.parent / str(frame["file_path"])
+    found = [p for p in [file] + [Path(str(file) + e) for e in _IMAGE_EXTS] if p.is_file()]
+    return found[0] if found else None
+
+
+def _transforms_view(path: Path, meta: dict, i: int, frame: dict, file: Path, downscale: int,
+                     background, keep_all: bool):
     where = f"frame {i} of {path}"
+
+    def place(key) -> str:  # where a key's value comes from: the frame overrides the top level
+        return f"frame {i}" if key in frame else "top level"
 
     def number(key, default=None):
         value = frame.get(key, meta.get(key, default))
         if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
             return value
-        raise DatasetError(f"{path}: frame {i}: '{key}' must be a number, got {value!r}")
+        raise DatasetError(f"{path}: {place(key)}: '{key}' must be a number, got {value!r}")
 
-    for key in ("k1", "k2", "k3", "k4", "p1", "p2"):
-        if number(key, 0.0) != 0.0:
-            raise DatasetError(f"{path}: frame {i}: lens distortion {key}={number(key)} is not "
-                               "supported; undistort the images first (e.g. colmap "
-                               "image_undistorter) and drop the k/p coefficients")
-    file = path.parent / str(frame["file_path"])
-    found = [p for p in [file] + [Path(str(file) + e) for e in _IMAGE_EXTS] if p.is_file()]
-    if not found:
-        raise DatasetError(f"{path}: frame {i}: image file {file} not found (also tried "
-                           f"{', '.join(_IMAGE_EXTS[:3])}); fix file_path (it is relative to "
-                           "the json's folder)")
-    image = _read_image(found[0], background, where)  # [H, W, 3]
+    lens = _transforms_lens(path, frame, meta, place, number)
+    image = _read_image(file, background, where)  # [H, W, 3]
     h, w = image.shape[:2]
     if (number("w", w), number("h", h)) != (w, h):
-        raise DatasetError(f"{path}: frame {i}: image {found[0].name} is {w}x{h} but w/h say "
-                           f"{number('w', w)}x{number('h', h)}; fix w and h or the image")
+        raise DatasetError(f"{path}: frame {i}: image {file.name} is {w}x{h} but w/h say "
+                           f"{number('w', w)}x{number('h', h)} ({place('w')}); fix w and h or "
+                           "the image")
     if number("fl_x") is not None:
         fx = number("fl_x")
         fy = number("fl_y", fx)
@@ -280,19 +416,86 @@ def _transforms_view(path: Path, meta: dict, i: int, frame: dict, downscale: int
         cam = Camera(_scale_K(K, w, h, new_w, new_h), viewmat, new_w, new_h)
     except ValueError as e:
         raise DatasetError(f"{path}: frame {i}: {e}") from None
-    return cam, _resize(image, (new_w, new_h))
+    return *_undistort(cam, _resize(image, (new_w, new_h)), lens, keep_all, where), lens
 
 
-def write_transforms(root, cameras, images, *, split=None) -> None:
+def _transforms_lens(path: Path, frame: dict, meta: dict, place, number) -> Distortion:
+    """The Distortion of one frame: camera_model (or instant-ngp's is_fisheye) and k1..k4,
+    p1, p2, each from the frame or else the top level."""
+    model = frame.get("camera_model", meta.get("camera_model"))
+    if model is not None:
+        if model not in _PERSPECTIVE + ("OPENCV_FISHEYE",):
+            raise DatasetError(
+                f"{path}: {place('camera_model')}: camera_model {model!r} is not supported; "
+                "use OPENCV (k1, k2, k3, p1, p2) or OPENCV_FISHEYE (k1..k4), or make "
+                "perspective images of the capture first")
+        fisheye = model == "OPENCV_FISHEYE"
+    else:
+        flag = frame.get("is_fisheye", meta.get("is_fisheye", False))
+        if not isinstance(flag, bool):
+            raise DatasetError(f"{path}: {place('is_fisheye')}: 'is_fisheye' must be true or "
+                               f"false, got {flag!r}")
+        fisheye = flag
+    k = {key: float(number(key) or 0.0) for key in _LENS_KEYS}  # absent or null: 0
+    bad = [key for key in _LENS_KEYS if not math.isfinite(k[key])]
+    if bad:
+        raise DatasetError(f"{path}: {place(bad[0])}: '{bad[0]}' must be finite, got "
+                           f"{k[bad[0]]}")
+    if fisheye:
+        for key in ("p1", "p2"):
+            if k[key]:
+                raise DatasetError(
+                    f"{path}: {place(key)}: {key}={k[key]} with camera_model OPENCV_FISHEYE, "
+                    "which has no tangential terms (k1..k4 only); drop p1 and p2, or set "
+                    "camera_model to OPENCV if the lens is not a fisheye")
+        return Distortion("OPENCV_FISHEYE", (k["k1"], k["k2"], k["k3"], k["k4"]))
+    if k["k4"]:
+        raise DatasetError(
+            f"{path}: {place('k4')}: k4={k['k4']} is read only with camera_model OPENCV_FISHEYE "
+            "(an OPENCV lens's r^8 term has no COLMAP model); set camera_model to "
+            "OPENCV_FISHEYE if the lens is a fisheye, else drop k4")
+    if k["k3"]:
+        return Distortion("FULL_OPENCV", (k["k1"], k["k2"], k["p1"], k["p2"], k["k3"], 0, 0, 0))
+    if any(k.values()):
+        return Distortion("OPENCV", (k["k1"], k["k2"], k["p1"], k["p2"]))
+    return Distortion.none()
+
+
+def _transforms_lens_keys(distortion: Distortion | None) -> tuple[dict, dict]:
+    """({"camera_model": ...} or {}, {k1: ..., ...}): a Distortion as transforms.json writes it."""
+    if distortion is None or distortion.is_zero:
+        return {}, {}
+    if distortion.model not in _TRANSFORMS_LENS:
+        raise ValueError(f"distortion: transforms.json has no way to write model "
+                         f"{distortion.model}; use one of {', '.join(_TRANSFORMS_LENS)}")
+    keys, fisheye = _TRANSFORMS_LENS[distortion.model]
+    values = {}
+    for key, value in zip(keys, distortion.params, strict=True):
+        if key is None and value != 0:
+            raise ValueError(f"distortion: {distortion.model} {list(distortion.params)}: "
+                             "transforms.json has no k4, k5, k6 of FULL_OPENCV; they must be 0")
+        if key is not None:
+            values[key] = float(value)
+    return ({"camera_model": "OPENCV_FISHEYE"} if fisheye else {}), values
+
+
+def write_transforms(root, cameras, images, *, split=None, distortion: Distortion | None = None,
+                     per_frame: bool = False, drop=()) -> None:
     """transforms.json (fl_x/fl_y/cx/cy/w/h, OpenGL camera->world) and images/0000.png...;
     with split (one "train"/"test" per view), transforms_train.json and transforms_test.json
-    and the images in train/ and test/. Images: [H, W, 3] or RGBA [H, W, 4] floats in [0, 1]."""
+    and the images in train/ and test/. Images: [H, W, 3] or RGBA [H, W, 4] floats in [0, 1],
+    written as given. distortion: one Distortion for every view, written as nerfstudio does
+    (k1, k2, k3, k4, p1, p2, and camera_model OPENCV_FISHEYE for a fisheye) at the top level,
+    or in every frame with per_frame=True. drop: indices of views listed without their image
+    file (a capture with missing images)."""
     root = Path(root)
     _check_views(cameras, images)
     splits = [None] * len(cameras) if split is None else list(split)
     if split is not None and (len(splits) != len(cameras)
                               or any(s not in ("train", "test") for s in splits)):
         raise ValueError(f"split: expected one 'train' or 'test' per camera, got {split!r}")
+    drop = _check_drop(drop, len(cameras))
+    model, lens = _transforms_lens_keys(distortion)
     root.mkdir(parents=True, exist_ok=True)
     keys = ("fl_x", "fl_y", "cx", "cy", "w", "h")
     intrinsics = [dict(zip(keys, (c.fx, c.fy, c.cx, c.cy, int(c.width), int(c.height))))
@@ -304,13 +507,22 @@ def write_transforms(root, cameras, images, *, split=None) -> None:
             if s != name:
                 continue
             file = f"{s or 'images'}/{i:04d}.png"
-            _write_png(root / file, image)
+            if i not in drop:
+                _write_png(root / file, image)
             c2w = np.linalg.inv(cam.viewmat) @ _OPENGL_TO_OPENCV  # back to OpenGL axes
             frames.append({"file_path": file, "transform_matrix": c2w.tolist(),
-                           **({} if shared else intrinsics[i])})
-        meta = {**(intrinsics[0] if shared and intrinsics else {}), "frames": frames}
+                           **({} if shared else intrinsics[i]), **(lens if per_frame else {})})
+        meta = {**model, **(intrinsics[0] if shared and intrinsics else {}),
+                **({} if per_frame else lens), "frames": frames}
         out = root / ("transforms.json" if name is None else f"transforms_{name}.json")
         out.write_text(json.dumps(meta, indent=2))
+
+
+def _check_drop(drop, n: int) -> set[int]:
+    drop = {int(i) for i in drop}
+    if any(not 0 <= i < n for i in drop):
+        raise ValueError(f"drop: expected view indices in 0..{n - 1}, got {sorted(drop)}")
+    return drop
 
 
 # -- COLMAP ------------------------------------------------------------------------------------
@@ -324,9 +536,9 @@ _MODEL_IDS = {name: i for i, (name, _) in _MODELS.items()}
 
 
 def load_colmap(root, *, downscale=1, background=(0, 0, 0), test_every=8,
-                max_images=None) -> Dataset:
+                max_images=None, keep_all=False, strict=False) -> Dataset:
     """A COLMAP folder: the model in sparse/0/, sparse/ or the folder, the images in images/."""
-    _check_options(downscale, test_every, max_images)
+    _check_options(downscale, test_every, max_images, keep_all, strict)
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
@@ -351,15 +563,17 @@ def load_colmap(root, *, downscale=1, background=(0, 0, 0), test_every=8,
     folder = root / f"images_{downscale}"
     if downscale == 1 or not folder.is_dir():
         folder = root / "images"
-    views = []
-    for split in _split(images, test_every, max_images):
-        views.append([])
+    missing = _skip_missing(
+        model / f"images.{ext}", len(images),
+        [(name, f"{folder / name}: image file missing (image {name!r} of {where})")
+         for name, *_, where in images if not (folder / name).is_file()],
+        strict, f"put the images in {folder}")
+    images = [im for im in images if (folder / im[0]).is_file()]
+    views = ([], [])
+    for split, out in zip(_split(images, test_every, max_images), views):
         for name, qvec, tvec, cam_id, where in split:
-            K, w, h = cams[cam_id]
+            K, lens, w, h = cams[cam_id]
             file = folder / name
-            if not file.is_file():
-                raise DatasetError(f"{file}: image file missing (image {name!r} of {where}); "
-                                   f"put the images in {folder}")
             image = _read_image(file, background, f"image {name!r} of {where}")  # [H, W, 3]
             new_w, new_h = _scaled_size(w, h, downscale)
             got_h, got_w = image.shape[:2]
@@ -371,7 +585,7 @@ def load_colmap(root, *, downscale=1, background=(0, 0, 0), test_every=8,
                 new_w, new_h = got_w, got_h
             elif (got_w, got_h) != (w, h):
                 raise DatasetError(f"{file}: is {got_w}x{got_h} but camera {cam_id} is {w}x{h}; "
-                                   "use the images the model was made from (undistorted)")
+                                   "use the images the model was made from")
             viewmat = np.eye(4)
             viewmat[:3, :3] = _quat_to_rotation(qvec, where)
             viewmat[:3, 3] = tvec
@@ -379,11 +593,9 @@ def load_colmap(root, *, downscale=1, background=(0, 0, 0), test_every=8,
                 cam = Camera(_scale_K(K, w, h, new_w, new_h), viewmat, new_w, new_h)
             except ValueError as e:
                 raise DatasetError(f"{where}: image {name!r}, camera {cam_id}: {e}") from None
-            views[-1].append((cam, _resize(image, (new_w, new_h))))
-    (train, test) = views
-    return Dataset([c for c, _ in train], [im for _, im in train], [c for c, _ in test],
-                   [im for _, im in test], points, colors, "colmap", root,
-                   tuple(float(v) for v in background))
+            out.append((*_undistort(cam, _resize(image, (new_w, new_h)), lens, keep_all,
+                                    f"{where}: image {name!r}, camera {cam_id}"), lens))
+    return _dataset(views, points, colors, "colmap", root, background, keep_all, missing)
 
 
 def _find_model(root: Path) -> Path:
@@ -391,29 +603,37 @@ def _find_model(root: Path) -> Path:
         if any((d / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
             return d
     raise DatasetError(f"{root}: no COLMAP model (cameras.bin or cameras.txt) in sparse/0/, "
-                       "sparse/ or the folder itself; run colmap mapper, then image_undistorter")
+                       "sparse/ or the folder itself; run colmap feature_extractor, a matcher "
+                       "and mapper (it writes sparse/0/)")
 
 
-def _pinhole_K(cam_id: int, model: str, params, where: str) -> np.ndarray:
-    """[3, 3] K of a pinhole camera; DatasetError for other models or nonzero distortion."""
-    undistort = ("undistort the images with `colmap image_undistorter` (it writes PINHOLE "
-                 "cameras)")
-    if model not in ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
-        raise DatasetError(f"{where}: camera {cam_id} has model {model}, which is not supported; "
-                           f"{undistort}")
-    count = _MODELS[_MODEL_IDS[model]][1]
+# models whose parameters start with one focal length f (fx = fy = f); the others have fx, fy
+_ONE_FOCAL = ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEYE",
+              "RADIAL_FISHEYE")
+_PINHOLES = ("SIMPLE_PINHOLE", "PINHOLE")
+
+
+def _colmap_camera(cam_id: int, model: str, params, where: str) -> tuple[np.ndarray, Distortion]:
+    """[3, 3] K and the Distortion of a COLMAP camera; DatasetError for a model we cannot
+    undistort (FOV, THIN_PRISM_FISHEYE, unknown) or a wrong number of parameters."""
+    if model not in _PINHOLES and model not in CAMERA_MODELS:
+        known = ", ".join(m for m in _MODEL_IDS if m in _PINHOLES or m in CAMERA_MODELS)
+        raise DatasetError(f"{where}: camera {cam_id} has model {model}, which is not supported "
+                           f"(supported: {known}); undistort the images with `colmap "
+                           "image_undistorter` (it writes PINHOLE cameras)")
+    focals = 1 if model in _ONE_FOCAL else 2
+    count = _MODELS[_MODEL_IDS[model]][1] if model in _MODEL_IDS else (
+        focals + 2 + len(CAMERA_MODELS[model]))
     if len(params) != count:
         raise DatasetError(f"{where}: camera {cam_id} ({model}) has {len(params)} parameters, "
                            f"expected {count}")
-    if model == "PINHOLE":
-        fx, fy, cx, cy = params
-    else:
-        fx, cx, cy, *distortion = params
-        fy = fx
-        if any(d != 0 for d in distortion):
-            raise DatasetError(f"{where}: camera {cam_id} ({model}) has nonzero distortion "
-                               f"{list(distortion)}; {undistort}")
-    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
+    fx, fy = params[0], params[focals - 1]
+    cx, cy = params[focals], params[focals + 1]
+    try:
+        lens = Distortion(model, tuple(params[focals + 2:]))
+    except (TypeError, ValueError) as e:
+        raise DatasetError(f"{where}: camera {cam_id} ({model}): {e}") from None
+    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64), lens
 
 
 def _quat_to_rotation(q, where: str) -> np.ndarray:
@@ -468,7 +688,7 @@ def _cameras_txt(path: Path) -> dict:
         cam_id, model, w, h = _fields(where, tokens, "isii",
                                       "CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]")
         params = _fields(where, tokens[4:], "f" * len(tokens[4:]), "numeric PARAMS[]")
-        cams[cam_id] = (_pinhole_K(cam_id, model, params, where), w, h)
+        cams[cam_id] = (*_colmap_camera(cam_id, model, params, where), w, h)
     return cams
 
 
@@ -557,11 +777,14 @@ def _cameras_bin(path: Path) -> dict:
     for k in range(count):
         cam_id, model_id, w, h = f.read("iiQQ", f"camera record {k}")
         if model_id not in _MODELS:
-            raise DatasetError(f"{path}: camera {cam_id} has unknown model id {model_id}; "
-                               "undistort the images with `colmap image_undistorter`")
+            raise DatasetError(f"{path}: camera {cam_id} has unknown model id {model_id} "
+                               f"(COLMAP's models are numbered 0..{max(_MODELS)}); undistort "
+                               "the images with `colmap image_undistorter`")
         name, n_params = _MODELS[model_id]
+        if name not in _PINHOLES and name not in CAMERA_MODELS:  # refused before its params
+            _colmap_camera(cam_id, name, [], str(path))
         params = f.read("d" * n_params, f"the parameters of camera {cam_id}")
-        cams[cam_id] = (_pinhole_K(cam_id, name, list(params), str(path)), w, h)
+        cams[cam_id] = (*_colmap_camera(cam_id, name, list(params), str(path)), w, h)
     f.finish()
     return cams
 
@@ -598,27 +821,43 @@ def _exact(values) -> str:
     return " ".join(repr(float(v)) for v in values)
 
 
-def write_colmap(root, cameras, images, points, colors, *, binary: bool) -> None:
-    """root/sparse/0/{cameras,images,points3D}.{bin|txt} (one PINHOLE camera per image, ids
-    from 1) and root/images/0000.png...; points [P, 3], colors [P, 3] in [0, 1]."""
+def write_colmap(root, cameras, images, points, colors, *, binary: bool,
+                 distortion: Distortion | None = None, drop=()) -> None:
+    """root/sparse/0/{cameras,images,points3D}.{bin|txt} (one camera per image, ids from 1) and
+    root/images/0000.png...; points [P, 3], colors [P, 3] in [0, 1]. Images are written as
+    given. distortion: one Distortion for every view, written as COLMAP's model of that name
+    and its parameters (a model with one focal length needs fx == fy); None (or a pinhole
+    one): PINHOLE cameras. drop: indices of views registered without their image file."""
     root = Path(root)
     _check_views(cameras, images)
+    drop = _check_drop(drop, len(cameras))
     points = np.asarray(points, np.float64).reshape(-1, 3)  # [P, 3]
     rgb = np.round(np.clip(np.asarray(colors, np.float64), 0, 1) * 255).astype(np.uint8)
     if rgb.shape != points.shape:
         raise ValueError(f"colors: expected shape {list(points.shape)}, got {list(rgb.shape)}")
+    lens_model, extra = "PINHOLE", ()
+    if distortion is not None and distortion.model in _MODEL_IDS:
+        lens_model, extra = distortion.model, tuple(float(v) for v in distortion.params)
+    if lens_model not in _PINHOLES and lens_model not in CAMERA_MODELS:
+        raise ValueError(f"distortion: model {lens_model} cannot be read back; use one of "
+                         f"{', '.join(CAMERA_MODELS)}")
     model = root / "sparse" / "0"
     model.mkdir(parents=True, exist_ok=True)
-    cams, views = [], []  # (id, width, height, fx, fy, cx, cy), (id, qvec + tvec, name)
+    cams, views = [], []  # (id, width, height, *params), (id, qvec + tvec, name)
     for i, (cam, image) in enumerate(zip(cameras, images)):
         name = f"{i:04d}.png"
-        _write_png(root / "images" / name, image)
-        cams.append((i + 1, cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy))
+        if i not in drop:
+            _write_png(root / "images" / name, image)
+        if lens_model in _ONE_FOCAL and cam.fx != cam.fy:
+            raise ValueError(f"cameras[{i}]: fx={cam.fx} != fy={cam.fy}, but {lens_model} has "
+                             "one focal length; use a model with fx and fy (PINHOLE, OPENCV...)")
+        focals = (cam.fx,) if lens_model in _ONE_FOCAL else (cam.fx, cam.fy)
+        cams.append((i + 1, cam.width, cam.height, *focals, cam.cx, cam.cy, *extra))
         views.append((i + 1, [*_rotation_to_quat(cam.viewmat[:3, :3]), *cam.viewmat[:3, 3]], name))
     if binary:
-        pinhole = _MODEL_IDS["PINHOLE"]
+        model_id = _MODEL_IDS[lens_model]
         (model / "cameras.bin").write_bytes(struct.pack("<Q", len(cams)) + b"".join(
-            struct.pack("<iiQQ4d", c[0], pinhole, *c[1:]) for c in cams))
+            struct.pack(f"<iiQQ{len(c) - 3}d", c[0], model_id, *c[1:]) for c in cams))
         (model / "images.bin").write_bytes(struct.pack("<Q", len(views)) + b"".join(
             struct.pack("<i7di", i, *pose, i) + name.encode() + b"\0" + struct.pack("<Q", 0)
             for i, pose, name in views))  # camera i for image i; no 2D points
@@ -627,7 +866,7 @@ def write_colmap(root, cameras, images, points, colors, *, binary: bool) -> None
             for k, (p, c) in enumerate(zip(points, rgb))))
         return
     (model / "cameras.txt").write_text("# CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]\n" + "".join(
-        f"{c[0]} PINHOLE {c[1]} {c[2]} {_exact(c[3:])}\n" for c in cams))
+        f"{c[0]} {lens_model} {c[1]} {c[2]} {_exact(c[3:])}\n" for c in cams))
     (model / "images.txt").write_text(
         "# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME, then POINTS2D[] (here empty)\n"
         + "".join(f"{i} {_exact(pose)} {i} {name}\n\n" for i, pose, name in views))

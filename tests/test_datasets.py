@@ -1,5 +1,7 @@
 """Dataset loaders: transforms.json and COLMAP (text and binary) round trips, the NeRF-synthetic
-layout, downscaling, image modes, and a DatasetError for every malformed input."""
+layout, downscaling, image modes, lens distortion (every COLMAP model, every transforms.json
+variant, synthetic distorted captures undistorted at load), missing images, and a DatasetError
+for every malformed input."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import math
 import shutil
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -14,11 +17,12 @@ from PIL import Image
 
 from splat_lion import scenes
 from splat_lion.backend import get_backend
-from splat_lion.cameras import Camera, orbit_cameras
-from splat_lion.datasets import (DatasetError, detect, load_colmap, load_dataset, load_transforms,
-                                 write_colmap, write_transforms)
+from splat_lion.cameras import CAMERA_MODELS, Camera, Distortion, orbit_cameras
+from splat_lion.datasets import (DatasetError, MissingImagesWarning, detect, load_colmap,
+                                 load_dataset, load_transforms, write_colmap, write_transforms)
 from splat_lion.ply import load_ply
 from splat_lion.render import render
+from splat_lion.undistort import distort_image, undistort_image
 
 W, H = 32, 24
 QUANT = 1 / 255 + 1e-6  # 8-bit PNG quantisation (rounding: at most half of this)
@@ -302,7 +306,9 @@ def test_colmap_pose_is_a_hamilton_quaternion_world_to_camera(tmp_path, orbit):
 
 @pytest.mark.parametrize("line", ["1 SIMPLE_PINHOLE 32 24 {f} 16 12",
                                   "1 SIMPLE_RADIAL 32 24 {f} 16 12 0",
-                                  "1 RADIAL 32 24 {f} 16 12 0.0 0.0"])
+                                  "1 RADIAL 32 24 {f} 16 12 0.0 0.0",
+                                  "1 OPENCV 32 24 {f} {f} 16 12 0 0 0 0",
+                                  "1 FULL_OPENCV 32 24 {f} {f} 16 12 0 0 0 0 0 0 0 0"])
 def test_colmap_pinhole_like_models_without_distortion(tmp_path, orbit, line):
     write_colmap(tmp_path, orbit["cameras"][:1], orbit["images"][:1], np.zeros((0, 3)),
                  np.zeros((0, 3)), binary=False)
@@ -310,6 +316,378 @@ def test_colmap_pinhole_like_models_without_distortion(tmp_path, orbit, line):
     ds = load_colmap(tmp_path, test_every=0)
     assert_same_cameras(ds.train_cameras, orbit["cameras"][:1])
     assert ds.points.shape == (0, 3)
+    # zero distortion: no resampling, the file's pixels bit for bit, no masks, nothing to say
+    file = np.asarray(Image.open(tmp_path / "images/0000.png"), np.float32) / 255
+    assert np.array_equal(ds.train_images[0], file)
+    assert ds.train_masks is None and ds.distortion == "" and ds.train_distortions[0].is_zero
+
+
+# -- lens distortion: parsing and writers ---------------------------------------------------------
+
+# one lens of every distorted COLMAP model, its coefficients in COLMAP's order, all distinct so a
+# swapped pair shows
+LENSES = {
+    "SIMPLE_RADIAL": (-0.08,),
+    "RADIAL": (-0.08, 0.02),
+    "OPENCV": (-0.08, 0.02, 0.002, -0.001),
+    "FULL_OPENCV": (-0.08, 0.02, 0.002, -0.001, 0.004, 0.01, -0.002, 0.001),
+    "OPENCV_FISHEYE": (0.04, -0.01, 0.002, -0.0005),
+    "SIMPLE_RADIAL_FISHEYE": (0.04,),
+    "RADIAL_FISHEYE": (0.04, -0.01),
+}
+ONE_FOCAL = ("SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE")
+
+
+def test_every_distorted_colmap_model_is_covered():
+    assert set(LENSES) == set(CAMERA_MODELS) - {"PINHOLE", "SIMPLE_PINHOLE"}
+
+
+def png(path) -> np.ndarray:
+    """An 8-bit RGB PNG as the loaders read it: [H, W, 3] float32 in [0, 1]."""
+    return np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
+
+
+def undistorted(cam: Camera, image, lens: Distortion, keep_all=False):
+    """What the loaders should make of one view: (camera, image, valid) of undistort_image on
+    the CPU backend, or the view itself when the lens has no distortion."""
+    if lens.is_zero:
+        return cam, image, np.ones(image.shape[:2], bool)
+    return undistort_image(image, cam, lens, keep_all=keep_all, backend=get_backend("cpu"))
+
+
+def assert_views_undistorted(ds, cams, files, lenses, indices):
+    """ds's training view k is cams[i] and the image file files[i], undistorted with lenses[i],
+    for i = indices[k]."""
+    assert len(ds.train_cameras) == len(indices)
+    for k, i in enumerate(indices):
+        want_cam, want_image, _ = undistorted(cams[i], png(files[i]), lenses[i])
+        assert_same_cameras([ds.train_cameras[k]], [want_cam])
+        np.testing.assert_allclose(ds.train_images[k], want_image, rtol=0, atol=1e-6)
+
+
+def same_lens(a: Distortion, b: Distortion) -> bool:
+    """Two Distortions that move every point alike (e.g. SIMPLE_RADIAL k and OPENCV k, 0, 0, 0)."""
+    xy = np.stack(np.meshgrid(np.linspace(-0.8, 0.8, 9), np.linspace(-0.6, 0.6, 7)), -1)
+    return a.fisheye == b.fisheye and np.allclose(a.distort(xy), b.distort(xy), rtol=0,
+                                                   atol=1e-15)
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+@pytest.mark.parametrize("model", LENSES)
+def test_colmap_model_round_trips(tmp_path, orbit, model, binary):
+    lens = Distortion(model, LENSES[model])
+    write_colmap(tmp_path, orbit["cameras"], orbit["images"], np.zeros((0, 3)), np.zeros((0, 3)),
+                 binary=binary, distortion=lens)
+    if not binary:
+        first = (tmp_path / CAMERAS).read_text().splitlines()[1].split()
+        assert first[1] == model and len(first) == 4 + (3 if model in ONE_FOCAL else 4) + len(
+            LENSES[model])
+    ds = load_colmap(tmp_path, test_every=0)
+    assert ds.train_distortions == [lens] * 6 and ds.test_distortions == []
+    assert ds.distortion.startswith(f"6 of 6 views undistorted to pinhole ({model}: 6)")
+    files = [tmp_path / f"images/{i:04d}.png" for i in range(6)]
+    assert_views_undistorted(ds, orbit["cameras"], files, [lens] * 6, range(6))
+
+
+@pytest.mark.parametrize("model", LENSES)
+def test_colmap_text_parameters_in_colmaps_order(tmp_path, orbit, model):
+    """A cameras.txt line written by hand: f (or fx fy), cx, cy, then the coefficients."""
+    write_colmap(tmp_path, orbit["cameras"][:2], orbit["images"][:2], np.zeros((0, 3)),
+                 np.zeros((0, 3)), binary=False)
+    focals = "30" if model in ONE_FOCAL else "30 31"
+    (tmp_path / CAMERAS).write_text(
+        f"1 {model} 32 24 {focals} 16.5 12.25 {' '.join(map(str, LENSES[model]))}\n"
+        "2 PINHOLE 32 24 30 31 16 12\n")
+    ds = load_colmap(tmp_path, test_every=0)
+    lens = Distortion(model, LENSES[model])
+    assert ds.train_distortions == [lens, Distortion("PINHOLE", ())]
+    K = np.array([[30, 0, 16.5], [0, 30 if model in ONE_FOCAL else 31, 12.25], [0, 0, 1]])
+    cams = [Camera(K, c.viewmat, W, H) for c in orbit["cameras"][:1]] + [
+        Camera(np.array([[30, 0, 16], [0, 31, 12], [0, 0, 1]]), orbit["cameras"][1].viewmat, W, H)]
+    files = [tmp_path / "images/0000.png", tmp_path / "images/0001.png"]
+    assert_views_undistorted(ds, cams, files, [lens, Distortion.none()], [0, 1])
+    assert ds.distortion.startswith(f"1 of 2 views undistorted to pinhole ({model}: 1)")
+
+
+# how a transforms.json may say a lens -> the Distortion the loader reads from it
+TRANSFORMS_LENSES = {
+    "k1_k2_p1_p2": ({"k1": -0.08, "k2": 0.02, "p1": 0.002, "p2": -0.001},
+                    Distortion("OPENCV", (-0.08, 0.02, 0.002, -0.001))),
+    "k1_only": ({"k1": -0.08}, Distortion("OPENCV", (-0.08, 0, 0, 0))),
+    "null_is_0": ({"k1": -0.08, "k3": None, "p1": None}, Distortion("OPENCV", (-0.08, 0, 0, 0))),
+    "k3": ({"k1": -0.08, "k3": 0.004}, Distortion("FULL_OPENCV", (-0.08, 0, 0, 0, 0.004, 0, 0, 0))),
+    "OPENCV": ({"camera_model": "OPENCV", "k2": 0.02},
+               Distortion("OPENCV", (0, 0.02, 0, 0))),
+    "SIMPLE_RADIAL": ({"camera_model": "SIMPLE_RADIAL", "k1": -0.08},  # nerfstudio reads it so
+                      Distortion("OPENCV", (-0.08, 0, 0, 0))),
+    "PINHOLE": ({"camera_model": "PINHOLE", "k1": 0.0}, Distortion.none()),
+    "OPENCV_FISHEYE": ({"camera_model": "OPENCV_FISHEYE", "k1": 0.04, "k2": -0.01, "k3": 0.002,
+                        "k4": -0.0005},
+                       Distortion("OPENCV_FISHEYE", (0.04, -0.01, 0.002, -0.0005))),
+    "OPENCV_FISHEYE_zero": ({"camera_model": "OPENCV_FISHEYE"},  # equidistant: not a pinhole
+                            Distortion("OPENCV_FISHEYE", (0, 0, 0, 0))),
+    "is_fisheye": ({"is_fisheye": True, "k1": 0.04},  # instant-ngp's flag
+                   Distortion("OPENCV_FISHEYE", (0.04, 0, 0, 0))),
+}
+
+
+@pytest.mark.parametrize("where", ["top_level", "per_frame"])
+@pytest.mark.parametrize("case", TRANSFORMS_LENSES)
+def test_transforms_lens_variants(tmp_path, orbit, case, where):
+    keys, lens = TRANSFORMS_LENSES[case]
+    write("transforms", tmp_path, orbit)
+    edit_json(tmp_path, lambda m: m.update(keys) if where == "top_level"
+              else [frame.update(keys) for frame in m["frames"]])
+    ds = load_transforms(tmp_path, test_every=0)
+    assert ds.train_distortions == [lens] * 6
+    files = [tmp_path / f"images/{i:04d}.png" for i in range(6)]
+    assert_views_undistorted(ds, orbit["cameras"], files, [lens] * 6, range(6))
+    assert (ds.distortion == "") == lens.is_zero
+
+
+def test_transforms_frame_overrides_top_level_key_by_key(tmp_path, orbit):
+    write("transforms", tmp_path, orbit)
+    edit_json(tmp_path, lambda m: [m.update(k1=-0.08, p2=0.001),
+                                   m["frames"][2].update(k1=-0.05, fl_x=33.0, cy=11.5),
+                                   m["frames"][4].update(k1=0, p2=0)])
+    ds = load_transforms(tmp_path, test_every=0)
+    top = Distortion("OPENCV", (-0.08, 0, 0, 0.001))
+    frame2 = Distortion("OPENCV", (-0.05, 0, 0, 0.001))
+    lenses = [top, top, frame2, top, Distortion.none(), top]
+    assert ds.train_distortions == lenses
+    cams = list(orbit["cameras"])
+    K = cams[2].K.copy()
+    K[0, 0], K[1, 2] = 33.0, 11.5  # fl_y stays the top level's
+    cams[2] = Camera(K, cams[2].viewmat, W, H)
+    files = [tmp_path / f"images/{i:04d}.png" for i in range(6)]
+    assert_views_undistorted(ds, cams, files, lenses, range(6))
+    assert ds.distortion.startswith("5 of 6 views undistorted to pinhole (OPENCV: 5)")
+
+
+WRITABLE = [m for m in LENSES if m != "FULL_OPENCV"]  # transforms.json has no k4..k6 of OpenCV
+
+
+@pytest.mark.parametrize("per_frame", [False, True], ids=["top_level", "per_frame"])
+@pytest.mark.parametrize("model", WRITABLE)
+def test_transforms_lens_round_trips(tmp_path, views, model, per_frame):
+    """Per-view intrinsics (each camera its own K, so fl_x... in every frame) and one lens."""
+    cams = views["cameras"]
+    lens = Distortion(model, LENSES[model])
+    write_transforms(tmp_path, cams, views["images"], distortion=lens, per_frame=per_frame)
+    meta = json.loads((tmp_path / "transforms.json").read_text())
+    assert "fl_x" in meta["frames"][0] and ("k1" in meta["frames"][0]) == per_frame
+    assert meta.get("camera_model") == ("OPENCV_FISHEYE" if lens.fisheye else None)
+    ds = load_transforms(tmp_path, test_every=3)
+    assert all(same_lens(d, lens) for d in ds.train_distortions + ds.test_distortions)
+    files = [tmp_path / f"images/{i:04d}.png" for i in range(6)]
+    assert_views_undistorted(ds, cams, files, [ds.train_distortions[0]] * 6, TRAIN)
+
+
+def test_transforms_per_frame_sizes(tmp_path, orbit):
+    """w and h in each frame: views of different sizes, each its own distortion."""
+    wide = Camera(np.array([[30.0, 0, 20], [0, 30, 10], [0, 0, 1]]), orbit["cameras"][1].viewmat,
+                  40, 20)
+    cams = [orbit["cameras"][0], wide]
+    images = [orbit["images"][0], np.full((20, 40, 3), 0.25)]
+    write_transforms(tmp_path, cams, images)
+    edit_json(tmp_path, lambda m: m["frames"][1].update(k1=-0.05))
+    ds = load_transforms(tmp_path, test_every=0)
+    assert ds.train_distortions == [Distortion.none(), Distortion("OPENCV", (-0.05, 0, 0, 0))]
+    files = [tmp_path / "images/0000.png", tmp_path / "images/0001.png"]
+    assert_views_undistorted(ds, cams, files, ds.train_distortions, [0, 1])
+
+
+@pytest.mark.parametrize("kind", ["transforms", "colmap"])
+def test_downscale_comes_before_undistortion(tmp_path, orbit, kind):
+    lens = Distortion("OPENCV", LENSES["OPENCV"])
+    if kind == "transforms":
+        write_transforms(tmp_path, orbit["cameras"], orbit["images"], distortion=lens)
+    else:
+        write_colmap(tmp_path, orbit["cameras"], orbit["images"], np.zeros((0, 3)),
+                     np.zeros((0, 3)), binary=True, distortion=lens)
+    ds = load(kind, tmp_path, test_every=0, downscale=2)
+    half = [Camera(np.diag([0.5, 0.5, 1]) @ c.K, c.viewmat, W // 2, H // 2)
+            for c in orbit["cameras"]]
+    for k, cam in enumerate(half):
+        image = png(tmp_path / f"images/{k:04d}.png").reshape(H // 2, 2, W // 2, 2, 3).mean((1, 3))
+        want_cam, want_image, _ = undistorted(cam, image, lens)
+        assert_same_cameras([ds.train_cameras[k]], [want_cam])
+        np.testing.assert_allclose(ds.train_images[k], want_image, rtol=0, atol=1e-5)
+
+
+def test_writers_refuse_lenses_their_format_cannot_hold(tmp_path, views, orbit):
+    with pytest.raises(ValueError, match=r"no k4, k5, k6 of FULL_OPENCV"):
+        write_transforms(tmp_path, orbit["cameras"], orbit["images"],
+                         distortion=Distortion("FULL_OPENCV", LENSES["FULL_OPENCV"]))
+    with pytest.raises(ValueError, match=r"cameras\[0\]: fx=30.0 != fy=31.0, but RADIAL has one "
+                                         r"focal length"):
+        write_colmap(tmp_path, views["cameras"], views["images"], views["points"],
+                     views["colors"], binary=False, distortion=Distortion("RADIAL", (0.1, 0)))
+
+
+# -- lens distortion: synthetic captures ----------------------------------------------------------
+
+# lenses strong enough that ignoring them costs > 4 dB on the scene; "OPENCV_pincushion" is
+# OPENCV with k1 > 0, and the storage each is written in, so every model and format is met
+STRONG = {
+    "SIMPLE_RADIAL": ("colmap_text", (-0.25,)),
+    "RADIAL": ("transforms_per_frame", (-0.25, 0.06)),
+    "OPENCV": ("transforms", (-0.25, 0.06, 0.004, -0.003)),
+    "OPENCV_pincushion": ("colmap_binary", (0.15, 0.05, 0.004, -0.003)),
+    "FULL_OPENCV": ("colmap_binary", (-0.25, 0.06, 0.004, -0.003, 0.01, 0.05, -0.01, 0.002)),
+    "OPENCV_FISHEYE": ("transforms", (0.04, -0.01, 0.002, -0.0005)),
+    "SIMPLE_RADIAL_FISHEYE": ("colmap_binary", (0.04,)),
+    "RADIAL_FISHEYE": ("colmap_text", (0.04, -0.01)),
+}
+SW, SH = 256, 192  # large enough that the scene survives bilinear resampling twice (> 38 dB)
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return load_ply(scenes.path("shapes"), backend=get_backend("cpu"))
+
+
+def psnr(a, b, mask=None) -> float:
+    """PSNR in dB of images in [0, 1], over the pixels of mask ([H, W] bool; None: all)."""
+    err = (np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2
+    if mask is not None:
+        err = err[mask]
+    return float(10 * np.log10(1 / err.mean()))
+
+
+def distorted_capture(g, lens: Distortion, n: int = 3):
+    """n orbit cameras (SW x SH) and what their lens sees of `g`: a pinhole twice as wide and
+    high renders the view, distort_image turns it into the distorted camera's image."""
+    be = get_backend("cpu")
+    cams = orbit_cameras(radius=4.0, n=n, width=SW, height=SH, fov_x_deg=50)
+    images = []
+    for cam in cams:
+        wide = Camera(cam.K + np.array([[0, 0, SW / 2], [0, 0, SH / 2], [0, 0, 0]]),
+                      cam.viewmat, 2 * SW, 2 * SH)
+        image, valid = distort_image(be.to_numpy(render(g, wide).image), wide, cam, lens,
+                                     backend=be)
+        assert be.to_numpy(valid).all()  # the wide pinhole saw all the lens sees
+        images.append(be.to_numpy(image))
+    return cams, images
+
+
+@pytest.mark.parametrize("keep_all", [False, True], ids=["cropped", "keep_all"])
+@pytest.mark.parametrize("case", STRONG)
+def test_distorted_capture_loads_as_pinhole_views_of_the_scene(tmp_path, shapes, case, keep_all):
+    kind, params = STRONG[case]
+    lens = Distortion(case.removesuffix("_pincushion"), params)
+    cams, images = distorted_capture(shapes, lens)
+    assert psnr(images[0], render(shapes, cams[0]).image) < 31  # the lens matters
+    if kind.startswith("transforms"):
+        write_transforms(tmp_path, cams, images, distortion=lens,
+                         per_frame=kind == "transforms_per_frame")
+    else:
+        write_colmap(tmp_path, cams, images, np.zeros((0, 3)), np.zeros((0, 3)),
+                     binary=kind == "colmap_binary", distortion=lens)
+    ds = load_dataset(tmp_path, test_every=0, keep_all=keep_all)
+    assert len(ds.train_cameras) == 3 and "3 of 3 views undistorted" in ds.distortion
+    assert all(same_lens(d, lens) for d in ds.train_distortions)  # RADIAL: OPENCV k1, k2, 0, 0
+    if keep_all:  # the whole field of view: a border the lens never saw, marked by the masks
+        assert len(ds.train_masks) == 3 and all(m.dtype == bool for m in ds.train_masks)
+        assert all(m.shape == im.shape[:2] and 0.8 < m.mean() < 1 for m, im in
+                   zip(ds.train_masks, ds.train_images))
+        assert "whole field of view" in ds.distortion
+    else:
+        assert ds.train_masks is None and "cropped" in ds.distortion
+    for cam, want, image, mask in zip(cams, ds.train_cameras, ds.train_images,
+                                      ds.train_masks or [None] * 3):
+        np.testing.assert_allclose(want.viewmat, cam.viewmat, rtol=0, atol=1e-12)
+        assert psnr(image, render(shapes, want).image, mask) >= 35
+
+
+def test_keep_all_views_are_the_cropped_ones_and_more(tmp_path, shapes):
+    lens = Distortion("OPENCV", STRONG["OPENCV"][1])
+    cams, images = distorted_capture(shapes, lens, n=2)
+    write_transforms(tmp_path, cams, images, distortion=lens)
+    cropped = load_transforms(tmp_path, test_every=0)
+    whole = load_transforms(tmp_path, test_every=0, keep_all=True)
+    for a, b in zip(cropped.train_cameras, whole.train_cameras):
+        assert b.width > a.width and b.height > a.height and a.fx == b.fx and a.fy == b.fy
+
+
+# -- missing images ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def many():
+    """Sixteen small orbit views, for captures that list more views than they hold."""
+    cams = orbit_cameras(radius=4.0, n=16, width=16, height=12)
+    rng = np.random.default_rng(3)
+    return {"cameras": cams, "images": [rng.random((12, 16, 3)) for _ in cams]}
+
+
+def write_with_missing(kind, root, v, drop):
+    if kind == "transforms":
+        write_transforms(root, v["cameras"], v["images"], drop=drop)
+    else:
+        write_colmap(root, v["cameras"], v["images"], np.zeros((0, 3)), np.zeros((0, 3)),
+                     binary=kind == "colmap_binary", drop=drop)
+    return root
+
+
+MISSING_KINDS = ["transforms", "colmap_text", "colmap_binary"]
+
+
+@pytest.mark.parametrize("kind", MISSING_KINDS)
+def test_missing_images_are_skipped_with_one_warning(tmp_path, many, kind):
+    drop = [1, 3, 4, 8, 9, 12, 15]
+    root = write_with_missing(kind, tmp_path, many, drop)
+    prefix = "images/" if kind == "transforms" else ""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_dataset(root, test_every=3)
+    assert len(caught) == 1 and caught[0].category is MissingImagesWarning
+    message = str(caught[0].message)
+    assert "skipping 7 of 16 views whose image file is missing: " in message
+    assert ", ".join(f"{prefix}{i:04d}.png" for i in drop[:5]) + " and 2 more" in message
+    assert ds.missing == tuple(f"{prefix}{i:04d}.png" for i in drop)
+    kept = [i for i in range(16) if i not in drop]  # the split is over the views that load
+    assert_same_cameras(ds.train_cameras, [many["cameras"][i] for k, i in enumerate(kept) if k % 3])
+    assert_same_cameras(ds.test_cameras, [many["cameras"][i] for i in kept[::3]])
+
+
+@pytest.mark.parametrize("kind", MISSING_KINDS)
+def test_complete_captures_do_not_warn(tmp_path, many, kind):
+    root = write_with_missing(kind, tmp_path, many, [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_dataset(root).missing == ()
+
+
+@pytest.mark.parametrize("kind, drop, match", [
+    ("transforms", [2], (r"transforms.json: 1 of 16 views have no image file: frame 2: image "
+                         r"file .*0002.png not found .*fix file_path.*strict=False to skip them")),
+    ("colmap_text", [3], (r"images.txt: 1 of 16 views have no image file: .*images/0003.png: "
+                          r"image file missing .*images.txt:8\).*put the images in")),
+    ("colmap_binary", [3, 5], (r"images.bin: 2 of 16 views have no image file: .*images/0003"
+                               r".png: image file missing \(image '0003.png' of .*images.bin "
+                               r"\(image 4\)\); .*0005.png")),
+])
+def test_strict_refuses_missing_images(tmp_path, many, kind, drop, match):
+    root = write_with_missing(kind, tmp_path, many, drop)
+    with pytest.raises(DatasetError, match=match):
+        load_dataset(root, strict=True)
+
+
+@pytest.mark.parametrize("kind", MISSING_KINDS)
+def test_fewer_than_two_images_is_an_error(tmp_path, many, kind):
+    root = write_with_missing(kind, tmp_path, many, [i for i in range(16) if i != 6])
+    with pytest.raises(DatasetError, match=r"only 1 of 16 views have their image file \(missing: "
+                                           r".*0000.png, .*0001.png.* and 10 more\)"):
+        load_dataset(root)
+
+
+def test_split_files_skip_missing_images_in_each(tmp_path, views):
+    split = ["train", "test", "train", "train", "test", "train"]
+    write_transforms(tmp_path, views["cameras"], views["images"], split=split, drop=[2, 4])
+    with pytest.warns(MissingImagesWarning, match=r"2 of 6 views .*train/0002.png, test/0004.png"):
+        ds = load_transforms(tmp_path)
+    assert_same_cameras(ds.train_cameras, pick(views["cameras"], [0, 3, 5]))
+    assert_same_cameras(ds.test_cameras, pick(views["cameras"], [1]))
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -336,8 +714,6 @@ TRANSFORMS_ERRORS = {
     "no_frames": (lambda r: (r / "transforms.json").write_text("{}"), r"no 'frames' list"),
     "missing_key": (lambda r: edit_json(r, lambda m: m["frames"][1].pop("transform_matrix")),
                     r"transforms.json: frame 1: missing key 'transform_matrix'"),
-    "missing_image": (lambda r: (r / "images/0002.png").unlink(),
-                      r"frame 2: image file .*0002.png not found"),
     "unreadable_image": (lambda r: (r / "images/0001.png").write_bytes(b"not a png"),
                          r"0001.png: not a readable image .*frame 1"),
     "size_vs_wh": (lambda r: edit_json(r, lambda m: m.update(w=40)),
@@ -345,13 +721,31 @@ TRANSFORMS_ERRORS = {
     "no_focal": (lambda r: edit_json(r, lambda m: [m.pop("fl_x"), m.pop("fl_y")]),
                  r"frame 1: no focal length: give fl_x .* or camera_angle_x"),
     "not_a_number": (lambda r: edit_json(r, lambda m: m.update(cx="16")),
-                     r"frame 1: 'cx' must be a number, got '16'"),
+                     r"transforms.json: top level: 'cx' must be a number, got '16'"),
+    "not_a_number_in_frame": (lambda r: edit_json(r, lambda m: m["frames"][3].update(cy="12")),
+                              r"transforms.json: frame 3: 'cy' must be a number, got '12'"),
     "bad_matrix": (lambda r: edit_json(r, lambda m: m["frames"][3].update(
         transform_matrix=[[1, 0], [0, 1]])), r"frame 3: transform_matrix must be 4x4"),
     "not_a_rotation": (lambda r: edit_json(r, lambda m: m["frames"][0].update(
         transform_matrix=(2 * np.eye(4)).tolist())), r"frame 0: viewmat: .* rotation"),
-    "distortion": (lambda r: edit_json(r, lambda m: m.update(k1=0.01)),
-                   r"lens distortion k1=0.01 .* undistort"),
+    "distortion_not_a_number": (lambda r: edit_json(r, lambda m: m.update(k1="0.1")),
+                                r"transforms.json: top level: 'k1' must be a number"),
+    "distortion_not_finite": (lambda r: edit_json(r, lambda m: m["frames"][1].update(
+        k2=float("nan"))), r"transforms.json: frame 1: 'k2' must be finite, got nan"),
+    "k4_without_fisheye": (lambda r: edit_json(r, lambda m: m.update(k1=-0.1, k4=0.01)),
+                           (r"transforms.json: top level: k4=0.01 is read only with "
+                            r"camera_model OPENCV_FISHEYE.* drop k4")),
+    "tangential_fisheye": (lambda r: edit_json(r, lambda m: [
+        m.update(camera_model="OPENCV_FISHEYE"), m["frames"][2].update(p1=0.001)]),
+        (r"transforms.json: frame 2: p1=0.001 with camera_model OPENCV_FISHEYE, which has no "
+         r"tangential terms")),
+    "camera_model": (lambda r: edit_json(r, lambda m: m.update(camera_model="EQUIRECTANGULAR")),
+                     (r"transforms.json: top level: camera_model 'EQUIRECTANGULAR' is not "
+                      r"supported; use OPENCV .* or OPENCV_FISHEYE")),
+    "camera_model_in_frame": (lambda r: edit_json(r, lambda m: m["frames"][4].update(
+        camera_model="FISHEYE624")), r"frame 4: camera_model 'FISHEYE624' is not supported"),
+    "is_fisheye": (lambda r: edit_json(r, lambda m: m.update(is_fisheye="yes")),
+                   r"top level: 'is_fisheye' must be true or false, got 'yes'"),
 }
 
 
@@ -360,8 +754,9 @@ def test_transforms_errors(tmp_path, orbit, case):  # frame 0 is held out: frame
     write("transforms", tmp_path, orbit)
     mutate, match = TRANSFORMS_ERRORS[case]
     mutate(tmp_path)
-    with pytest.raises(DatasetError, match=match):
+    with pytest.raises(DatasetError, match=match) as error:
         load_transforms(tmp_path)
+    assert "image_undistorter" not in str(error.value)  # no COLMAP model here to undistort
 
 
 CAMERAS, IMAGES, POINTS = (f"sparse/0/{n}.txt" for n in ("cameras", "images", "points3D"))
@@ -376,10 +771,14 @@ COLMAP_TEXT_ERRORS = {
                        r"images.txt:6: image '0002.png' refers to camera 99"),
     "bad_point": (POINTS, 2, lambda s: s.replace(" ", " ,", 1), r"points3D.txt:2: malformed"),
     "odd_track": (POINTS, 3, lambda s: s + " 1", r"points3D.txt:3: malformed .* TRACK"),
-    "opencv": (CAMERAS, 2, lambda s: "1 OPENCV 32 24 30 31 16 12 0 0 0 0",
-               r"cameras.txt:2: camera 1 has model OPENCV, .*`colmap image_undistorter`"),
-    "distorted": (CAMERAS, 4, lambda s: "3 SIMPLE_RADIAL 32 24 30 16 12 0.01",
-                  r"cameras.txt:4: camera 3 \(SIMPLE_RADIAL\) has nonzero distortion .*undistort"),
+    "fov": (CAMERAS, 2, lambda s: "1 FOV 32 24 30 31 16 12 0.9",
+            (r"cameras.txt:2: camera 1 has model FOV, which is not supported \(supported: "
+             r"SIMPLE_PINHOLE, .*OPENCV_FISHEYE.*\); undistort the images with `colmap "
+             r"image_undistorter`")),
+    "unknown_model": (CAMERAS, 3, lambda s: "2 KANNALA 32 24 30 16 12",
+                      r"cameras.txt:3: camera 2 has model KANNALA, which is not supported"),
+    "opencv_param_count": (CAMERAS, 4, lambda s: "3 OPENCV 32 24 30 31 16 12 0.01 0 0",
+                           r"cameras.txt:4: camera 3 \(OPENCV\) has 7 parameters, expected 8"),
     "param_count": (CAMERAS, 2, lambda s: "1 PINHOLE 32 24 30 31 16",
                     r"camera 1 \(PINHOLE\) has 3 parameters, expected 4"),
 }
@@ -405,8 +804,8 @@ COLMAP_BINARY_ERRORS = {
                           r"cameras.bin: file ends while reading the parameters of camera 6"),
     "truncated_points": ("points3D.bin", lambda b: b[:20], r"points3D.bin: .*point record 0"),
     "trailing_bytes": ("points3D.bin", lambda b: b + b"\0", r"points3D.bin: 1 bytes left"),
-    "opencv": ("cameras.bin", lambda b: patch_first_model_id(b, 4),
-               r"cameras.bin: camera 1 has model OPENCV"),
+    "fov": ("cameras.bin", lambda b: patch_first_model_id(b, 7),
+            r"cameras.bin: camera 1 has model FOV, which is not supported .*image_undistorter"),
     "unknown_model": ("cameras.bin", lambda b: patch_first_model_id(b, 99),
                       r"camera 1 has unknown model id 99"),
 }
@@ -423,8 +822,6 @@ def test_colmap_binary_errors(tmp_path, views, case):
 
 COLMAP_FOLDER_ERRORS = {
     "missing_points": (lambda r: (r / POINTS).unlink(), r"points3D.txt: missing"),
-    "missing_image": (lambda r: (r / "images/0003.png").unlink(),
-                      r"images/0003.png: image file missing .*images.txt:8"),
     "wrong_size": (lambda r: Image.new("RGB", (16, 16)).save(r / "images/0000.png"),
                    r"0000.png: is 16x16 but camera 1 is 32x24"),
     "no_model": (lambda r: shutil.rmtree(r / "sparse"), r"no COLMAP model"),
@@ -458,4 +855,11 @@ def test_folder_without_a_dataset(tmp_path):
 def test_bad_options(tmp_path, orbit, option):
     write("transforms", tmp_path, orbit)
     with pytest.raises(ValueError, match=next(iter(option))):
+        load_dataset(tmp_path, **option)
+
+
+@pytest.mark.parametrize("option", [{"keep_all": 1}, {"strict": "yes"}])
+def test_bad_flags(tmp_path, orbit, option):
+    write("transforms", tmp_path, orbit)
+    with pytest.raises(TypeError, match=f"{next(iter(option))} must be True or False"):
         load_dataset(tmp_path, **option)
