@@ -10,7 +10,6 @@ Results go to benchmarks/results/<date>-<backend>-<device>-<name>[-quick].json (
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import re
 import subprocess
@@ -25,6 +24,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
+
+from splat_lion.report import strict_json  # noqa: E402  (after the path set-up)
 
 RESULTS_DIR = HERE / "results"
 
@@ -166,6 +167,6 @@ def write_result(result: dict, name: str, backend: str, device: str, quick: bool
     out = out or RESULTS_DIR / (f"{_dt.date.today().isoformat()}-{backend}-{device_slug(device)}"
                                 f"-{name}{'-quick' if quick else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(strict_json(result))  # JSON has no Infinity: an infinite PSNR is null
     print(f"wrote {out}")
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import re
 import sys
@@ -30,7 +31,10 @@ from .densify import DensifyConfig
 from .fit import CHECKPOINT_NAME, FitConfig, fit, make_optimizer
 from .optim.registry import OPTIMIZER_NAMES, OPTIMIZER_SPECS
 from .ply import load_ply, save_ply
-from .problem import INITS, ProblemConfig, load_problem, orbit_around, scene_path
+from .datasets import load_dataset
+from .frame import frame_of_splats
+from .problem import (INITS, ProblemConfig, load_problem, orbit_around, scene_frame,
+                      scene_path)
 from .render import render
 
 MIB = 2**20
@@ -99,11 +103,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 # -- fit ----------------------------------------------------------------------------------------
 
 def problem_config(args: argparse.Namespace, **overrides) -> ProblemConfig:
-    """The ProblemConfig of the command line's options."""
+    """The ProblemConfig of the command line's options (--radius is its `distance`)."""
     options = {name: getattr(args, name) for name in ProblemConfig.__dataclass_fields__
                if hasattr(args, name)}
     if getattr(args, "white", False):
         options["background"] = (1.0, 1.0, 1.0)
+    if getattr(args, "radius", None) is not None:
+        options["distance"] = args.radius
     return ProblemConfig(**{**options, **overrides})
 
 
@@ -113,18 +119,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
     be = get_backend()
     out_dir = Path(args.out)
     try:
-        if args.steps < 1:
-            raise ValueError("--steps must be >= 1")
         problem = load_problem(args.source, problem_config(args), backend=be)
+        resume = load_checkpoint(out_dir / CHECKPOINT_NAME) if args.resume else None
+        steps = args.steps or (resume["config"]["steps"] if resume else
+                               problem.default_steps(FitConfig.steps))
         densify = args.densify == "on" or (args.densify == "auto" and problem.from_points)
-        densify = DensifyConfig.for_steps(args.steps) if densify else None
+        densify = DensifyConfig.for_steps(steps) if densify else None
         if args.max_memory:
             densify = _within_max_memory(args.max_memory, problem, args.optimizer, densify)
-        config = FitConfig(optimizer=args.optimizer, steps=args.steps, seed=args.seed,
+        config = FitConfig(optimizer=args.optimizer, steps=steps, seed=args.seed, lr=args.lr,
                            background=problem.background, densify=densify,
                            lion_rates="from_points" if problem.from_points else "refine",
-                           checkpoint_every=args.checkpoint_every)
-        resume = load_checkpoint(out_dir / CHECKPOINT_NAME) if args.resume else None
+                           checkpoint_every=args.checkpoint_every, eval_every=args.eval_every)
+        empty = problem.empty_views(problem.start)
     except (CheckpointError, ValueError) as e:  # PlyError and DatasetError are ValueErrors
         return fail(e)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -132,23 +139,39 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if not problem.test_cameras:  # e.g. a transforms_train.json without a transforms_test.json
         print("splat-lion: no held-out views: PSNR and SSIM are on the training views",
               file=sys.stderr)
+    if empty:
+        print(f"splat-lion: warning: {len(empty)} of the {problem.evaluated_on} see no splat of "
+              f"the start (views {empty[:5]})", file=sys.stderr)
+    if not args.steps and not resume and problem.kind != "scene":
+        print(f"splat-lion: {steps:,} steps, the default for a capture on {be.name} ("
+              + ("3DGS's" if be.name != "cpu" else "about ten minutes at this size")
+              + "); --steps N to change", file=sys.stderr)
     psnr_before = resume["meta"]["psnr_before"] if resume else problem.evaluate(g).psnr
     first_step = int(resume["step"]) if resume else 0
+    on = "held-out" if problem.test_cameras else "training"
     print(f"fitting {g.count:,} splats (SH degree {g.sh_degree}) to {problem.description}, "
           f"with {args.optimizer} on {be.name}{', densifying' if config.densify else ''}"
-          f"{f', resuming at step {first_step}' if resume else ''}; held-out PSNR "
-          f"{psnr_before:.2f} dB", file=sys.stderr)
+          f"{f', resuming at step {first_step}' if resume else ''}; {on} PSNR "
+          f"{report.format_psnr(psnr_before)}", file=sys.stderr)
     bar = tqdm(total=config.steps, unit="step", file=sys.stderr, disable=args.quiet,
                initial=first_step)
+    shown = {}  # the progress bar's fields
 
     def progress(step, loss, p):
         bar.update(step + 1 - bar.n)
-        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{p:.1f}", splats=f"{g.count:,}",
-                        mem=f"{be.memory.current_bytes() / MIB:.1f}MiB")
+        shown.update(loss=f"{loss:.4f}", psnr=f"{p:.1f}", splats=f"{g.count:,}",
+                     mem=f"{be.memory.current_bytes() / MIB:.1f}MiB")
+        bar.set_postfix(shown)
+
+    def evaluate(g):  # every --eval-every steps: PSNR and SSIM of the held-out views
+        e = problem.evaluate(g)
+        shown[on] = f"{e.psnr:.2f}"
+        return e.psnr, e.ssim
 
     t0 = time.perf_counter()
     try:
         result = fit(g, problem.train_cameras, problem.train_images, config, progress=progress,
+                     masks=problem.train_masks, evaluate=evaluate if args.eval_every else None,
                      checkpoint_dir=out_dir, resume=resume, context=problem.context,
                      meta={"psnr_before": psnr_before})
     except CheckpointError as e:
@@ -167,19 +190,22 @@ def cmd_fit(args: argparse.Namespace) -> int:
     final = problem.evaluate(g)
     save_ply(g, out_dir / "fitted.ply")
     metrics = {"psnr": round(final.psnr, 4), "ssim": round(final.ssim, 5),
-               "psnr_before": round(psnr_before, 4), "steps": config.steps,
+               "psnr_before": round(psnr_before, 4), "steps": config.steps, "lr": config.lr,
                "num_splats": g.count, "optimizer": args.optimizer, "backend": be.name,
                "views_train": len(problem.train_cameras),
                "views_held_out": len(problem.test_cameras), "evaluated_on": final.on,
                **problem.context, **result.to_json(),
                "seconds": round(time.perf_counter() - t0, 2)}
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if final.psnr == math.inf:  # strict JSON writes it as null
+        metrics["psnr_note"] = "the renders equal the targets: PSNR is infinite"
+    (out_dir / "metrics.json").write_text(report.strict_json(metrics))
     targets = problem.eval_views()[1]
     report.save_side_by_side(out_dir, [be.to_numpy(t) for t in targets[:4]],
                              [be.to_numpy(i) for i in final.images[:4]])
     curve = report.save_loss_curve(out_dir, result.loss_history)
     note = ", loss.png" if curve else " (no loss curve: pip install matplotlib for loss.png)"
-    print(f"held-out PSNR {psnr_before:.2f} -> {final.psnr:.2f} dB, SSIM {final.ssim:.4f}, "
+    print(f"{on} PSNR {report.format_psnr(psnr_before)} -> {report.format_psnr(final.psnr)}, "
+          f"SSIM {final.ssim:.4f}, "
           f"{g.count:,} splats, {metrics['seconds']:.1f} s; wrote {out_dir}/fitted.ply, "
           f"metrics.json, heldout_*.png{note}")
     return 0
@@ -208,33 +234,53 @@ def _within_max_memory(budget: int, problem, optimizer: str, densify):
 # -- render -------------------------------------------------------------------------------------
 
 def cmd_render(args: argparse.Namespace) -> int:
-    """PNG views of a scene from orbit cameras around it; with --orbit N also turntable.gif,
-    N frames once around. Prints what it wrote."""
+    """PNG views of a scene from orbit cameras around its centre, or from a capture's own
+    cameras (--cameras); with --orbit N a turntable of N frames (or, with --cameras, the
+    cameras' path) as MP4 or GIF. Prints what it wrote."""
     be = get_backend()
     try:
-        g = load_ply(scene_path(args.source), backend=be)
         for name in ("views", "resolution", "orbit"):
             if getattr(args, name) is not None and getattr(args, name) < 1:
                 raise ValueError(f"--{name} must be >= 1")
+        g = load_ply(scene_path(args.source), backend=be)
+        res = args.resolution or (128 if be.name == "cpu" else 512)
+        path = None
+        if args.cameras:  # every view of the capture, in its own order
+            ds = load_dataset(args.cameras, downscale=args.downscale, test_every=0)
+            path = ds.train_cameras + ds.test_cameras
+        frame = scene_frame(frame_of_splats(g), problem_config(args))
     except ValueError as e:
         return fail(e)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    res = args.resolution or (128 if be.name == "cpu" else 512)
     background = (1.0, 1.0, 1.0) if args.white else (0.0, 0.0, 0.0)
+    empty = []
 
-    def views(n: int):
-        for cam in orbit_around(g, n, res, radius=args.radius, elevation_deg=args.elevation):
-            yield be.to_numpy(render(g, cam, background).image)
+    def views(cameras):
+        for cam in cameras:
+            out = render(g, cam, background)
+            if not bool(out.visible.any()):
+                empty.append(cam)
+            yield be.to_numpy(out.image)
+
+    def orbit(n: int):
+        return orbit_around(frame, n, res, distance=args.radius, elevation_deg=args.elevation)
 
     written = []
-    for i, image in enumerate(views(args.views)):
+    for i, image in enumerate(views((path or orbit(args.views))[:args.views])):
         written.append(report.save_image(image, out_dir / f"view_{i:03d}.png").name)
-    if args.orbit:
-        frames = list(tqdm(views(args.orbit), total=args.orbit, desc="turntable", unit="frame",
-                           file=sys.stderr, disable=args.quiet))
-        written.append(report.save_animation(frames, out_dir / "turntable.gif").name)
-    print(f"rendered {g.count:,} splats at {res}x{res} on {be.name}: wrote "
+    if args.orbit or path:
+        cams = path or orbit(args.orbit)
+        frames = list(tqdm(views(cams), total=len(cams), desc="path" if path else "turntable",
+                           unit="frame", file=sys.stderr, disable=args.quiet))
+        stem = out_dir / ("path" if path else "turntable")
+        written.append(report.save_video(frames, stem, args.video).name)
+    if empty:
+        print(f"splat-lion: warning: {len(empty)} views show no splat: the scene lies outside "
+              f"them; give --center, --radius or --up (the frame: centre "
+              f"{frame.center.round(3).tolist()}, radius {frame.radius:.3g})", file=sys.stderr)
+    size = f"{path[0].width}x{path[0].height}" if path else f"{res}x{res}"
+    print(f"rendered {g.count:,} splats at {size} on {be.name}: wrote "
           f"{', '.join(written)} in {out_dir}")
     return 0
 
@@ -297,6 +343,28 @@ def positive_int(text: str) -> int:
     return value
 
 
+def vec3(text: str) -> tuple[float, float, float]:
+    """'1,2,3' -> (1.0, 2.0, 3.0)."""
+    try:
+        x, y, z = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three numbers, like 0,0,1") from None
+    return x, y, z
+
+
+def add_frame_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """--center, --up and --radius: where orbit views of a scene go (frame.py)."""
+    parser.add_argument("--center", type=vec3, default=None, metavar="X,Y,Z",
+                        help=f"centre of the {what} (default: the splats' opacity-weighted "
+                             "median, or where a capture's cameras look)")
+    parser.add_argument("--up", type=vec3, default=None, metavar="X,Y,Z",
+                        help="the up axis of the orbit (default: +z for a PLY, the cameras' up "
+                             "for a capture)")
+    parser.add_argument("--radius", type=float, default=None,
+                        help="the orbit's distance from the centre (default: 2.6 x the scene's "
+                             "radius)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = ProblemConfig  # the problem options' defaults
     parser = argparse.ArgumentParser(
@@ -320,8 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit_.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=FitConfig.optimizer,
                       help="; ".join(f"{s.name}: {s.description}" for s in OPTIMIZER_SPECS.values())
                       + f" (default {FitConfig.optimizer})")
-    fit_.add_argument("--steps", type=int, default=FitConfig.steps,
-                      help=f"optimisation steps, one view each (default {FitConfig.steps})")
+    fit_.add_argument("--steps", type=positive_int, default=None,
+                      help=f"optimisation steps, one view each (default: {FitConfig.steps} for a "
+                           "scene; for a capture 30000 on a GPU, about ten minutes' worth on the "
+                           "CPU)")
+    fit_.add_argument("--lr", type=float, default=None,
+                      help="base learning rate (default: the optimizer's preset; the lr table "
+                           "scales it per attribute)")
     fit_.add_argument("--seed", type=int, default=FitConfig.seed,
                       help="seed of the start, the view order and the splits (default 0)")
     fit_.add_argument("--downscale", type=positive_int, default=p.downscale,
@@ -349,6 +422,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="scenes: orbit views (every fifth held out)")
     fit_.add_argument("--max-images", type=positive_int, default=p.max_images, metavar="N",
                       help="captures: use at most N training and N held-out images")
+    fit_.add_argument("--test-every", type=int, default=p.test_every, metavar="N",
+                      help="hold out every N-th view (0: none; default: 5 for a scene, 8 or the "
+                           "capture's own split)")
+    fit_.add_argument("--eval-every", type=positive_int, default=None, metavar="N",
+                      help="every N steps, PSNR and SSIM of the held-out views (metrics.json "
+                           "eval_history, the progress bar)")
+    fit_.add_argument("--strict", action="store_true",
+                      help="captures: refuse frames whose image is missing (default: skip them)")
+    fit_.add_argument("--keep-all", action="store_true",
+                      help="captures: undistort into the whole field of view, the border left "
+                           "out of the loss (default: the largest view without a border)")
+    add_frame_options(fit_, "orbit views of a scene")
     fit_.add_argument("--quiet", action="store_true", help="no progress bar")
     fit_.add_argument("--max-memory", type=parse_bytes, default=None, metavar="SIZE",
                       help="refuse to start when the predicted peak exceeds SIZE (e.g. 8GB); "
@@ -364,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--downscale", type=positive_int, default=1)
     prof.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3), default=p.sh_degree,
                       help="SH degree of a capture's splats")
+    add_frame_options(prof, "view profiled")
     prof.add_argument("--init", choices=INITS, default=None,
                       help="the splats to profile: the scene as it is (default for scenes), a "
                            "capture's points (default for captures), random, ...")
@@ -379,8 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also write turntable.gif: N frames once around the scene")
     rend.add_argument("--resolution", type=int, default=None,
                       help="square image size in pixels (default: 128 on a CPU, 512 on a GPU)")
-    rend.add_argument("--radius", type=float, default=None,
-                      help="camera distance from the centre (default: 2.6 x the scene extent)")
+    add_frame_options(rend, "orbit")
+    rend.add_argument("--cameras", default=None, metavar="CAPTURE",
+                      help="render from a capture's cameras (transforms.json or COLMAP folder) "
+                           "instead of an orbit, and write their path as a video")
+    rend.add_argument("--downscale", type=positive_int, default=1,
+                      help="with --cameras: divide the capture's image sizes by this")
+    rend.add_argument("--video", choices=("auto", "mp4", "gif"), default="auto",
+                      help="turntable / path format (auto: MP4 with imageio-ffmpeg, else GIF)")
     rend.add_argument("--elevation", type=float, default=25.0, help="degrees above the horizon")
     rend.add_argument("--white", action="store_true", help="white background (default black)")
     rend.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -13,6 +13,7 @@ The CLI, the benchmarks and the tests all build their problems here.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,13 +25,15 @@ from .cameras import Camera, orbit_cameras
 from .datasets import detect, load_dataset
 from .frame import SceneFrame, frame_of_cameras, frame_of_splats
 from .gaussians import Gaussians
-from .loss import psnr, ssim
+from .loss import photometric_loss, psnr, ssim
 from .ply import load_ply
-from .render import render
+from .render import render, render_backward
 from .sh import check_degree
 
 INITS = ("perturbed", "points", "random", "scene")
 SCENE_TEST_EVERY = 5  # a scene's orbit views: every fifth is held out (the first too)
+GPU_CAPTURE_STEPS = 30_000  # a capture's default fit on a GPU: 3DGS's
+CPU_CAPTURE_SECONDS = 600.0  # ... on the CPU: as many steps as fit in about ten minutes
 ORBIT_RADIUS = 2.6  # orbit views of a scene circle it at this many times its extent
 ORBIT_ELEVATION_DEG = 25.0  # ... this many degrees above its horizon
 
@@ -70,6 +73,11 @@ class ProblemConfig:
     # the orbit views' distance from the centre (world units); None: orbit_radius x the
     # frame's radius
     distance: float | None = None
+    # captures: undistort into the whole field of view (masks keep the border out of the
+    # loss) instead of the largest view without a border
+    keep_all: bool = False
+    # captures: refuse frames whose image is missing instead of skipping them
+    strict: bool = False
 
     def __post_init__(self):
         for name in ("downscale", "views", "init_points"):
@@ -134,6 +142,11 @@ class Problem:
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # where the scene is: its centre, size and up (orbits and random starts use it)
     frame: SceneFrame | None = None
+    # None, or per training / held-out view an [H, W] bool mask of the pixels to count
+    train_masks: list | None = None
+    test_masks: list | None = None
+    # "scene" (orbit views of splats), or the capture's format: "transforms" or "colmap"
+    kind: str = "scene"
 
     @property
     def backend(self) -> Backend:
@@ -154,11 +167,53 @@ class Problem:
         """What evaluate() scores: "held-out views", or "training views" when there are none."""
         return "held-out views" if self.test_cameras else "training views"
 
-    def eval_views(self) -> tuple[list[Camera], list]:
-        """(cameras, targets) evaluate() scores: the held-out views, else the training ones."""
+    def eval_views(self) -> tuple[list[Camera], list, list]:
+        """(cameras, targets, masks) evaluate() scores: the held-out views, else the training
+        ones; masks: None per view where every pixel counts."""
         if self.test_cameras:
-            return self.test_cameras, self.test_images
-        return self.train_cameras, self.train_images
+            return self.test_cameras, self.test_images, self.test_masks or [None] * len(
+                self.test_cameras)
+        return self.train_cameras, self.train_images, self.train_masks or [None] * len(
+            self.train_cameras)
+
+    def empty_views(self, g: Gaussians) -> list[int]:
+        """Indices of the eval_views() in which not one splat of `g` is in view; ValueError
+        when that is every one of them (a score of nothing: the scene lies outside them)."""
+        cameras = self.eval_views()[0]
+        empty = [i for i, c in enumerate(cameras)
+                 if not bool(render(g, c, self.background).visible.any())]
+        if len(empty) == len(cameras):
+            raise ValueError(
+                f"not one splat is in any of the {len(empty)} {self.evaluated_on}: the scene "
+                f"lies outside them (its frame: centre {self.frame.center.round(3).tolist()}, "
+                f"radius {self.frame.radius:.3g}); give --center, --radius or --up")
+        return empty
+
+    def default_steps(self, scene_steps: int) -> int:
+        """Steps of a fit when none are asked for: `scene_steps` for a scene; for a capture
+        3DGS's 30 000 on a GPU, and on the CPU as many as take about CPU_CAPTURE_SECONDS (the
+        start's measured step time, doubled for the splats densification adds; 300 to 30 000,
+        a multiple of 100)."""
+        if self.kind == "scene":
+            return scene_steps
+        if self.backend.name != "cpu":
+            return GPU_CAPTURE_STEPS
+        step = 2 * self.step_seconds()
+        return int(min(max(round(CPU_CAPTURE_SECONDS / step, -2), 300), GPU_CAPTURE_STEPS))
+
+    def step_seconds(self, repeats: int = 3) -> float:
+        """Seconds of one render + loss + backward of the start from the first training view
+        (the best of `repeats`, after one warm-up that compiles the kernels)."""
+        cam, target, mask = self.train_cameras[0], self.train_images[0], (
+            self.train_masks or [None])[0]
+        times = []
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            out = render(self.start, cam, self.background)
+            render_backward(out, photometric_loss(out.image, target, mask)[1])
+            self.backend.synchronize()
+            times.append(time.perf_counter() - t0)
+        return min(times[1:])
 
     def fresh_start(self) -> Gaussians:
         """A copy of the start, to fit (fit() changes its splats in place)."""
@@ -166,11 +221,11 @@ class Problem:
 
     def evaluate(self, g: Gaussians) -> Evaluation:
         """Mean PSNR and SSIM of `g` rendered from eval_views() against their targets."""
-        cameras, targets = self.eval_views()
+        cameras, targets, masks = self.eval_views()
         images = [render(g, c, self.background).image for c in cameras]
-        pairs = list(zip(images, targets))
-        return Evaluation(float(np.mean([psnr(i, t) for i, t in pairs])),
-                          float(np.mean([ssim(i, t)[0] for i, t in pairs])), images,
+        views = list(zip(images, targets, masks))
+        return Evaluation(float(np.mean([psnr(i, t, m) for i, t, m in views])),
+                          float(np.mean([ssim(i, t, m)[0] for i, t, m in views])), images,
                           self.evaluated_on)
 
 
@@ -262,7 +317,8 @@ def problem_from_capture(source: str | Path, config: ProblemConfig = ProblemConf
     be = backend or get_backend()
     split = {} if config.test_every is None else {"test_every": config.test_every}
     ds = load_dataset(source, downscale=config.downscale, background=config.background,
-                      max_images=config.max_images, **split)
+                      max_images=config.max_images, keep_all=config.keep_all,
+                      strict=config.strict, **split)
     init = config.init or ("points" if ds.points is not None else "random")
     if init in ("perturbed", "scene"):
         raise ValueError(f"--init {init} needs a PLY scene; a capture starts from 'points' "
@@ -277,13 +333,16 @@ def problem_from_capture(source: str | Path, config: ProblemConfig = ProblemConf
                          config.init_points, config.sh_degree, np.random.default_rng(config.seed),
                          be)
     w, h = ds.train_cameras[0].width, ds.train_cameras[0].height
+    undistorted = f" ({ds.distortion})" if ds.distortion else ""
     return Problem(
         ds.train_cameras, [be.asarray(t, tag="loss") for t in ds.train_images],
         ds.test_cameras, [be.asarray(t, tag="loss") for t in ds.test_images], g, True,
-        f"{len(ds.train_cameras)} {ds.kind} views of {ds.root} at {w}x{h}, "
+        f"{len(ds.train_cameras)} {ds.kind} views of {ds.root} at {w}x{h}{undistorted}, "
         f"{len(ds.test_cameras)} held out, from a {init} start",
         {"source": str(ds.root.resolve()), "downscale": config.downscale, "init": init,
-         "max_images": config.max_images, **_frame_context(config)}, config.background, frame)
+         "max_images": config.max_images, **_frame_context(config),
+         **({"keep_all": True} if config.keep_all else {})}, config.background, frame,
+        ds.train_masks, ds.test_masks, ds.kind)
 
 
 def _frame_context(config: ProblemConfig) -> dict:

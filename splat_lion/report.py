@@ -11,6 +11,8 @@ Above memory.py and fit.py; the CLI and the benchmarks write their pictures thro
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +146,28 @@ def state_key(name: str) -> str:
     return f"bytes_state_{name.replace('-', '_')}"
 
 
+# -- numbers --------------------------------------------------------------------------------------
+
+def format_psnr(p: float) -> str:
+    """"31.42 dB", or "identical (PSNR infinite)" for images that are the same."""
+    return "identical (PSNR infinite)" if p == math.inf else f"{p:.2f} dB"
+
+
+def strict_json(value) -> str:
+    """JSON text of `value` with every infinite or NaN float written as null (JSON has
+    neither; a PSNR of identical images is infinite), indented, ending in a newline."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), indent=2, allow_nan=False) + "\n"
+
+
 # -- images of a fit ------------------------------------------------------------------------------
 
 def to_uint8(image) -> np.ndarray:
@@ -190,3 +214,26 @@ def save_animation(frames, path, seconds: float = 4.0) -> Path:
     images[0].save(path, save_all=True, append_images=images[1:],
                    duration=max(20, round(1000 * seconds / len(images))), loop=0)
     return Path(path)
+
+
+def save_video(frames, stem, video: str = "auto", seconds: float = 4.0) -> Path:
+    """`stem`.mp4 (H.264 through imageio-ffmpeg) or `stem`.gif of [H, W, 3] host frames.
+    video: "mp4", "gif", or "auto" (MP4 when imageio-ffmpeg is installed, else GIF)."""
+    try:
+        import imageio_ffmpeg  # optional: pip install imageio-ffmpeg
+    except ImportError:
+        imageio_ffmpeg = None
+    if video == "mp4" and imageio_ffmpeg is None:
+        raise ImportError("MP4 needs imageio-ffmpeg: pip install imageio-ffmpeg (or use GIF)")
+    if video == "gif" or imageio_ffmpeg is None:
+        return save_animation(frames, Path(f"{stem}.gif"), seconds)
+    path = Path(f"{stem}.mp4")
+    h, w = np.asarray(frames[0]).shape[:2]
+    fps = max(1, round(len(frames) / seconds))
+    writer = imageio_ffmpeg.write_frames(str(path), (w + w % 2, h + h % 2), fps=fps,
+                                         macro_block_size=1)
+    writer.send(None)  # start the encoder
+    for f in frames:  # H.264 wants even sizes: pad by a pixel where needed
+        writer.send(np.ascontiguousarray(np.pad(to_uint8(f), ((0, h % 2), (0, w % 2), (0, 0)))))
+    writer.close()
+    return path

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
@@ -60,3 +62,17 @@ def test_lion_vs_adam_study_runs_and_writes_json(tmp_path, monkeypatch):
     assert result["best_lr_mult"] in (1.0, 3.0)
     assert "| Adam (3DGS rates) |" in md.read_text()
 
+
+
+def test_captures_benchmark_fits_a_synthetic_capture_and_writes_json(tmp_path, monkeypatch):
+    import captures
+
+    monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
+    out = tmp_path / "captures.json"
+    assert captures.main(["--quick", "--out", str(out)]) == 0
+    result = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(c))
+    rows = {r["optimizer"]: r for r in result["captures"][0]["rows"]}
+    assert set(rows) == {"lion", "adam"} and all(r["psnr"] > 5 for r in rows.values())
+    assert rows["adam"]["optimizer_state_bytes"] == 2 * rows["lion"]["optimizer_state_bytes"]
+    assert result["captures"][0]["frame"]["center"] == pytest.approx([20.0, 0.0, 0.0], abs=1e-6)
+    assert (tmp_path / "captures-synthetic.png").is_file()

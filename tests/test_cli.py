@@ -9,6 +9,8 @@ import pytest
 
 from splat_lion import selftest
 from splat_lion.cli import main
+from splat_lion.frame import frame_of_splats
+from splat_lion.problem import orbit_around
 
 
 @pytest.fixture(autouse=True)
@@ -75,12 +77,11 @@ def test_render_command_writes_views_and_a_turntable(tmp_path, capsys):
 
     out = tmp_path / "r"
     assert main(["render", "knot", "--out", str(out), "--views", "3", "--orbit", "5",
-                 "--resolution", "40", "--quiet"]) == 0
+                 "--resolution", "40", "--quiet", "--video", "gif"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "turntable.gif", "view_000.png", "view_001.png", "view_002.png"]
     g = sl.load_ply(sl.scenes.path("knot"), backend=sl.get_backend("cpu"))
-    cam = sl.orbit_cameras(radius=2.6 * g.extent(), n=3, width=40, height=40,
-                           elevation_deg=25)[1]
+    cam = orbit_around(frame_of_splats(g), 3, 40)[1]  # around the splats' centre
     want = np.asarray(sl.render(g, cam).image)
     got = np.asarray(Image.open(out / "view_001.png"), np.float32) / 255
     np.testing.assert_allclose(got, np.clip(want, 0, 1), atol=0.5 / 255 + 1e-6)
@@ -277,3 +278,91 @@ def test_fit_command_without_held_out_views_reports_on_the_training_views(tmp_pa
     assert "no held-out views" in capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["evaluated_on"] == "training views" and np.isfinite(metrics["psnr"])
+
+
+# -- real-world scenes: far from the origin, empty views, strict JSON, paths ------------------
+
+def strict_json(path):
+    """The file's JSON; Infinity or NaN (not JSON) fail."""
+    def refuse(name):
+        raise ValueError(f"{path.name} holds {name}: not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def far_ply(tmp_path_factory):
+    """The bundled `shapes` moved 250 units away from the origin."""
+    import splat_lion as sl
+
+    g = sl.load_ply(sl.scenes.path("shapes"), backend=sl.get_backend("cpu"))
+    g.means[...] += np.array([250.0, 80.0, -30.0], np.float32)
+    return sl.save_ply(g, tmp_path_factory.mktemp("far") / "far.ply")
+
+
+def test_a_ply_far_from_the_origin_renders_profiles_and_fits_in_view(far_ply, tmp_path, capsys):
+    from PIL import Image
+
+    assert main(["render", str(far_ply), "--out", str(tmp_path / "r"), "--views", "2",
+                 "--resolution", "32"]) == 0
+    assert "no splat" not in capsys.readouterr().err
+    assert np.asarray(Image.open(tmp_path / "r" / "view_000.png")).max() > 60
+    assert main(["profile", str(far_ply), "--resolution", "32", "--optimizer", "lion",
+                 "--json", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png")]) == 0
+    assert strict_json(tmp_path / "p.json")["runs"]["lion"]["num_intersections"] > 100
+    assert main(["fit", str(far_ply), "--out", str(tmp_path / "f"), "--steps", "3",
+                 "--resolution", "24", "--quiet"]) == 0
+    metrics = strict_json(tmp_path / "f" / "metrics.json")
+    assert 10 < metrics["psnr_before"] < 60 and metrics["psnr"] is not None
+
+
+def test_identical_images_give_a_strict_json_psnr_note(tmp_path, capsys):
+    assert main(["fit", "planet", "--init", "scene", "--out", str(tmp_path), "--steps", "1",
+                 "--resolution", "16", "--quiet", "--optimizer", "adam",
+                 "--lr", "1e-12"]) == 0
+    metrics = strict_json(tmp_path / "metrics.json")
+    assert metrics["psnr_before"] is None and metrics["lr"] == 1e-12
+    assert "identical" in capsys.readouterr().err
+
+
+def test_views_that_see_nothing_warn_in_render_and_refuse_a_fit(tmp_path, capsys):
+    away = ["--center", "0,1000,0", "--radius", "3"]  # looking past the scene, sideways
+    assert main(["render", "knot", "--out", str(tmp_path), "--views", "2", "--resolution",
+                 "16", *away]) == 0
+    assert "2 views show no splat" in capsys.readouterr().err
+    assert main(["fit", "knot", "--out", str(tmp_path / "f"), "--steps", "2",
+                 "--resolution", "16", "--quiet", *away]) == 2
+    assert "not one splat is in any of the 2 held-out views" in capsys.readouterr().err
+
+
+def test_render_follows_a_captures_cameras(shapes_capture, tmp_path, capsys):
+    from PIL import Image
+
+    root, _ = shapes_capture
+    assert main(["render", "shapes", "--out", str(tmp_path), "--cameras", str(root / "nerf"),
+                 "--views", "2", "--video", "gif", "--quiet"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["path.gif", "view_000.png",
+                                                           "view_001.png"]
+    gif = Image.open(tmp_path / "path.gif")
+    assert gif.n_frames == 8 and gif.size == (32, 24)  # every camera of the capture
+
+
+def test_eval_every_records_held_out_scores(tmp_path):
+    assert main(["fit", "planet", "--out", str(tmp_path), "--steps", "6", "--eval-every", "3",
+                 "--resolution", "16", "--quiet"]) == 0
+    metrics = strict_json(tmp_path / "metrics.json")
+    assert [e[0] for e in metrics["eval_history"]] == [2, 5]
+    assert metrics["eval_history"][-1][1] == pytest.approx(metrics["psnr"], abs=1e-3)
+
+
+def test_a_capture_fit_without_steps_says_its_default(shapes_capture, tmp_path, capsys,
+                                                      monkeypatch):
+    import splat_lion.problem as problem
+
+    monkeypatch.setattr(problem, "CPU_CAPTURE_SECONDS", 0.0)  # the least: 300 steps
+    monkeypatch.setattr(problem.Problem, "default_steps",
+                        lambda self, s, real=problem.Problem.default_steps: min(real(self, s), 5))
+    root, _ = shapes_capture
+    assert main(["fit", str(root / "nerf"), "--out", str(tmp_path), "--init-points", "50",
+                 "--sh-degree", "0", "--quiet"]) == 0
+    assert "5 steps, the default for a capture on cpu" in capsys.readouterr().err
