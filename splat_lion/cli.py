@@ -311,10 +311,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
           f"{cam.width}x{cam.height}, {be.name} backend ({runs[names[0]]['num_intersections']:,}"
           " tile intersections)\n")
     print(report.format_table(runs))
+    if runs[names[0]]["num_intersections"] == 0:
+        print("splat-lion: warning: the view profiled shows no splat, so this is the memory of "
+              "an empty step; give --center, --radius or --up", file=sys.stderr)
     result = {"num_splats": ref.count, "width": cam.width, "height": cam.height,
               "sh_degree": ref.sh_degree, "backend": be.name, "runs": runs}
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        Path(args.json).write_text(report.strict_json(result))
         print(f"\nwrote {args.json}")
     try:
         report.plot_profile(runs, args.plot)

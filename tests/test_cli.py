@@ -326,13 +326,16 @@ def test_identical_images_give_a_strict_json_psnr_note(tmp_path, capsys):
 
 
 def test_views_that_see_nothing_warn_in_render_and_refuse_a_fit(tmp_path, capsys):
-    away = ["--center", "0,1000,0", "--radius", "3"]  # looking past the scene, sideways
+    away = ["--center", "0,0,1000", "--radius", "3"]  # high above, looking past the scene
     assert main(["render", "knot", "--out", str(tmp_path), "--views", "2", "--resolution",
                  "16", *away]) == 0
     assert "2 views show no splat" in capsys.readouterr().err
     assert main(["fit", "knot", "--out", str(tmp_path / "f"), "--steps", "2",
                  "--resolution", "16", "--quiet", *away]) == 2
     assert "not one splat is in any of the 2 held-out views" in capsys.readouterr().err
+    assert main(["profile", "knot", "--resolution", "16", "--optimizer", "lion",
+                 "--plot", str(tmp_path / "p.png"), *away]) == 0
+    assert "the view profiled shows no splat" in capsys.readouterr().err
 
 
 def test_render_follows_a_captures_cameras(shapes_capture, tmp_path, capsys):
