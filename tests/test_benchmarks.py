@@ -76,3 +76,24 @@ def test_captures_benchmark_fits_a_synthetic_capture_and_writes_json(tmp_path, m
     assert rows["adam"]["optimizer_state_bytes"] == 2 * rows["lion"]["optimizer_state_bytes"]
     assert result["captures"][0]["frame"]["center"] == pytest.approx([20.0, 0.0, 0.0], abs=1e-6)
     assert (tmp_path / "captures-synthetic.png").is_file()
+
+
+def test_gpu_check_runs_every_section_and_writes_json_and_log(tmp_path, monkeypatch):
+    """On the CPU backend (CI also runs it under the CuPy stand-in); the test runs of the
+    suite are left out here, the suite being what runs this."""
+    import gpu_check
+
+    monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
+    out = tmp_path / "gpu-check.json"
+    assert gpu_check.main(["--quick", "--skip", "tests", "--out", str(out)]) == 0
+    result = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(c))
+    sections = result["sections"]
+    assert result["gpu_timing"] is False and sections["tests"]["status"].startswith("skipped")
+    for name in ("environment", "kernels", "agreement", "optimizer", "step"):
+        assert sections[name]["status"] == "ok", (name, sections[name])
+    kernels = {(k["family"], k["kernel"]) for k in sections["kernels"]["data"]}
+    assert ("lion", "lion_step") in kernels and ("rasterize", "rasterize_bwd") in kernels
+    assert sections["agreement"]["data"]["fit_within_0.05_db"]
+    assert set(sections["step"]["data"]["phase_ms"]) == {"project", "binning", "rasterize",
+                                                         "loss", "backward", "optimizer"}
+    assert out.with_suffix(".log").read_text().startswith("gpu_check on cpu")
