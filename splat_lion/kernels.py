@@ -7,7 +7,9 @@ Each source is assembled the same way for both backends: `#include "common.cuh"`
 by the header's text (CuPy's disk cache keys on the source string only, not on headers), and
 `#line` directives make compiler errors point at the real file and line. Compile-time choices
 are `-D` defines; the launch geometry every family shares (TILE, BLOCK) is defined here,
-once, and passed to every compilation. Modules are cached per (backend, file, options); importing compiles nothing.
+once, and passed to every compilation. Modules are cached per (backend, file, options), and
+kernel handles per (backend, file, options, kernel): on CuPy `get_function` builds a new
+RawKernel each call (~10-30 us), so a launch must not call it. Importing compiles nothing.
 A new `kernels/foo.cu` needs no change here.
 """
 
@@ -36,7 +38,8 @@ _INCLUDE_COMMON = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"common\.cuh"[ \t]*$',
 _DEFINE_NAME = re.compile(r"^[A-Za-z_]\w*$")
 _DEFINE_VALUE = re.compile(r"^[\w.+-]+$")
 
-_modules: dict[tuple, object] = {}
+_modules: dict[tuple, object] = {}  # (backend, path, options) -> RawModule
+_functions: dict[tuple, object] = {}  # (backend, path, options, kernel) -> RawKernel
 
 
 def kernel_dir() -> Path:
@@ -119,7 +122,20 @@ def module(family: str, defines: Mapping[str, int | str] | None = None,
     return module_from_file(family_path(family), defines, backend)
 
 
+def function_from_file(path: Path | str, name: str,
+                       defines: Mapping[str, int | str] | None = None,
+                       backend: _backend.Backend | None = None):
+    """Kernel `name` of any .cu file, its handle made once and then reused."""
+    be = backend or _backend.get_backend()
+    path = Path(path).resolve()
+    key = (be.name, str(path), options(defines), name)
+    if key not in _functions:
+        _functions[key] = module_from_file(path, defines, be).get_function(name)
+    return _functions[key]
+
+
 def function(family: str, name: str, defines: Mapping[str, int | str] | None = None,
              backend: _backend.Backend | None = None):
-    """One kernel of a family, ready for `backend.launch(kernel, grid, block, args)`."""
-    return module(family, defines, backend).get_function(name)
+    """One kernel of a family, ready for `backend.launch(kernel, grid, block, args)`; the
+    same object on every call with the same backend, defines and name."""
+    return function_from_file(family_path(family), name, defines, backend)

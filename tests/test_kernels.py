@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from splat_lion import kernels
+from splat_lion import cuda_cpu, kernels
 from splat_lion.backend import get_backend
 
 
@@ -52,6 +52,27 @@ def test_modules_are_cached_per_family_and_options():
     m1 = kernels.module("selftest", backend=cpu)
     assert kernels.module("selftest", backend=cpu) is m1
     assert kernels.module("selftest", {"UNUSED": 1}, backend=cpu) is not m1
+
+
+def test_kernel_handles_are_made_once_per_backend_family_kernel_and_defines(monkeypatch):
+    """A launch must not call get_function (on CuPy it builds a new RawKernel each time)."""
+    cpu = get_backend("cpu")
+    made = []
+    original = cuda_cpu.RawModule.get_function
+
+    def counting(self, name):
+        made.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(kernels, "_functions", {})
+    monkeypatch.setattr(cuda_cpu.RawModule, "get_function", counting)
+    k = kernels.function("selftest", "selftest_saxpy", backend=cpu)
+    assert all(kernels.function("selftest", "selftest_saxpy", backend=cpu) is k for _ in range(3))
+    assert made == ["selftest_saxpy"]
+    other = kernels.function("selftest", "selftest_saxpy", {"UNUSED": 1}, backend=cpu)
+    assert other is not k
+    assert kernels.function("selftest", "selftest_block_sum", backend=cpu) is not k
+    assert made == ["selftest_saxpy", "selftest_saxpy", "selftest_block_sum"]
 
 
 def test_unknown_family_is_a_clear_error():
