@@ -135,6 +135,47 @@ def test_struct_arguments_pass_by_value():
     np.testing.assert_array_equal(out, [1.5, -2, 7])
 
 
+# -- subnormals flush to zero, as CuPy's -ftz=true makes them ------------------------
+
+FLUSH = r"""
+extern "C" __global__ void flush(const float* x, float* half, float* plus_zero,
+                                 unsigned* moved, long long n) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    __syncthreads();  // every thread parks once: resumed fibers must flush too
+    if (i < n) {
+        half[i] = x[i] * 0.5f;               // a subnormal result is written as 0
+        plus_zero[i] = x[i] + 0.0f;          // a subnormal input is read as 0
+        moved[i] = __float_as_uint(x[i]);    // no arithmetic: kept bit for bit
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("mode", ["parallel", "ordered", "ucontext"])
+def test_subnormals_flush_to_zero_in_every_thread_like_ftz(mode):
+    """-ftz=true on the GPU: subnormal inputs of float arithmetic count as zero and subnormal
+    results become zero, sign kept; loads, stores and bit casts leave them alone. The same on
+    every OpenMP thread and fiber of a launch; the process's own mode is restored after it."""
+    pattern = np.float32([1.5e-38, -1.5e-38, 1e-40, -1e-40, 3.0])
+    x = np.tile(pattern, 64 * 256 // 5 + 1)[:64 * 256]
+    n = x.size
+    half, plus_zero = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
+    moved = np.zeros(n, np.uint32)
+    options = ("-DCUDACPU_USE_UCONTEXT=1",) if mode == "ucontext" else ()
+    k = cuda_cpu.RawModule(FLUSH, options).get_function("flush")
+    k((64,), (256,), (x, half, plus_zero, moved, np.int64(n)), ordered=mode == "ordered")
+    want_half = np.tile(np.float32([0.0, -0.0, 0.0, -0.0, 1.5]), n // 5 + 1)[:n]
+    want_plus = np.tile(np.float32([1.5e-38, -1.5e-38, 0.0, 0.0, 3.0]), n // 5 + 1)[:n]
+    np.testing.assert_array_equal(half, want_half)
+    np.testing.assert_array_equal(np.signbit(half), np.signbit(want_half))
+    np.testing.assert_array_equal(plus_zero, want_plus)
+    np.testing.assert_array_equal(np.signbit(plus_zero), np.signbit(want_plus))
+    np.testing.assert_array_equal(moved, x.view(np.uint32))
+    # the caller's thread has its own floating-point mode back: NumPy keeps subnormals
+    assert np.float32(1.5e-38) * np.float32(0.5) > 0
+    assert np.float32(1e-40) + np.float32(0.0) > 0
+
+
 # -- deadlocks and faults are errors, never hangs or silent corruption ------------------
 
 def test_deadlock_names_the_kernel_and_the_waiting_threads(cpu):

@@ -13,6 +13,8 @@
 //          has arrived (threads that exited count as arrived); a wait nobody can end is
 //          reported as a deadlock naming the kernel and the waiting threads.
 // Atomics: real atomics (blocks run on several OS threads).
+// Floats:  subnormals flush to zero during a launch, as CuPy's -ftz=true makes them on the GPU
+//          (FtzScope, before run_grid).
 //
 // Nothing here may change a kernel's logic: it only supplies what nvcc/NVRTC supply.
 #pragma once
@@ -872,6 +874,46 @@ static int cpu_threads() {
     return g_threads_this_launch > 0 && g_threads_this_launch < n ? g_threads_this_launch : n;
 }
 
+// ---- subnormals: flushed as CuPy's -ftz=true flushes them -------------------------------
+// CuPy compiles every kernel with -ftz=true (cupy/cuda/compiler.py, _compile_with_cache_cuda):
+// single-precision arithmetic on the GPU reads a subnormal input as a zero and writes a
+// subnormal result as a zero of the same sign. A subnormal Lion momentum so has sign 0 there
+// (parameter unchanged) and would have sign +-1 here without this.
+// How: the FPU's own flush bits, set for the duration of a launch on every OS thread that runs
+// the launch's blocks (the caller and the OpenMP workers: each enters run_grid's parallel
+// region, which opens an FtzScope first) and restored when the region ends, so NumPy and the
+// rest of the process never see them.
+//   x86-64:  MXCSR FTZ (bit 15: subnormal results -> 0) and DAZ (bit 6: subnormal inputs -> 0).
+//   AArch64: FPCR.FZ (bit 24: both).
+//   others:  no flush; results differ from the GPU only where subnormals arise.
+// Why not compiler flags: g++'s -ffast-math (and -mdaz-ftz) set the same bits only once, from
+// a constructor (crtfastmath.o) when the program or library loads: in one thread, for the
+// whole process (NumPy included), never in the OpenMP workers; -ffast-math also relaxes IEEE
+// rules (NaN checks, reassociation) that the kernels rely on. No flag flushes per operation.
+// Fibers share their OS thread's bits: the x86-64 switch leaves MXCSR alone, and the
+// ucontext fallback saves and restores the FP control state, which getcontext captured
+// inside the scope (reset_fiber runs per block). Known differences from the GPU: the bits
+// flush double arithmetic too (-ftz=true concerns float only; no kernel here computes in
+// double), and g++ does not contract a*b+c into an FMA as NVRTC does (--fmad=true is its
+// default): results may differ in the last bit, as the tests' tolerances allow.
+struct FtzScope {
+#if defined(__x86_64__)
+    unsigned saved;
+    FtzScope() : saved(__builtin_ia32_stmxcsr()) { __builtin_ia32_ldmxcsr(saved | 0x8040u); }
+    ~FtzScope() { __builtin_ia32_ldmxcsr(saved); }
+#elif defined(__aarch64__)
+    unsigned long long saved;
+    FtzScope() {
+        __asm__ __volatile__("mrs %0, fpcr" : "=r"(saved));
+        const unsigned long long flush = saved | (1ull << 24);
+        __asm__ __volatile__("msr fpcr, %0" : : "r"(flush));
+    }
+    ~FtzScope() { __asm__ __volatile__("msr fpcr, %0" : : "r"(saved)); }
+#endif
+    FtzScope(const FtzScope&) = delete;
+    FtzScope& operator=(const FtzScope&) = delete;
+};
+
 template <class Body>
 static int run_grid(const char* kernel, const unsigned* grid, const unsigned* block,
                     unsigned long long shared_bytes, Body& body, char* err, size_t errlen) {
@@ -884,6 +926,7 @@ static int run_grid(const char* kernel, const unsigned* grid, const unsigned* bl
     const int nthreads = int(nblocks < (unsigned long long)cpu_threads() ? nblocks : cpu_threads());
 #pragma omp parallel num_threads(nthreads > 0 ? nthreads : 1)
     {
+        const FtzScope ftz;  // flush subnormals on this OS thread until the region ends
         Ctx* c = ctx();
 #if defined(__SANITIZE_ADDRESS__)
         if (c->sched_stack_bottom == nullptr) {  // ASan must be told which stack it returns to
