@@ -21,12 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from .errors import CheckpointError
+
 FORMAT = "splat-lion checkpoint 1"
 _META = "__meta__.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupt, or from another format version."""
 
 
 def save_checkpoint(path, state: dict) -> Path:

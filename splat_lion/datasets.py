@@ -65,12 +65,9 @@ from PIL import Image, UnidentifiedImageError
 
 from .backend import get_backend
 from .cameras import CAMERA_MODELS, Camera, Distortion
+from .errors import DatasetError
 from .quaternion import quat_to_rotmat
 from .undistort import undistort_image
-
-
-class DatasetError(ValueError):
-    """A dataset folder that cannot be read; the message names the file, the field and the fix."""
 
 
 class MissingImagesWarning(UserWarning):

@@ -29,13 +29,14 @@ import numpy as np
 from . import memory
 from .cameras import Camera
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import check_ranges, ranged
 from .densify import Densifier, DensifyConfig, DensifyEvent
+from .errors import ConfigError, NonFiniteError
 from .gaussians import Gaussians
 from .layout import Flat, Layout
 from .loss import photometric_loss, psnr
 from .optim.registry import LION_RATES, optimizer_spec
 from .render import render, render_backward
-
 
 # The SH ramp, as a fraction of the run: 3DGS raises the degree every 1000 of 30 000 steps.
 SH_RAMP = 1000 / 30_000
@@ -46,9 +47,9 @@ class FitConfig:
     # "lion", "lion-bf16" (bfloat16 momentum) or "adam" (3DGS's baseline)
     optimizer: str = "lion"
     # optimisation steps (one view each)
-    steps: int = 300
+    steps: int = ranged(300, 1, 10_000_000)
     # base learning rate; None: the preset's (Lion 1e-4, Adam 1e-3), scaled by the lr table
-    lr: float | None = None
+    lr: float | None = ranged(None, 0, 1, kind=float, optional=True, open_lo=True)
     # Lion's lr table: "from_points" (LrTable.lion_default: big steps that decay, for a start
     # from points or random) or "refine" (LrTable.lion_refine: for a start that is close)
     lion_rates: str = "from_points"
@@ -56,38 +57,30 @@ class FitConfig:
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # steps between raises of the active SH degree; None: steps / 30 (3DGS: 1000 of 30 000),
     # so that short runs ramp up too
-    sh_degree_interval: int | None = None
+    sh_degree_interval: int | None = ranged(None, 1, 10_000_000, optional=True)
     # skip splats outside the view in the optimizer step ("selective" Lion / Adam)
     selective: bool = True
     # seed of the view order and of the split splats' positions
-    seed: int = 0
+    seed: int = ranged(0, 0, 2**63 - 1)
     # record the training PSNR every this many steps
-    log_every: int = 10
+    log_every: int = ranged(10, 1, 10_000_000)
     # adaptive density control (clone / split / prune / opacity reset); None: a fixed set.
     # The default is 3DGS's schedule (from step 500): short fits never reach it
     densify: DensifyConfig | None = DensifyConfig()
     # steps between checkpoints written to fit()'s checkpoint_dir; None: none
-    checkpoint_every: int | None = None
+    checkpoint_every: int | None = ranged(None, 1, 10_000_000, optional=True)
     # steps between calls of fit()'s `evaluate` (held-out PSNR and SSIM); None: none
-    eval_every: int | None = None
+    eval_every: int | None = ranged(None, 1, 10_000_000, optional=True)
 
     def __post_init__(self):
         optimizer_spec(self.optimizer)  # a clear error for an unknown name
-        for name in ("steps", "log_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
-        for name in ("sh_degree_interval", "checkpoint_every", "eval_every"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ValueError(f"{name} must be None or an int >= 1, got {v!r}")
+        check_ranges(self)
         if self.densify is not None and not isinstance(self.densify, DensifyConfig):
             raise TypeError(f"densify must be a DensifyConfig or None, got "
                             f"{type(self.densify).__name__}")
         if self.lion_rates not in LION_RATES:
-            raise ValueError(f"lion_rates must be one of {', '.join(LION_RATES)}, got "
-                             f"{self.lion_rates!r}")
-        if self.lr is not None and not (self.lr > 0 and np.isfinite(self.lr)):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+            raise ConfigError(f"lion_rates must be one of {', '.join(LION_RATES)}, got "
+                              f"{self.lion_rates!r}")
 
     @property
     def sh_interval(self) -> int:
@@ -144,10 +137,6 @@ class FitResult:
                 "densify_events": len(self.densify_events),
                 "loss_history": self.loss_history, "psnr_history": self.psnr_history,
                 "splat_history": self.splat_history, "eval_history": self.eval_history}
-
-
-class NonFiniteError(FloatingPointError):
-    """A NaN or infinity appeared during a fit; the message names the step and attribute."""
 
 
 def make_optimizer(config: FitConfig, extent: float, backend):

@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from .backend import Backend, get_backend
+from .errors import MemoryBudgetError
 from .kernels import TILE, num_tiles
 from .layout import Layout
 from .ledger import TAGS, MemoryTracker
@@ -236,10 +237,6 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
         by_phase[phase] = max(by_phase[phase], sum(alive.values()))
     return {**by_tag, "peak": max(by_phase.values()), "by_phase": by_phase,
             "num_intersections": m}
-
-
-class MemoryBudgetError(ValueError):
-    """A fit that is predicted not to fit its memory budget; the message says by how much."""
 
 
 def predict_fit_peak(num_splats: int, width: int, height: int, sh_degree: int, optimizer: str,

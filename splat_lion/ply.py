@@ -23,15 +23,12 @@ import numpy as np
 from plyfile import PlyData, PlyElement, PlyListProperty
 
 from .backend import Backend
+from .errors import PlyError
 from .gaussians import Gaussians
 from .sh import DEGREES, sh_rest
 
 F_REST_COUNTS = {3 * sh_rest(d): d for d in DEGREES}  # f_rest properties -> SH degree
 _NORMALS = ("nx", "ny", "nz")
-
-
-class PlyError(ValueError):
-    """A PLY file that is not a valid 3DGS scene; the message names the file and field."""
 
 
 def property_names(sh_degree: int) -> list[str]:

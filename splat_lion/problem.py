@@ -22,7 +22,9 @@ import numpy as np
 from . import scenes
 from .backend import Backend, get_backend
 from .cameras import Camera, orbit_cameras
+from .config import check_ranges, ranged
 from .datasets import detect, load_dataset
+from .errors import ConfigError
 from .frame import SceneFrame, frame_of_cameras, frame_of_splats
 from .gaussians import Gaussians
 from .loss import photometric_loss, psnr, ssim
@@ -32,6 +34,7 @@ from .sh import check_degree
 
 INITS = ("perturbed", "points", "random", "scene")
 SCENE_TEST_EVERY = 5  # a scene's orbit views: every fifth is held out (the first too)
+MAX_SIDE = 16_384  # the largest image side a render may have (CUDA's grid of 16x16 tiles fits)
 GPU_CAPTURE_STEPS = 30_000  # a capture's default fit on a GPU: 3DGS's
 CPU_CAPTURE_SECONDS = 600.0  # ... on the CPU: as many steps as fit in about ten minutes
 ORBIT_RADIUS = 2.6  # orbit views of a scene circle it at this many times its extent
@@ -41,38 +44,38 @@ ORBIT_ELEVATION_DEG = 25.0  # ... this many degrees above its horizon
 @dataclass(frozen=True)
 class ProblemConfig:
     # square size in pixels of a scene's orbit views; None: 64 on a CPU, 256 on a GPU
-    resolution: int | None = None
+    resolution: int | None = ranged(None, 1, MAX_SIDE, optional=True)
     # divide image sizes by this (captures: their images_N/ folders when present)
-    downscale: int = 1
-    # orbit views around a scene
-    views: int = 10
+    downscale: int = ranged(1, 1, 64)
+    # orbit views around a scene (one or more held out, one or more to train on)
+    views: int = ranged(10, 2, 100_000)
     # distance of a scene's orbit views from its centre, in scene extents (2.6: every splat
     # in every view; about 1.2: each view sees part of the scene)
-    orbit_radius: float = ORBIT_RADIUS
+    orbit_radius: float = ranged(ORBIT_RADIUS, 0, 1e6, kind=float, open_lo=True)
     # hold out every this-many-th view (from the first); 0: none (the fit is then scored on
     # its training views); None: SCENE_TEST_EVERY for a scene, load_dataset's for a capture
-    test_every: int | None = None
+    test_every: int | None = ranged(None, 0, 100_000, optional=True)
     # the start: "perturbed" (the scene, noised), "points" (the scene's centres or the
     # capture's points, grey), "random", "scene" (the scene as it is); None: "perturbed" for
     # a scene, "points" for a capture with points, else "random"
     init: str | None = None
     # splats of a random start
-    init_points: int = 10_000
+    init_points: int = ranged(10_000, 1, 50_000_000)
     # SH degree of the splats started from a capture's points or at random in a capture
     sh_degree: int = 3
     # seed of the start
-    seed: int = 0
+    seed: int = ranged(0, 0, 2**63 - 1)
     # RGB in [0, 1] behind the splats (and behind RGBA capture images)
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # captures: use at most this many training and this many held-out images; None: all
-    max_images: int | None = None
+    max_images: int | None = ranged(None, 1, 1_000_000, optional=True)
     # the scene's centre (world units), instead of the frame found from its splats or cameras
     center: tuple[float, float, float] | None = None
     # the up axis, instead of the frame's (a PLY's default: +z)
     up: tuple[float, float, float] | None = None
     # the orbit views' distance from the centre (world units); None: orbit_radius x the
     # frame's radius
-    distance: float | None = None
+    distance: float | None = ranged(None, 0, 1e12, kind=float, optional=True, open_lo=True)
     # captures: undistort into the whole field of view (masks keep the border out of the
     # loss) instead of the largest view without a border
     keep_all: bool = False
@@ -80,33 +83,19 @@ class ProblemConfig:
     strict: bool = False
 
     def __post_init__(self):
-        for name in ("downscale", "views", "init_points"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-        if self.test_every is not None and (isinstance(self.test_every, bool) or not isinstance(
-                self.test_every, (int, np.integer)) or self.test_every < 0 or self.test_every == 1):
-            raise ValueError(f"test_every must be None, 0 (no held-out views) or an int >= 2, "
-                             f"got {self.test_every!r}")
-        if not (isinstance(self.orbit_radius, (int, float)) and np.isfinite(self.orbit_radius)
-                and self.orbit_radius > 0):
-            raise ValueError(f"orbit_radius must be a finite number > 0, got "
-                             f"{self.orbit_radius!r}")
-        if self.distance is not None and not (np.isfinite(self.distance) and self.distance > 0):
-            raise ValueError(f"distance must be None or a finite number > 0, got "
-                             f"{self.distance!r}")
+        check_ranges(self)
+        if self.test_every == 1:
+            raise ConfigError("test_every must be None, 0 (no held-out views) or an int >= 2 "
+                              "(1 would hold out every view), got 1")
         for name in ("center", "up"):
             v = getattr(self, name)
             if v is not None and (np.shape(v) != (3,) or not np.isfinite(v).all()):
-                raise ValueError(f"{name} must be None or 3 finite numbers, got {v!r}")
-        for name in ("resolution", "max_images"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))
-                                  or v < 1):
-                raise ValueError(f"{name} must be None or an int >= 1, got {v!r}")
+                raise ConfigError(f"{name} must be None or 3 finite numbers, got {v!r}")
+        if self.up is not None and not np.any(self.up):
+            raise ConfigError("up must not be 0,0,0: give the direction that is up, e.g. 0,0,1")
         if self.init is not None and self.init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)} (or None), got "
-                             f"{self.init!r}")
+            raise ConfigError(f"init must be one of {', '.join(INITS)} (or None), got "
+                              f"{self.init!r}")
         check_degree(self.sh_degree)
 
 

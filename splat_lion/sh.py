@@ -1,5 +1,5 @@
 """Spherical-harmonic facts every layer uses: the one home of the coefficient counts, the
-degree-0 case and the DC colour constant (NumPy only; imports nothing from the package).
+degree-0 case and the DC colour constant (NumPy only; of the package, only its errors).
 
     sh_coeffs(3) == 16          # (d + 1)² coefficients per colour channel
     sh_rest(3) == 15            # of which shN holds all but the first: [N, 15, 3]
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ConfigError
+
 DEGREES = (0, 1, 2, 3)  # SH degrees splat-lion supports (3DGS: up to 3)
 SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi))
 
@@ -20,7 +22,7 @@ SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi))
 def check_degree(sh_degree, name: str = "sh_degree") -> int:
     """`sh_degree` as an int, or ValueError if it is not one of DEGREES."""
     if isinstance(sh_degree, bool) or sh_degree not in DEGREES:
-        raise ValueError(f"{name} must be 0, 1, 2 or 3, got {sh_degree!r}")
+        raise ConfigError(f"{name} must be 0, 1, 2 or 3, got {sh_degree!r}")
     return int(sh_degree)
 
 

@@ -125,6 +125,7 @@ def test_the_checks_see_real_imports():
     assert not graph["splat_lion.ledger"]  # the bottom floor imports nothing of the package
 
 
-@pytest.mark.parametrize("module", ["ledger", "checks", "sh", "quaternion"])
-def test_the_bottom_floor_imports_nothing_of_the_package(module):
-    assert not imports_of(PACKAGE / f"{module}.py")
+@pytest.mark.parametrize("module", ["errors", "ledger", "checks", "sh", "quaternion", "config"])
+def test_the_bottom_floor_imports_nothing_of_the_package_but_its_errors(module):
+    assert imports_of(PACKAGE / f"{module}.py") <= {"splat_lion.errors"}
+    assert not imports_of(PACKAGE / "errors.py")

@@ -7,6 +7,7 @@ import pytest
 
 import splat_lion as sl
 from splat_lion.datasets import write_transforms
+from splat_lion.errors import ConfigError
 from splat_lion.frame import frame_of_splats
 from splat_lion.problem import ORBIT_RADIUS, ProblemConfig, load_problem, random_start
 
@@ -96,14 +97,23 @@ def test_random_start_fills_its_box(rng):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"views": 0}, "views must be an int >= 1"),
+    ({"views": 0}, r"views must be an int in \[2, 100000\], got 0"),
+    ({"views": 1}, r"views must be an int in \[2, 100000\], got 1"),
     ({"init": "cloud"}, "init must be one of perturbed, points, random, scene"),
     ({"test_every": 1}, "test_every must be None, 0"),
     ({"sh_degree": 4}, "sh_degree must be 0, 1, 2 or 3"),
-    ({"resolution": 0}, "resolution must be None or an int >= 1"),
+    ({"resolution": 0}, r"resolution must be None or an int in \[1, 16384\], got 0"),
+    ({"resolution": -64}, r"resolution must be None or an int in \[1, 16384\], got -64"),
+    ({"resolution": 100_000}, r"resolution must be None or an int in \[1, 16384\]"),
+    ({"downscale": 0}, r"downscale must be an int in \[1, 64\], got 0"),
+    ({"distance": 0.0}, r"distance must be None or a number in \(0, "),
+    ({"seed": -1}, r"seed must be an int in \[0, "),
+    ({"init_points": 10**9}, r"init_points must be an int in \[1, 50000000\]"),
+    ({"up": (0, 0, 0)}, "up must not be 0,0,0"),
+    ({"center": (0, np.nan, 0)}, "center must be None or 3 finite numbers"),
 ])
 def test_bad_problem_configs_are_clear_errors(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):
         ProblemConfig(**kwargs)
 
 

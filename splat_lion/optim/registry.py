@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backend import Backend
+from ..errors import ConfigError
 from .adam import Adam
 from .base import FusedOptimizer
 from .lion import Lion
@@ -66,7 +67,7 @@ class OptimizerSpec:
         lr: the base lr (None: base_lr); lion_rates: Lion's lr preset, one of LION_RATES
         (Adam has one table for both)."""
         if lion_rates not in LION_TABLES:
-            raise ValueError(f"lion_rates must be one of {', '.join(LION_RATES)}, got "
+            raise ConfigError(f"lion_rates must be one of {', '.join(LION_RATES)}, got "
                              f"{lion_rates!r}")
         return self.cls(self.base_lr if lr is None else lr,
                         lr_table=self.lr_table(extent, steps, lion_rates), backend=backend,
@@ -97,7 +98,7 @@ def optimizer_spec(name: str) -> OptimizerSpec:
     """The entry of optimizer `name`; a clear error for a name that is not one."""
     spec = OPTIMIZER_SPECS.get(name)
     if spec is None:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, got {name!r}")
+        raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, got {name!r}")
     return spec
 
 
