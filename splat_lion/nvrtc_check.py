@@ -5,9 +5,22 @@
     python -m splat_lion.nvrtc_check --resources --json nvrtc.json
 
 Each file is compiled exactly as the GPU path compiles it (`kernels.source(path)` with
-`kernels.options()`), down to a CUBIN for each architecture (sm_75, sm_80, sm_90 by default),
-so code generation for that GPU really runs. A result fails on a non-zero NVRTC status or on
-ANY text in the program log: NVRTC prints warnings only there, so warnings fail too (DESIGN §3).
+`kernels.options()`, plus what CuPy adds to them: `cupy_options`), down to a CUBIN for each
+architecture (sm_75, sm_80, sm_90 by default), so code generation for that GPU really runs.
+A result fails on a non-zero NVRTC status or on ANY text in the program log: NVRTC prints
+warnings only there, so warnings fail too (DESIGN §3).
+
+What CuPy 14 adds to a RawModule's options before NVRTC sees them (cupy/_core/core.pyx
+`assemble_cupy_compiler_options`, cupy/cuda/compiler.py `_compile_with_cache_cuda` and
+`_compile_using_nvrtc_no_warning`, as of v14.2.0): `--std=c++17` when the options name no
+standard, `-ftz=true` (subnormals flush to zero), `-arch=sm_XX` (a CUBIN; `-arch=compute_XX`,
+PTX, past NVRTC's newest GPU or with CUPY_COMPILE_WITH_PTX=1) and
+`--device-as-default-execution-space`. NVRTC's own defaults stay, among them `--fmad=true`
+(a*b+c contracts to an FMA). CuPy also adds include folders (its bundled CCCL, its own
+headers, the CUDA headers); they are left out here because a kernel source includes nothing
+once common.cuh is pasted in, and leaving them out needs neither CuPy nor the CUDA headers
+installed. Environment switches (CUPY_CUDA_COMPILE_WITH_DEBUG, CUPY_NVRTC_USE_PCH) are off
+by default and not modelled.
 
 `--resources` also reads what each kernel costs on sm_90: NVRTC -> PTX (compute_90), then
 `ptxas -v -arch=sm_90` (registers, spill stores/loads, shared memory, stack per kernel). With
@@ -48,6 +61,22 @@ ENV_VAR = "SPLAT_LION_NVRTC"
 INSTALL_HINT = "pip install nvidia-cuda-nvrtc-cu12"
 
 _ARCH = re.compile(r"^sm_\d+[af]?$")
+_VIRTUAL_ARCH = re.compile(r"^compute_\d+[af]?$")
+
+# What CuPy 14 appends to a RawModule's options after ours (see the module docstring), around
+# the architecture option: before it, then after it.
+CUPY_OPTIONS_BEFORE_ARCH: tuple[str, ...] = ("-ftz=true",)
+CUPY_OPTIONS_AFTER_ARCH: tuple[str, ...] = ("--device-as-default-execution-space",)
+CUPY_DEFAULT_STD = "--std=c++17"
+
+
+def cupy_options(options: Sequence[str], arch: str) -> tuple[str, ...]:
+    """The options NVRTC receives when CuPy 14 compiles a RawModule built with `options` for
+    `arch` ("sm_90": a CUBIN; "compute_90": PTX), include folders left out."""
+    if not (_ARCH.match(arch) or _VIRTUAL_ARCH.match(arch)):
+        raise ValueError(f"arch {arch!r}: expected 'sm_XX' (CUBIN) or 'compute_XX' (PTX)")
+    std = () if any("-std=" in o for o in options) else (CUPY_DEFAULT_STD,)
+    return (*options, *std, *CUPY_OPTIONS_BEFORE_ARCH, f"-arch={arch}", *CUPY_OPTIONS_AFTER_ARCH)
 
 
 # -- finding and loading NVRTC --------------------------------------------------------------
@@ -192,15 +221,26 @@ def _compile(code: str, name: str, options: Sequence[str], want: str) -> tuple[i
         nv.call("nvrtcDestroyProgram", ctypes.byref(prog))
 
 
+def compile_ptx(code: str, name: str, options: tuple[str, ...],
+                virtual_arch: str = "compute_" + RESOURCE_ARCH.removeprefix("sm_")) -> str:
+    """The PTX CuPy's NVRTC makes of `code` for `virtual_arch` ("compute_90"); a RuntimeError
+    with NVRTC's log when it does not compile."""
+    status, log, ptx = _compile(code, name, cupy_options(options, virtual_arch), "ptx")
+    if status != 0:
+        raise RuntimeError(f"{name}: NVRTC {load_nvrtc().error_string(status)}:\n{log}")
+    return ptx.rstrip(b"\0").decode()
+
+
 def _check_arch(arch: str) -> None:
     if not _ARCH.match(arch):
         raise ValueError(f"arch {arch!r}: expected a real GPU architecture like 'sm_80'")
 
 
 def compile_source(code: str, name: str, options: tuple[str, ...], arch: str) -> CompileResult:
-    """Compile `code` to a CUBIN for `arch` ("sm_90"); fail on any error or any log text."""
+    """Compile `code` to a CUBIN for `arch` ("sm_90") as CuPy does (`cupy_options`); fail on
+    any error or any log text."""
     _check_arch(arch)
-    status, log, cubin = _compile(code, name, (*options, f"--gpu-architecture={arch}"), "cubin")
+    status, log, cubin = _compile(code, name, cupy_options(options, arch), "cubin")
     return CompileResult(
         name=name, arch=arch, ok=status == 0 and not log.strip(),
         status=load_nvrtc().error_string(status), log=log, cubin_bytes=len(cubin))
@@ -388,7 +428,7 @@ def resources_source(code: str, name: str, options: tuple[str, ...],
     if ptxas is not None:
         # NVRTC -> PTX for the virtual arch, then the toolkit's ptxas for the real one.
         virtual = "compute_" + arch.removeprefix("sm_")
-        status, log, ptx = _compile(code, name, (*options, f"--gpu-architecture={virtual}"), "ptx")
+        status, log, ptx = _compile(code, name, cupy_options(options, virtual), "ptx")
         if status != 0:
             return ResourceReport(name=name, arch=arch, tool=f"NVRTC {nvrtc_version()}",
                                   ok=False, log=log, note="PTX compilation failed")
@@ -407,8 +447,8 @@ def resources_source(code: str, name: str, options: tuple[str, ...],
         # E.g. a toolkit older than NVRTC rejects its PTX version: fall back, say why.
         last = text.strip().splitlines()[-1] if text.strip() else "no output"
         note = f"{tool} failed (exit {rc}): {last}"
-    status, log, _ = _compile(code, name, (*options, f"--gpu-architecture={arch}",
-                                           "--ptxas-options=-v"), "cubin")
+    status, log, _ = _compile(code, name, (*cupy_options(options, arch), "--ptxas-options=-v"),
+                              "cubin")
     if status != 0:
         return ResourceReport(name=name, arch=arch, tool=nv_tool, ok=False, log=log,
                               note="compilation failed")
@@ -504,7 +544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: no .cu files to compile", file=sys.stderr)
         return 1
 
-    print(f"NVRTC {nvrtc_version()} ({nv.path}); options: {' '.join(kernels.options())}")
+    print(f"NVRTC {nvrtc_version()} ({nv.path}); options as CuPy 14 passes them, for "
+          f"{args.arch[0]}: {' '.join(cupy_options(kernels.options(), args.arch[0]))}")
     results = check(paths, args.arch, jobs=args.jobs)
     _print_compile(results)
     reports = resources(paths) if args.resources else []
@@ -518,6 +559,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         payload = {"nvrtc_version": nvrtc_version(), "nvrtc_path": str(nv.path),
                    "options": list(kernels.options()), "archs": list(args.arch),
+                   "nvrtc_options": {a: list(cupy_options(kernels.options(), a))
+                                     for a in args.arch},
                    "ok": not failed,
                    "compile": [dataclasses.asdict(r) for r in results],
                    "resources": [dataclasses.asdict(r) for r in reports]}

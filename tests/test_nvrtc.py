@@ -7,6 +7,7 @@ installs it (`pip install -e .[test]`) and must not pass by skipping.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -80,6 +81,49 @@ def test_every_cu_file_is_compiled_for_every_arch(results):
     assert len(compiled) == len(set(compiled)), "a (file, arch) pair was compiled twice"
     assert set(compiled) == expected
     assert all(r.cubin_bytes > 0 for r in results if r.ok)
+
+
+def test_options_are_cupys_own_plus_ours():
+    """CuPy 14.2 compiles a RawModule with our options, --std=c++17 unless we name one, then
+    -ftz=true, -arch=sm_XX and --device-as-default-execution-space (include folders aside)."""
+    assert nvrtc_check.cupy_options(kernels.options(), "sm_80") == (
+        *kernels.options(), "-ftz=true", "-arch=sm_80", "--device-as-default-execution-space")
+    assert "--std=c++17" in kernels.options()
+    assert nvrtc_check.cupy_options(("-DA=1",), "compute_90") == (
+        "-DA=1", "--std=c++17", "-ftz=true", "-arch=compute_90",
+        "--device-as-default-execution-space")
+    with pytest.raises(ValueError, match="expected 'sm_XX'"):
+        nvrtc_check.cupy_options((), "90")
+
+
+SAXPY = ('extern "C" __global__ void saxpy(const float* x, float* y, float a, int n) {\n'
+         "    int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
+         "    if (i < n) y[i] = a * x[i] + y[i];\n}\n")
+
+
+def test_kernels_compile_with_flush_to_zero_and_fused_multiply_add(nvrtc):
+    """What the CPU runtime must match: float arithmetic flushes subnormals (.ftz) and
+    a * x + y contracts into one FMA (NVRTC's default --fmad=true)."""
+    ptx = nvrtc_check.compile_ptx(SAXPY, "saxpy.cu", kernels.options())
+    assert "fma.rn.ftz.f32" in ptx, ptx
+
+
+def _installed_cupy_compiler() -> Path | None:
+    """cupy/cuda/compiler.py of a real CuPy wheel, if one is importable here."""
+    spec = importlib.util.find_spec("cupy")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "cuda" / "compiler.py"
+    return path if path.is_file() else None
+
+
+@pytest.mark.skipif(_installed_cupy_compiler() is None, reason="no CuPy wheel installed")
+def test_the_options_modelled_are_in_the_installed_cupy():
+    """A drift check: the options cupy_options adds still appear in CuPy's compiler."""
+    text = _installed_cupy_compiler().read_text()
+    for option in (*nvrtc_check.CUPY_OPTIONS_BEFORE_ARCH, *nvrtc_check.CUPY_OPTIONS_AFTER_ARCH,
+                   "-arch=sm_", "-arch=compute_"):
+        assert option in text, f"{option} no longer in {_installed_cupy_compiler()}"
 
 
 def test_clean_source_passes(nvrtc):
