@@ -25,16 +25,17 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__, kernels, memory, report, selftest
-from .backend import BackendUnavailable, get_backend, why_chosen
-from .checkpoint import CheckpointError, load_checkpoint
+from .backend import BackendUnavailable, cuda_probe, get_backend, why_chosen
+from .checkpoint import load_checkpoint
+from .config import Range, option_type
+from .datasets import load_dataset
 from .densify import DensifyConfig
+from .errors import SplatLionError
 from .fit import CHECKPOINT_NAME, FitConfig, fit, make_optimizer
+from .frame import frame_of_splats
 from .optim.registry import OPTIMIZER_NAMES, OPTIMIZER_SPECS
 from .ply import load_ply, save_ply
-from .datasets import load_dataset
-from .frame import frame_of_splats
-from .problem import (INITS, ProblemConfig, load_problem, orbit_around, scene_frame,
-                      scene_path)
+from .problem import INITS, ProblemConfig, load_problem, orbit_around, scene_frame, scene_path
 from .render import render
 
 MIB = 2**20
@@ -65,6 +66,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "splat_lion": __version__,
         "backend": be.name,
         "backend_reason": why_chosen(be),
+        "cuda_probe": cuda_probe().summary(),  # run once per process, even when cpu is forced
         **be.describe(),
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -73,11 +75,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     }
     scene = None
     if args.scene:  # first, so a bad argument fails fast
-        try:
-            path = scene_path(args.scene)
-            scene = report.describe_scene(load_ply(path, backend=get_backend("cpu")), path)
-        except ValueError as e:
-            return fail(e)
+        path = scene_path(args.scene)
+        scene = report.describe_scene(load_ply(path, backend=get_backend("cpu")), path)
     checks = selftest.run(be)
     ok = all(c.ok for c in checks)
     if args.json:
@@ -118,22 +117,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
     --out (fitted.ply, metrics.json, heldout_<i>.png, loss.png, checkpoint.npz)."""
     be = get_backend()
     out_dir = Path(args.out)
-    try:
-        problem = load_problem(args.source, problem_config(args), backend=be)
-        resume = load_checkpoint(out_dir / CHECKPOINT_NAME) if args.resume else None
-        steps = args.steps or (resume["config"]["steps"] if resume else
-                               problem.default_steps(FitConfig.steps))
-        densify = args.densify == "on" or (args.densify == "auto" and problem.from_points)
-        densify = DensifyConfig.for_steps(steps) if densify else None
-        if args.max_memory:
-            densify = _within_max_memory(args.max_memory, problem, args.optimizer, densify)
-        config = FitConfig(optimizer=args.optimizer, steps=steps, seed=args.seed, lr=args.lr,
-                           background=problem.background, densify=densify,
-                           lion_rates="from_points" if problem.from_points else "refine",
-                           checkpoint_every=args.checkpoint_every, eval_every=args.eval_every)
-        empty = problem.empty_views(problem.start)
-    except (CheckpointError, ValueError) as e:  # PlyError and DatasetError are ValueErrors
-        return fail(e)
+    problem = load_problem(args.source, problem_config(args), backend=be)
+    resume = load_checkpoint(out_dir / CHECKPOINT_NAME) if args.resume else None
+    steps = args.steps or (resume["config"]["steps"] if resume else
+                           problem.default_steps(FitConfig.steps))
+    densify = args.densify == "on" or (args.densify == "auto" and problem.from_points)
+    densify = DensifyConfig.for_steps(steps) if densify else None
+    if args.max_memory:
+        densify = _within_max_memory(args.max_memory, problem, args.optimizer, densify)
+    config = FitConfig(optimizer=args.optimizer, steps=steps, seed=args.seed, lr=args.lr,
+                       background=problem.background, densify=densify,
+                       lion_rates="from_points" if problem.from_points else "refine",
+                       checkpoint_every=args.checkpoint_every, eval_every=args.eval_every)
+    empty = problem.empty_views(problem.start)
     out_dir.mkdir(parents=True, exist_ok=True)
     g = problem.start
     if not problem.test_cameras:  # e.g. a transforms_train.json without a transforms_test.json
@@ -174,19 +170,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
                      masks=problem.train_masks, evaluate=evaluate if args.eval_every else None,
                      checkpoint_dir=out_dir, resume=resume, context=problem.context,
                      meta={"psnr_before": psnr_before})
-    except CheckpointError as e:
-        bar.close()
-        return fail(e)
+        bar.update(config.steps - bar.n)
     except KeyboardInterrupt:
-        bar.close()
         saved = out_dir / CHECKPOINT_NAME
         hint = (f"the checkpoint of step {load_checkpoint(saved)['step']} continues with --resume"
-                if config.checkpoint_every and saved.exists() else
-                "no checkpoint: --checkpoint-every N makes resumable runs")
+                if saved.exists() else "no checkpoint was written yet" if config.checkpoint_every
+                else "no checkpoint: --checkpoint-every N makes resumable runs")
         print(f"splat-lion: interrupted; {hint}", file=sys.stderr)
         return 130
-    bar.update(config.steps - bar.n)
-    bar.close()
+    finally:
+        bar.close()
     final = problem.evaluate(g)
     save_ply(g, out_dir / "fitted.ply")
     metrics = {"psnr": round(final.psnr, 4), "ssim": round(final.ssim, 5),
@@ -238,19 +231,13 @@ def cmd_render(args: argparse.Namespace) -> int:
     cameras (--cameras); with --orbit N a turntable of N frames (or, with --cameras, the
     cameras' path) as MP4 or GIF. Prints what it wrote."""
     be = get_backend()
-    try:
-        for name in ("views", "resolution", "orbit"):
-            if getattr(args, name) is not None and getattr(args, name) < 1:
-                raise ValueError(f"--{name} must be >= 1")
-        g = load_ply(scene_path(args.source), backend=be)
-        res = args.resolution or (128 if be.name == "cpu" else 512)
-        path = None
-        if args.cameras:  # every view of the capture, in its own order
-            ds = load_dataset(args.cameras, downscale=args.downscale, test_every=0)
-            path = ds.train_cameras + ds.test_cameras
-        frame = scene_frame(frame_of_splats(g), problem_config(args))
-    except ValueError as e:
-        return fail(e)
+    g = load_ply(scene_path(args.source), backend=be)
+    res = args.resolution or (128 if be.name == "cpu" else 512)
+    path = None
+    if args.cameras:  # every view of the capture, in its own order
+        ds = load_dataset(args.cameras, downscale=args.downscale, test_every=0)
+        path = ds.train_cameras + ds.test_cameras
+    frame = scene_frame(frame_of_splats(g), problem_config(args))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     background = (1.0, 1.0, 1.0) if args.white else (0.0, 0.0, 0.0)
@@ -293,11 +280,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     be = get_backend()
     names = OPTIMIZER_NAMES if args.optimizer == "all" else (args.optimizer,)
     init = args.init or ("points" if Path(args.source).is_dir() else "scene")
-    try:  # one training view: a scene's second orbit view, or a capture's first image
-        problem = load_problem(args.source, problem_config(args, views=4, max_images=1,
-                                                           init=init), backend=be)
-    except ValueError as e:
-        return fail(e)
+    # one training view: a scene's second orbit view, or a capture's first image
+    problem = load_problem(args.source, problem_config(args, views=4, max_images=1, init=init),
+                           backend=be)
     ref, cam, target = problem.start, problem.train_cameras[0], problem.train_images[0]
     runs = {}
     for name in names:
@@ -339,11 +324,25 @@ def parse_bytes(text: str) -> int:
     return int(float(m.group(1)) * 1024 ** power)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+def memory_size(text: str) -> int:
+    """parse_bytes for an option: a size > 0."""
+    try:
+        value = parse_bytes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 bytes, got {text!r}")
     return value
+
+
+# The ranges of options no config holds (the others come from FitConfig and ProblemConfig).
+ELEVATION = Range(-90.0, 90.0, float, open_lo=True, open_hi=True)  # degrees; +-90: no up
+COUNT = Range(1, 100_000)  # render's --views and --orbit
+
+
+def typed(cls, name: str):
+    """The option type of config field `name` (its declared range)."""
+    return option_type(cls, name)
 
 
 def vec3(text: str) -> tuple[float, float, float]:
@@ -363,7 +362,7 @@ def add_frame_options(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--up", type=vec3, default=None, metavar="X,Y,Z",
                         help="the up axis of the orbit (default: +z for a PLY, the cameras' up "
                              "for a capture)")
-    parser.add_argument("--radius", type=float, default=None,
+    parser.add_argument("--radius", type=typed(ProblemConfig, "distance"), default=None,
                         help="the orbit's distance from the centre (default: 2.6 x the scene's "
                              "radius)")
 
@@ -375,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit 3D Gaussian splats with a fused Lion optimizer (CuPy, or CPU fallback).",
     )
     parser.add_argument("--version", action="version", version=f"splat-lion {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of its one-line message")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     info = sub.add_parser("info", help="show the backend and device, self-test the kernels, "
                           "and describe a scene")
@@ -391,20 +392,21 @@ def build_parser() -> argparse.ArgumentParser:
     fit_.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=FitConfig.optimizer,
                       help="; ".join(f"{s.name}: {s.description}" for s in OPTIMIZER_SPECS.values())
                       + f" (default {FitConfig.optimizer})")
-    fit_.add_argument("--steps", type=positive_int, default=None,
+    fit_.add_argument("--steps", type=typed(FitConfig, "steps"), default=None,
                       help=f"optimisation steps, one view each (default: {FitConfig.steps} for a "
                            "scene; for a capture 30000 on a GPU, about ten minutes' worth on the "
                            "CPU)")
-    fit_.add_argument("--lr", type=float, default=None,
+    fit_.add_argument("--lr", type=typed(FitConfig, "lr"), default=None,
                       help="base learning rate (default: the optimizer's preset; the lr table "
                            "scales it per attribute)")
-    fit_.add_argument("--seed", type=int, default=FitConfig.seed,
+    fit_.add_argument("--seed", type=typed(FitConfig, "seed"), default=FitConfig.seed,
                       help="seed of the start, the view order and the splits (default 0)")
-    fit_.add_argument("--downscale", type=positive_int, default=p.downscale,
+    fit_.add_argument("--downscale", type=typed(p, "downscale"), default=p.downscale,
                       help="divide image sizes by this (captures: images_N/ when present)")
     fit_.add_argument("--resume", action="store_true",
                       help="continue from OUT/checkpoint.npz, exactly where it stopped")
-    fit_.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+    fit_.add_argument("--checkpoint-every", type=typed(FitConfig, "checkpoint_every"),
+                      default=None, metavar="N",
                       help="write OUT/checkpoint.npz every N steps (default: none)")
     fit_.add_argument("--densify", choices=("auto", "on", "off"), default="auto",
                       help="clone / split / prune on 3DGS's schedule compressed into --steps "
@@ -413,22 +415,26 @@ def build_parser() -> argparse.ArgumentParser:
                       help="start: a scene perturbed (default for scenes), its points (default "
                            "for COLMAP), random points (default for transforms.json), or the "
                            "scene as it is")
-    fit_.add_argument("--init-points", type=positive_int, default=p.init_points, metavar="N",
+    fit_.add_argument("--init-points", type=typed(p, "init_points"), default=p.init_points,
+                      metavar="N",
                       help=f"splats of a random start (default {p.init_points})")
     fit_.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3), default=p.sh_degree,
                       help=f"SH degree of a capture's splats (default {p.sh_degree})")
     fit_.add_argument("--white", action="store_true",
                       help="white background (NeRF-synthetic); default black")
-    fit_.add_argument("--resolution", type=positive_int, default=p.resolution,
+    fit_.add_argument("--resolution", type=typed(p, "resolution"), default=p.resolution,
                       help="scenes: square view size (default: 64 on a CPU, 256 on a GPU)")
-    fit_.add_argument("--views", type=positive_int, default=p.views,
+    fit_.add_argument("--views", type=typed(p, "views"), default=p.views,
                       help="scenes: orbit views (every fifth held out)")
-    fit_.add_argument("--max-images", type=positive_int, default=p.max_images, metavar="N",
+    fit_.add_argument("--max-images", type=typed(p, "max_images"), default=p.max_images,
+                      metavar="N",
                       help="captures: use at most N training and N held-out images")
-    fit_.add_argument("--test-every", type=int, default=p.test_every, metavar="N",
+    fit_.add_argument("--test-every", type=typed(p, "test_every"), default=p.test_every,
+                      metavar="N",
                       help="hold out every N-th view (0: none; default: 5 for a scene, 8 or the "
                            "capture's own split)")
-    fit_.add_argument("--eval-every", type=positive_int, default=None, metavar="N",
+    fit_.add_argument("--eval-every", type=typed(FitConfig, "eval_every"), default=None,
+                      metavar="N",
                       help="every N steps, PSNR and SSIM of the held-out views (metrics.json "
                            "eval_history, the progress bar)")
     fit_.add_argument("--strict", action="store_true",
@@ -438,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "out of the loss (default: the largest view without a border)")
     add_frame_options(fit_, "orbit views of a scene")
     fit_.add_argument("--quiet", action="store_true", help="no progress bar")
-    fit_.add_argument("--max-memory", type=parse_bytes, default=None, metavar="SIZE",
+    fit_.add_argument("--max-memory", type=memory_size, default=None, metavar="SIZE",
                       help="refuse to start when the predicted peak exceeds SIZE (e.g. 8GB); "
                            "with densification, stop adding splats where SIZE is reached")
     fit_.set_defaults(func=cmd_fit)
@@ -447,9 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("source", help="a .ply file, a bundled scene name, or a COLMAP capture")
     prof.add_argument("--optimizer", choices=(*OPTIMIZER_NAMES, "all"), default="all",
                       help="one optimizer, or all of them side by side (default)")
-    prof.add_argument("--resolution", type=positive_int, default=256,
+    prof.add_argument("--resolution", type=typed(p, "resolution"), default=256,
                       help="square view size for a scene (default 256)")
-    prof.add_argument("--downscale", type=positive_int, default=1)
+    prof.add_argument("--downscale", type=typed(p, "downscale"), default=1)
     prof.add_argument("--sh-degree", type=int, choices=(0, 1, 2, 3), default=p.sh_degree,
                       help="SH degree of a capture's splats")
     add_frame_options(prof, "view profiled")
@@ -463,20 +469,22 @@ def build_parser() -> argparse.ArgumentParser:
     rend = sub.add_parser("render", help="render PNG views of a scene, and a turntable GIF")
     rend.add_argument("source", help="a 3DGS .ply file, or a bundled scene name")
     rend.add_argument("--out", required=True, help="output folder")
-    rend.add_argument("--views", type=int, default=4, help="orbit views saved as PNG (default 4)")
-    rend.add_argument("--orbit", type=int, default=None, metavar="N",
-                      help="also write turntable.gif: N frames once around the scene")
-    rend.add_argument("--resolution", type=int, default=None,
+    rend.add_argument("--views", type=option_type(None, "views", rng=COUNT), default=4,
+                      help="orbit views saved as PNG (default 4)")
+    rend.add_argument("--orbit", type=option_type(None, "orbit", rng=COUNT), default=None,
+                      metavar="N", help="also write turntable.gif: N frames once around the scene")
+    rend.add_argument("--resolution", type=typed(p, "resolution"), default=None,
                       help="square image size in pixels (default: 128 on a CPU, 512 on a GPU)")
     add_frame_options(rend, "orbit")
     rend.add_argument("--cameras", default=None, metavar="CAPTURE",
                       help="render from a capture's cameras (transforms.json or COLMAP folder) "
                            "instead of an orbit, and write their path as a video")
-    rend.add_argument("--downscale", type=positive_int, default=1,
+    rend.add_argument("--downscale", type=typed(p, "downscale"), default=1,
                       help="with --cameras: divide the capture's image sizes by this")
     rend.add_argument("--video", choices=("auto", "mp4", "gif"), default="auto",
                       help="turntable / path format (auto: MP4 with imageio-ffmpeg, else GIF)")
-    rend.add_argument("--elevation", type=float, default=25.0, help="degrees above the horizon")
+    rend.add_argument("--elevation", type=option_type(None, "elevation", rng=ELEVATION),
+                      default=25.0, help="degrees above the horizon, between -90 and 90")
     rend.add_argument("--white", action="store_true", help="white background (default black)")
     rend.add_argument("--quiet", action="store_true", help="no progress bar")
     rend.set_defaults(func=cmd_render)
@@ -484,8 +492,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run one command; the exit status: 0, 1 (a failed self-test), 2 (refused: the message
+    says why and how to fix it), 130 (interrupted)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad option (argparse printed why)
+        return int(e.code or 0)
+    try:
+        return args.func(args)
+    except (SplatLionError, OSError) as e:  # bad input or settings, a file or disk problem
+        if args.debug:
+            raise
+        return fail(e)
+    except KeyboardInterrupt:
+        print("splat-lion: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

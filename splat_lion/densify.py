@@ -39,6 +39,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .errors import ConfigError
 from .gaussians import Gaussians
 from .layout import Flat
 from .quaternion import quat_to_rotmat
@@ -77,22 +78,22 @@ class DensifyConfig:
         for name in ("start_step", "stop_step", "interval"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < (1 if name == "interval" else 0):
-                raise ValueError(f"densify {name} must be an int >= "
+                raise ConfigError(f"densify {name} must be an int >= "
                                  f"{1 if name == 'interval' else 0}, got {v!r}")
         for name in ("grad_threshold", "percent_dense", "prune_opacity", "reset_opacity",
                      "max_world_scale"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"densify {name} must be a finite number > 0, got {v!r}")
+                raise ConfigError(f"densify {name} must be a finite number > 0, got {v!r}")
         if not self.reset_opacity < 1 or not self.prune_opacity < 1:
-            raise ValueError("densify reset_opacity and prune_opacity must be < 1")
+            raise ConfigError("densify reset_opacity and prune_opacity must be < 1")
         if self.reset_interval is not None and (not isinstance(self.reset_interval, int)
                                                 or self.reset_interval < 1):
-            raise ValueError(f"densify reset_interval must be None or an int >= 1, got "
+            raise ConfigError(f"densify reset_interval must be None or an int >= 1, got "
                              f"{self.reset_interval!r}")
         if self.max_splats is not None and (not isinstance(self.max_splats, int)
                                             or self.max_splats < 1):
-            raise ValueError(f"densify max_splats must be None or an int >= 1, got "
+            raise ConfigError(f"densify max_splats must be None or an int >= 1, got "
                              f"{self.max_splats!r}")
 
     @classmethod

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cameras import Camera
+from .errors import ConfigError
 
 # Weakest eigenvalue of the mean (I - d dᵀ) over the eigenvalues' mean below which the axes
 # count as parallel (a forward-facing capture): their crossing point is then ill-defined.
@@ -48,11 +49,11 @@ class SceneFrame:
         c = np.asarray(self.center, np.float64)
         u = np.asarray(self.up, np.float64)
         if c.shape != (3,) or not np.isfinite(c).all():
-            raise ValueError(f"center: expected 3 finite numbers, got {c.tolist()}")
+            raise ConfigError(f"center: expected 3 finite numbers, got {c.tolist()}")
         if u.shape != (3,) or not np.isfinite(u).all() or np.linalg.norm(u) == 0:
-            raise ValueError(f"up: expected a nonzero 3-vector, got {u.tolist()}")
+            raise ConfigError(f"up: expected a nonzero 3-vector, got {u.tolist()}")
         if not (np.isfinite(self.radius) and self.radius > 0):
-            raise ValueError(f"radius must be a finite number > 0, got {self.radius!r}")
+            raise ConfigError(f"radius must be a finite number > 0, got {self.radius!r}")
         object.__setattr__(self, "center", c)
         object.__setattr__(self, "up", u / np.linalg.norm(u))
         object.__setattr__(self, "radius", float(self.radius))

@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from .backend import Backend, get_backend
-from .errors import MemoryBudgetError
+from .errors import ConfigError, MemoryBudgetError
 from .kernels import TILE, num_tiles
 from .layout import Layout
 from .ledger import TAGS, MemoryTracker
@@ -177,18 +177,18 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
     optimizer_spec(optimizer)  # checks the name
     if momentum_dtype is not None:
         if momentum_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"momentum_dtype must be 'float32' or 'bfloat16', got "
+            raise ConfigError(f"momentum_dtype must be 'float32' or 'bfloat16', got "
                              f"{momentum_dtype!r}")
         if optimizer == "adam" and momentum_dtype != "float32":
-            raise ValueError("momentum_dtype: Adam keeps float32 moments; bfloat16 momentum "
+            raise ConfigError("momentum_dtype: Adam keeps float32 moments; bfloat16 momentum "
                              "is Lion's (optimizer='lion')")
         if optimizer == "lion-bf16" and momentum_dtype != "bfloat16":
-            raise ValueError("optimizer 'lion-bf16' has bfloat16 momentum; for float32 "
+            raise ConfigError("optimizer 'lion-bf16' has bfloat16 momentum; for float32 "
                              "momentum use optimizer='lion'")
         if optimizer == "lion" and momentum_dtype == "bfloat16":
             optimizer = "lion-bf16"
     if num_intersections is not None and intersections_per_splat is not None:
-        raise ValueError("give num_intersections or intersections_per_splat, not both")
+        raise ConfigError("give num_intersections or intersections_per_splat, not both")
     if num_intersections is not None:
         _check_int("num_intersections", num_intersections, 0)
         m = int(num_intersections)
@@ -199,7 +199,7 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
             ipp = intersections_per_splat
             if isinstance(ipp, bool) or not isinstance(ipp, (int, float, np.number)) \
                     or not math.isfinite(ipp) or ipp < 0:
-                raise ValueError(f"intersections_per_splat must be a finite number >= 0, got "
+                raise ConfigError(f"intersections_per_splat must be a finite number >= 0, got "
                                  f"{ipp!r}")
         m = round(num_splats * ipp)
 
@@ -274,4 +274,4 @@ def max_splats_within(budget: int, num_splats: int, width: int, height: int, sh_
 
 def _check_int(name: str, value, least: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+        raise ConfigError(f"{name} must be an int >= {least}, got {value!r}")

@@ -24,7 +24,7 @@ from .backend import Backend, get_backend
 from .cameras import Camera, orbit_cameras
 from .config import check_ranges, ranged
 from .datasets import detect, load_dataset
-from .errors import ConfigError
+from .errors import ConfigError, DatasetError
 from .frame import SceneFrame, frame_of_cameras, frame_of_splats
 from .gaussians import Gaussians
 from .loss import photometric_loss, psnr, ssim
@@ -172,7 +172,7 @@ class Problem:
         empty = [i for i, c in enumerate(cameras)
                  if not bool(render(g, c, self.background).visible.any())]
         if len(empty) == len(cameras):
-            raise ValueError(
+            raise DatasetError(
                 f"not one splat is in any of the {len(empty)} {self.evaluated_on}: the scene "
                 f"lies outside them (its frame: centre {self.frame.center.round(3).tolist()}, "
                 f"radius {self.frame.radius:.3g}); give --center, --radius or --up")
@@ -226,7 +226,7 @@ def scene_path(source: str | Path) -> Path:
     path = Path(source)
     if source.endswith(".ply") or path.exists() or len(path.parts) > 1:
         if not path.exists():
-            raise ValueError(f"{source}: no such file or folder")
+            raise ConfigError(f"{source}: no such file or folder")
         return path
     return scenes.path(source)
 
@@ -257,7 +257,7 @@ def load_problem(source: str | Path, config: ProblemConfig = ProblemConfig(), *,
     path = Path(source)
     if path.is_dir():
         if not detect(path):
-            raise ValueError(f"{source}: a folder, but neither a transforms.json capture nor a "
+            raise DatasetError(f"{source}: a folder, but neither a transforms.json capture nor a "
                              "COLMAP model (sparse/0/cameras.bin or .txt) is in it")
         return problem_from_capture(path, config, backend=be)
     return problem_from_scene(source, config, backend=be)
@@ -310,12 +310,12 @@ def problem_from_capture(source: str | Path, config: ProblemConfig = ProblemConf
                       strict=config.strict, **split)
     init = config.init or ("points" if ds.points is not None else "random")
     if init in ("perturbed", "scene"):
-        raise ValueError(f"--init {init} needs a PLY scene; a capture starts from 'points' "
+        raise ConfigError(f"--init {init} needs a PLY scene; a capture starts from 'points' "
                          "(COLMAP) or 'random'")
     frame = scene_frame(frame_of_cameras(ds.train_cameras + ds.test_cameras), config)
     if init == "points":
         if ds.points is None or not len(ds.points):
-            raise ValueError(f"{ds.root}: the capture has no points; use --init random")
+            raise DatasetError(f"{ds.root}: the capture has no points; use --init random")
         g = Gaussians.from_points(ds.points, ds.point_colors, config.sh_degree, backend=be)
     else:
         g = random_start(frame.center - frame.radius, frame.center + frame.radius,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError
 from .gaussians import Gaussians
 
 
@@ -34,7 +35,7 @@ def path(name: str) -> Path:
     """Path of bundled scene `name` (without .ply)."""
     p = scene_dir() / f"{name}.ply"
     if not p.is_file():
-        raise ValueError(f"no bundled scene {name!r}: there are {', '.join(names())}")
+        raise ConfigError(f"no bundled scene {name!r}: there are {', '.join(names())}")
     return p
 
 

@@ -94,7 +94,7 @@ def test_render_command_rejects_bad_arguments(tmp_path, capsys):
     assert main(["render", "garden", "--out", str(tmp_path)]) == 2
     assert "no bundled scene 'garden'" in capsys.readouterr().err
     assert main(["render", "knot", "--out", str(tmp_path), "--orbit", "0"]) == 2
-    assert "--orbit must be >= 1" in capsys.readouterr().err
+    assert "argument --orbit: must be an int in [1, 100000], got 0" in capsys.readouterr().err
 
 
 # -- fit: captures, downscale, resume ------------------------------------------------------
@@ -369,3 +369,38 @@ def test_a_capture_fit_without_steps_says_its_default(shapes_capture, tmp_path, 
     assert main(["fit", str(root / "nerf"), "--out", str(tmp_path), "--init-points", "50",
                  "--sh-degree", "0", "--quiet"]) == 0
     assert "5 steps, the default for a capture on cpu" in capsys.readouterr().err
+
+
+# -- hardening: options out of range, the error boundary --------------------------------------
+
+@pytest.mark.parametrize("args,message", [
+    (["fit", "planet", "--views", "1"], "argument --views: must be an int in [2, 100000], got 1"),
+    (["fit", "planet", "--resolution", "-64"], "argument --resolution: must be None or an int in"),
+    (["fit", "planet", "--resolution", "100000"], "argument --resolution: must be None or an int"),
+    (["fit", "planet", "--max-memory", "0"], "argument --max-memory: must be more than 0 bytes"),
+    (["fit", "planet", "--radius", "0"], "argument --radius: must be None or a number in (0,"),
+    (["fit", "planet", "--seed", "-1"], "argument --seed: must be an int in [0,"),
+    (["fit", "planet", "--lr", "1000"], "argument --lr: must be None or a number in (0, 1]"),
+    (["fit", "planet", "--steps", "ten"], "argument --steps: 'ten' is not an int in [1, 10000000]"),
+    (["fit", "planet", "--init-points", "1000000000"], "argument --init-points: must be an int"),
+    (["profile", "knot", "--downscale", "0"], "argument --downscale: must be an int in [1, 64]"),
+    (["render", "knot", "--elevation", "90"], "argument --elevation: must be a number in (-90, 90)"),
+    (["render", "knot", "--elevation", "nan"], "argument --elevation: must be a number in (-90, 90)"),
+])
+def test_options_out_of_their_range_are_refused_naming_the_option(tmp_path, capsys, args,
+                                                                  message):
+    assert main([*args, "--out", str(tmp_path)] if args[0] != "profile" else args) == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def test_library_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.ply"
+    bad.write_bytes(b"not a ply at all")
+    assert main(["render", str(bad), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("splat-lion: ") and err.count("\n") == 1 and "Traceback" not in err
+    from splat_lion.errors import PlyError
+
+    with pytest.raises(PlyError):
+        main(["--debug", "render", str(bad), "--out", str(tmp_path / "r")])

@@ -15,6 +15,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from ..errors import ConfigError
+
 # Base learning rates the presets are written for (their multipliers are relative to these).
 ADAM_3DGS_LR = 1e-3
 LION_DEFAULT_LR = 1e-4
@@ -40,11 +42,11 @@ class LrEntry:
     def __post_init__(self):
         for what, v in (("scale", self.scale), ("final_scale", self.final_scale)):
             if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"LrEntry.{what} must be a finite number >= 0, got {v!r}")
+                raise ConfigError(f"LrEntry.{what} must be a finite number >= 0, got {v!r}")
         if self.final_scale is not None and (self.scale == 0) != (self.final_scale == 0):
-            raise ValueError("LrEntry: a log-linear decay needs scale and final_scale both > 0")
+            raise ConfigError("LrEntry: a log-linear decay needs scale and final_scale both > 0")
         if not isinstance(self.decay_steps, int) or self.decay_steps < 1:
-            raise ValueError(f"LrEntry.decay_steps must be an int >= 1, got {self.decay_steps!r}")
+            raise ConfigError(f"LrEntry.decay_steps must be an int >= 1, got {self.decay_steps!r}")
 
     def at(self, step: int, extent: float = 1.0) -> float:
         """The multiplier at `step` (0-based)."""
@@ -74,7 +76,7 @@ class LrTable:
         object.__setattr__(self, "entries", pairs)
         if not (isinstance(self.extent, (int, float)) and math.isfinite(self.extent)
                 and self.extent > 0):
-            raise ValueError(f"LrTable.extent must be a finite number > 0, got {self.extent!r}")
+            raise ConfigError(f"LrTable.extent must be a finite number > 0, got {self.extent!r}")
 
     @property
     def names(self) -> tuple[str, ...]:
