@@ -17,6 +17,10 @@ from .optim import Adam, Lion, LrEntry, LrTable, Optimizer  # noqa: E402
 from .ply import PlyError, load_ply, save_ply  # noqa: E402
 from .problem import Problem, ProblemConfig, load_problem  # noqa: E402
 from .render import Gradients, RenderOutput, render, render_backward  # noqa: E402
+from . import backend, selftest  # noqa: E402
+
+# The cuda probe's kernel half compiles through kernels.py, a module above backend.py: wired here.
+backend.cuda_kernel_check = selftest.probe
 
 __all__ = ["__version__", "Backend", "BackendUnavailable", "get_backend", "Layout", "Flat",
            "Optimizer", "Lion", "Adam", "LrTable", "LrEntry", "Gaussians", "load_ply", "save_ply",

@@ -6,8 +6,17 @@ Code above this module is written once against `backend.xp` and `backend.launch`
     out = be.empty((n, 3), np.float32, tag="projection")
     be.launch(kernel, grid, block, (x, out, np.int64(n)))
 
-Choice: `cuda` when CuPy imports and sees a device, else `cpu`. Forcing `cuda` where it cannot
-work is an error that says how to fix it. Every allocation names what it is for (a tag from
+Choice: `cuda` when the cuda probe passes, else `cpu`. The probe runs once per process
+(`cuda_probe()`): CuPy imports, sees a device, and compiles and runs a self-test kernel and one
+of CuPy's own kernels, with results checked against NumPy (CuPy installed without the CUDA
+headers and NVRTC it compiles with fails there, not at the first fit step). When CuPy is
+installed but the probe fails, the automatic choice takes `cpu` with one
+BackendFallbackWarning naming the reason and the fix; SPLAT_LION_BACKEND=cuda (or
+`get_backend("cuda")`) raises BackendUnavailable with the same message. The probe's kernel
+half is `selftest.probe`, which needs the kernel loader above this module: the package wires
+it in (`cuda_kernel_check`, set in splat_lion/__init__.py). Tests replace `probe_cuda`.
+
+Every allocation names what it is for (a tag from
 TAGS, DESIGN §7) and is counted under it while it lives: `be.memory` (a Ledger,
 splat_lion/ledger.py) holds the bytes per tag now and at peak; `be.track(a, tag=...)` counts an array made with
 `xp` directly.
@@ -17,29 +26,54 @@ from __future__ import annotations
 
 import os
 import platform
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import cuda_cpu
 from .cuda_cpu.builder import compiler, sanitize_mode
+from .errors import BackendError
 from .ledger import Ledger, check_tag
 
 BACKENDS = ("cuda", "cpu")
 ENV_VAR = "SPLAT_LION_BACKEND"
 
 INSTALL_HINT = (
-    "install the GPU extra matching your CUDA driver: pip install 'splat-lion[cuda12]' "
-    "(CUDA 12) or pip install 'splat-lion[cuda13]' (CUDA 13)"
+    "install the GPU extra matching your NVIDIA driver (nvidia-smi shows its CUDA version): "
+    "pip install 'splat-lion[cuda12]' (CUDA 12) or pip install 'splat-lion[cuda13]' (CUDA 13); "
+    f"or use {ENV_VAR}=cpu"
+)
+# CuPy is there but cannot compile: on a machine with only the driver, CuPy 14 finds neither
+# the CUDA headers nor NVRTC unless its [ctk] extra brought them (the GPU extras do).
+COMPILE_FIX = (
+    "reinstall with the GPU extra, which brings the CUDA headers and NVRTC CuPy compiles with "
+    "(cupy-cuda12x[ctk]): pip install 'splat-lion[cuda12]' (or [cuda13] for a CUDA 13 driver); "
+    f"or set CUDA_PATH to a CUDA toolkit; or use {ENV_VAR}=cpu"
+)
+# A kernel compiled but did not run: typically a driver older than the CUDA the extra installed.
+RUN_FIX = (
+    "update the NVIDIA driver, or install the extra of the CUDA version nvidia-smi shows "
+    f"(pip install 'splat-lion[cuda12]' for CUDA 12); or use {ENV_VAR}=cpu"
+)
+WRONG_RESULTS_FIX = (
+    f"please report it with the output of `splat-lion info`; use {ENV_VAR}=cpu meanwhile"
 )
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(BackendError):
     """The requested backend cannot run on this machine: `reason`, then how to fix it."""
 
     def __init__(self, reason: str, fix: str):
         super().__init__(f"{reason}: {fix}")
         self.reason = reason
+        self.fix = fix
+
+
+class BackendFallbackWarning(UserWarning):
+    """CuPy is installed, yet the automatic choice runs on the CPU: the cuda probe failed."""
 
 
 class Backend:
@@ -161,14 +195,14 @@ class CpuBackend(Backend):
 
 
 class CudaBackend(Backend):
+    """CuPy on the current CUDA device. Made by the cuda probe (probe_cuda), which checks that
+    kernels compile and run before the backend is handed out."""
+
     name = "cuda"
 
     def __init__(self) -> None:
         super().__init__()
-        try:
-            import cupy
-        except ImportError as e:
-            raise BackendUnavailable(f"CuPy is not installed ({e})", INSTALL_HINT) from None
+        cupy = import_cupy()
         try:
             count = cupy.cuda.runtime.getDeviceCount()
         except Exception as e:  # CUDARuntimeError without a driver or device
@@ -206,27 +240,120 @@ class CudaBackend(Backend):
         }
 
 
+def import_cupy():
+    """The cupy module, or BackendUnavailable saying how to install it."""
+    try:
+        import cupy
+    except ImportError as e:
+        raise BackendUnavailable(f"CuPy is not installed ({e})", INSTALL_HINT) from None
+    except Exception as e:  # a broken install: e.g. a CUDA library it loads at import is missing
+        raise BackendUnavailable(f"CuPy does not import ({type(e).__name__}: {_first_line(e)})",
+                                 INSTALL_HINT) from None
+    return cupy
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    text = (str(e).strip().splitlines() or [""])[0]
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def cuda_failure(e: BaseException, doing: str) -> BackendUnavailable:
+    """BackendUnavailable for an exception CuPy raised while `doing` (e.g. "compiling
+    selftest_saxpy"): the CUDA driver and runtime's errors call for a driver update, any other
+    (a missing header, NVRTC not found, a compile error) for the CUDA components."""
+    kind = type(e).__name__
+    fix = RUN_FIX if ("Driver" in kind or "Runtime" in kind) and kind != "RuntimeError" \
+        else COMPILE_FIX
+    return BackendUnavailable(f"CuPy failed {doing} ({kind}: {_first_line(e)})", fix)
+
+
+@dataclass(frozen=True)
+class CudaProbe:
+    """What the cuda probe found (probe_cuda)."""
+
+    # True when CuPy imports, sees a device, and compiles and runs kernels correctly
+    ok: bool
+    # passed: the device and what ran; failed: what went wrong
+    reason: str
+    # how to make it pass ("" when it passed)
+    fix: str = ""
+    # whether CuPy imported: the automatic choice warns about a failure only then
+    cupy_installed: bool = False
+
+    def summary(self) -> str:
+        """One line for `splat-lion info`."""
+        return f"passed: {self.reason}" if self.ok else f"failed: {self.reason}; fix: {self.fix}"
+
+
+# The kernel half of the probe: compiles and runs kernels on a fresh CudaBackend, returns what
+# ran, raises BackendUnavailable on a failure. It needs the kernel loader (kernels.py), which
+# sits above this module, so the package sets it (splat_lion/__init__.py: selftest.probe).
+cuda_kernel_check: Callable[[Backend], str] | None = None
+
+
+def probe_cuda() -> CudaProbe:
+    """Can the cuda backend run here? CuPy imports, sees a device, and `cuda_kernel_check`
+    compiles and runs kernels on it correctly. Runs the checks every call: use cuda_probe(),
+    which runs it once per process. On success the probed backend is the one handed out."""
+    try:
+        import_cupy()
+    except BackendUnavailable as e:
+        return CudaProbe(False, e.reason, e.fix, cupy_installed=False)
+    try:
+        be = CudaBackend()
+        if cuda_kernel_check is None:
+            raise BackendUnavailable("the kernel check of the cuda probe is not installed",
+                                     "import splat_lion (its __init__ installs it)")
+        ran = cuda_kernel_check(be)
+    except BackendUnavailable as e:
+        return CudaProbe(False, e.reason, e.fix, cupy_installed=True)
+    except Exception as e:  # noqa: BLE001 - whatever CuPy raises, the probe reports it
+        e = cuda_failure(e, "the kernel check")
+        return CudaProbe(False, e.reason, e.fix, cupy_installed=True)
+    _cache["cuda"] = be
+    return CudaProbe(True, f"{be.describe()['device']}; {ran}", cupy_installed=True)
+
+
 _cache: dict[str, Backend] = {}
-_why_auto = ""
+_probe: CudaProbe | None = None  # the probe's result, once run
+_warned = False  # the automatic choice's fallback warning, given once per process
+
+
+def cuda_probe() -> CudaProbe:
+    """The cuda probe's result: run on the first call, then remembered for the process."""
+    global _probe
+    if _probe is None:
+        _probe = probe_cuda()
+    return _probe
 
 
 def _make(name: str) -> Backend:
-    if name not in _cache:
-        _cache[name] = CudaBackend() if name == "cuda" else CpuBackend()
+    if name == "cuda":
+        probe = cuda_probe()
+        if not probe.ok:
+            raise BackendUnavailable(probe.reason, probe.fix)
+        if "cuda" not in _cache:  # a probe stubbed by a test hands out no backend
+            _cache["cuda"] = CudaBackend()
+    elif name not in _cache:
+        _cache[name] = CpuBackend()
     return _cache[name]
 
 
 def get_backend(name: str | None = None) -> Backend:
-    """The backend named `name`, else $SPLAT_LION_BACKEND, else cuda if usable, else cpu."""
-    global _why_auto
+    """The backend named `name`, else $SPLAT_LION_BACKEND, else cuda if the cuda probe passes,
+    else cpu (with one BackendFallbackWarning when CuPy is installed)."""
+    global _warned
     if name is None:
         name = os.environ.get(ENV_VAR, "").strip().lower() or "auto"
     if name == "auto":
-        try:
+        probe = cuda_probe()
+        if probe.ok:
             return _make("cuda")
-        except BackendUnavailable as e:
-            _why_auto = e.reason
-            return _make("cpu")
+        if probe.cupy_installed and not _warned:
+            _warned = True
+            warnings.warn(f"splat-lion runs on the CPU: the cuda backend is unusable: "
+                          f"{probe.reason}: {probe.fix}", BackendFallbackWarning, stacklevel=2)
+        return _make("cpu")
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r} ({ENV_VAR}?): choose cuda, cpu or auto")
     return _make(name)
@@ -242,6 +369,8 @@ def why_chosen(be: Backend) -> str:
     forced = os.environ.get(ENV_VAR, "").strip().lower()
     if forced and forced != "auto":
         return f"forced by {ENV_VAR}={forced}"
+    if _probe is None:
+        return "auto"
     if be.name == "cuda":
-        return "auto: CuPy sees a CUDA device"
-    return f"auto: {_why_auto}" if _why_auto else "auto"
+        return "auto: the cuda probe passed"
+    return f"auto: cuda probe failed: {_probe.reason}"

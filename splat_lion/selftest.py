@@ -1,4 +1,5 @@
-"""Wrappers of kernels/selftest.cu, and the self-test `splat-lion info` runs with them."""
+"""Wrappers of kernels/selftest.cu, the self-test `splat-lion info` runs with them, and the
+kernel half of the cuda probe that the automatic backend choice runs once (`probe`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
-from .backend import Backend, get_backend
+from .backend import WRONG_RESULTS_FIX, Backend, BackendUnavailable, cuda_failure, get_backend
 from .checks import check_array
 from .kernels import BLOCK
 from .reference import selftest as ref
@@ -82,3 +83,37 @@ def run(backend: Backend | None = None, n: int = 1_000_003, seed: int = 0) -> li
     checks.append(Check("selftest_block_sum", rel <= 1e-5, f"sum of {n:,} floats, error "
                         f"{rel:.1e} of sum|x| (tolerance 1e-5)", ms))
     return checks
+
+
+def probe(be: Backend, n: int = 4099) -> str:
+    """The kernel half of the cuda probe (backend.probe_cuda): on `be`, compile and run
+    selftest_saxpy, then one of the array library's own elementwise kernels (CuPy compiles
+    those with NVRTC too), and compare both with NumPy. Returns what ran; raises
+    BackendUnavailable naming the step that failed and the fix. Allocates outside the ledger."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(n).astype(np.float32)
+    y = rng.standard_normal(n).astype(np.float32)
+    want = ref.selftest_saxpy(x, y, 2.5)
+    try:
+        kernels.function("selftest", "selftest_saxpy", backend=be)
+    except Exception as e:  # noqa: BLE001 - CuPy's compile errors have several types
+        raise cuda_failure(e, "compiling selftest_saxpy") from None
+    try:
+        xd, yd = be.xp.asarray(x), be.xp.asarray(y)
+        selftest_saxpy(xd, yd, 2.5, be)
+        got = be.to_numpy(yd)
+    except Exception as e:  # noqa: BLE001
+        raise cuda_failure(e, "running selftest_saxpy") from None
+    try:
+        doubled = be.to_numpy(xd * np.float32(2))
+    except Exception as e:  # noqa: BLE001
+        raise cuda_failure(e, "compiling and running an elementwise kernel of its own") from None
+    err = float(np.max(np.abs(got - want)))
+    tol = 4 * float(np.finfo(np.float32).eps) * float(np.max(np.abs(want)))
+    if not err <= tol:
+        raise BackendUnavailable(f"selftest_saxpy computes wrong results on the GPU (max error "
+                                 f"{err:.2e}, tolerance {tol:.1e})", WRONG_RESULTS_FIX)
+    if not np.array_equal(doubled, 2 * x):
+        raise BackendUnavailable("an elementwise kernel (x * 2) computes wrong results on the GPU",
+                                 WRONG_RESULTS_FIX)
+    return f"selftest_saxpy and an elementwise kernel ran on {n:,} floats, matching NumPy"

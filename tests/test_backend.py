@@ -1,14 +1,189 @@
-"""splat_lion.backend: choice, allocation tags, launch, array primitives."""
+"""splat_lion.backend: choice (the cuda probe), allocation tags, launch, array primitives."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
+import types
+import warnings
 
 import numpy as np
 import pytest
 
-from splat_lion import backend, kernels
-from splat_lion.backend import BackendUnavailable, get_backend
+from splat_lion import backend, cuda_cpu, kernels
+from splat_lion.backend import (BackendFallbackWarning, BackendUnavailable, CudaProbe,
+                                get_backend)
+from splat_lion.cli import main
+from splat_lion.errors import BackendError
+
+# What CuPy 14 raises at the first compile when the CUDA headers are missing (driver-only
+# machine, cupy-cuda12x without its [ctk] extra): cupy/_core/core.pyx, v14.2.0.
+NO_HEADERS = ("Failed to find CUDA headers. Please install CUDA toolkit headers (e.g., pip "
+              "install cupy-cuda12x[ctk]) or specify CUDA_PATH environment variable.")
+
+
+@pytest.fixture
+def fresh_choice(monkeypatch):
+    """A process that has not probed yet: no probe result, no warning given, no backends made,
+    no kernels compiled for them (all restored after the test)."""
+    monkeypatch.setattr(backend, "_probe", None)
+    monkeypatch.setattr(backend, "_warned", False)
+    monkeypatch.setattr(backend, "_cache", {})
+    monkeypatch.setattr(kernels, "_modules", {})
+    monkeypatch.setattr(kernels, "_functions", {})
+    monkeypatch.delenv("SPLAT_LION_BACKEND", raising=False)
+
+
+def stub_probe(monkeypatch, probe: CudaProbe, handed_out=None) -> list:
+    """Replace the probe's checks by `probe`; a passing one hands out `handed_out` as the cuda
+    backend. Returns the list of calls (one entry per run of the checks)."""
+    calls = []
+
+    def probe_cuda():
+        calls.append(1)
+        if probe.ok:
+            backend._cache["cuda"] = handed_out
+        return probe
+
+    monkeypatch.setattr(backend, "probe_cuda", probe_cuda)
+    return calls
+
+
+FAILED = CudaProbe(False, "CuPy failed compiling selftest_saxpy (RuntimeError: no headers)",
+                   backend.COMPILE_FIX, cupy_installed=True)
+
+
+def test_auto_falls_back_to_cpu_with_one_warning_when_the_probe_fails(fresh_choice, monkeypatch):
+    calls = stub_probe(monkeypatch, FAILED)
+    with pytest.warns(BackendFallbackWarning) as caught:
+        be = get_backend()
+    assert be.name == "cpu"
+    (w,) = caught
+    assert FAILED.reason in str(w.message) and "pip install 'splat-lion[cuda12]'" in str(w.message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second warning would raise
+        assert get_backend().name == "cpu" and get_backend().name == "cpu"
+    assert calls == [1], "the probe runs once per process"
+    assert backend.why_chosen(be) == f"auto: cuda probe failed: {FAILED.reason}"
+
+
+@pytest.mark.parametrize("how", ["env", "name"])
+def test_forced_cuda_fails_with_the_probe_message(fresh_choice, monkeypatch, how):
+    stub_probe(monkeypatch, FAILED)
+    if how == "env":
+        monkeypatch.setenv("SPLAT_LION_BACKEND", "cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # forced: an error, not a warning
+        with pytest.raises(BackendUnavailable) as e:
+            get_backend(None if how == "env" else "cuda")
+    assert str(e.value) == f"{FAILED.reason}: {FAILED.fix}"
+    assert e.value.reason == FAILED.reason and e.value.fix == FAILED.fix
+    assert isinstance(e.value, BackendError)  # the CLI shows it as one line
+
+
+def test_auto_chooses_cuda_when_the_probe_passes(fresh_choice, monkeypatch):
+    class StubCuda(backend.CpuBackend):
+        name = "cuda"
+
+    stub = StubCuda()
+    calls = stub_probe(monkeypatch, CudaProbe(True, "GPU 0: stub", cupy_installed=True), stub)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert get_backend() is stub and get_backend("cuda") is stub
+    assert calls == [1]
+    assert backend.why_chosen(stub) == "auto: the cuda probe passed"
+
+
+def test_no_warning_when_cupy_is_not_installed(fresh_choice, monkeypatch):
+    """A CPU-only install (no CuPy) is no problem to warn about."""
+    stub_probe(monkeypatch, CudaProbe(False, "CuPy is not installed", backend.INSTALL_HINT))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert get_backend().name == "cpu"
+
+
+def test_info_shows_the_probe_result(fresh_choice, monkeypatch, capsys):
+    stub_probe(monkeypatch, FAILED)
+    monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
+    assert main(["info"]) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("cuda_probe"))
+    assert f"failed: {FAILED.reason}; fix: {FAILED.fix}" in line
+
+
+# -- the probe's checks, on a fake CuPy that runs kernels on the CPU runtime ------------------
+
+class CUDADriverError(RuntimeError):
+    """Named as CuPy's driver error (cupy_backends.cuda.api.driver.CUDADriverError)."""
+
+
+def install_fake_cupy(monkeypatch, *, compile_error=None, launch_error=None, wrong=False):
+    """A `cupy` module just big enough for the probe: one device, RawModule on cuda_cpu, NumPy
+    arrays; it can fail the compile, fail the launch or corrupt results."""
+    cupy = types.ModuleType("cupy")
+    cupy.__version__ = "14.2.0 (fake)"
+    cupy.ndarray = np.ndarray
+    cupy.asarray = np.asarray
+    cupy.asnumpy = (lambda a: np.zeros_like(a)) if wrong else np.array
+
+    class RawModule:
+        def __init__(self, code, options):
+            if compile_error is not None:
+                raise compile_error
+            self._module = cuda_cpu.RawModule(code, options)
+
+        def get_function(self, name):
+            kernel = self._module.get_function(name)
+
+            def launch(grid, block, args, shared_mem=0):
+                if launch_error is not None:
+                    raise launch_error
+                kernel(grid, block, args, shared_mem=shared_mem)
+            return launch
+
+    cupy.RawModule = RawModule
+    runtime = types.SimpleNamespace(
+        getDeviceCount=lambda: 1, deviceSynchronize=lambda: None,
+        getDeviceProperties=lambda i: {"name": b"Fake GPU", "major": 9, "minor": 0},
+        memGetInfo=lambda: (2**30, 2**31), runtimeGetVersion=lambda: 12090,
+        driverGetVersion=lambda: 12090)
+    cupy.cuda = types.SimpleNamespace(runtime=runtime, Device=lambda: types.SimpleNamespace(id=0),
+                                      nvrtc=types.SimpleNamespace(getVersion=lambda: (12, 9)))
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+
+
+def test_probe_passes_on_a_working_cupy_and_hands_out_that_backend(fresh_choice, monkeypatch):
+    install_fake_cupy(monkeypatch)
+    probe = backend.cuda_probe()
+    assert probe.ok, probe
+    assert "Fake GPU" in probe.reason and "selftest_saxpy" in probe.reason
+    be = get_backend()
+    assert isinstance(be, backend.CudaBackend) and get_backend("cuda") is be
+
+
+def test_cupy_without_cuda_headers_falls_back_naming_the_extra(fresh_choice, monkeypatch):
+    """B2: a driver-only machine with CuPy 14 installed without its [ctk] extra."""
+    install_fake_cupy(monkeypatch, compile_error=RuntimeError(NO_HEADERS))
+    with pytest.warns(BackendFallbackWarning, match=r"Failed to find CUDA headers") as caught:
+        assert get_backend().name == "cpu"
+    message = str(caught[0].message)
+    assert "compiling selftest_saxpy" in message
+    assert "pip install 'splat-lion[cuda12]'" in message and "cupy-cuda12x[ctk]" in message
+    with pytest.raises(BackendUnavailable, match="Failed to find CUDA headers"):
+        get_backend("cuda")
+
+
+def test_a_kernel_that_does_not_run_calls_for_a_driver_update(fresh_choice, monkeypatch):
+    install_fake_cupy(monkeypatch, launch_error=CUDADriverError("CUDA_ERROR_NO_BINARY_FOR_GPU"))
+    probe = backend.cuda_probe()
+    assert not probe.ok and "running selftest_saxpy" in probe.reason
+    assert "CUDA_ERROR_NO_BINARY_FOR_GPU" in probe.reason and probe.fix == backend.RUN_FIX
+
+
+def test_wrong_results_fail_the_probe(fresh_choice, monkeypatch):
+    install_fake_cupy(monkeypatch, wrong=True)
+    probe = backend.cuda_probe()
+    assert not probe.ok and "wrong results" in probe.reason
+    assert probe.fix == backend.WRONG_RESULTS_FIX
 
 
 def test_env_var_forces_cpu(monkeypatch):
@@ -36,8 +211,10 @@ def test_auto_falls_back_to_cpu_without_a_gpu(monkeypatch):
     try:
         get_backend("cuda")
     except BackendUnavailable:
-        be = get_backend()
-        assert be.name == "cpu" and backend.why_chosen(be).startswith("auto: ")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BackendFallbackWarning)
+            be = get_backend()
+        assert be.name == "cpu" and backend.why_chosen(be).startswith("auto: cuda probe failed")
     else:
         assert get_backend().name == "cuda"
 
