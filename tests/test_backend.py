@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from splat_lion import backend, cuda_cpu, kernels
-from splat_lion.backend import (BackendFallbackWarning, BackendUnavailable, CudaProbe,
-                                get_backend)
+from splat_lion.backend import BackendFallbackWarning, BackendUnavailable, CudaProbe, get_backend
 from splat_lion.cli import main
 from splat_lion.errors import BackendError
 
