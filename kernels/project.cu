@@ -3,8 +3,8 @@
 // Math:    see splat_lion/reference/project.py (the spec): t = W mu + T; cull outside
 //          [near, far]; Sigma = R S S^T R^T; EWA J with u = x/z, v = y/z clamped to
 //          1.3 x the field of view; Sigma2 = J W Sigma W^T J^T + 0.3 I; conic = Sigma2^-1;
-//          mean2d = (fx x/z + cx, fy y/z + cy); radius = ceil(3 sqrt(lambda_max)); tiles
-//          touched; colour = max(sum_k Y_k(d) sh_k + 0.5, 0), d = normalise(mu - campos).
+//          mean2d = (fx x/z + cx, fy y/z + cy); radius = min(ceil(3 sqrt(lambda_max)),
+//          MAX_RADIUS) (NaN: culled); tiles touched; colour = max(sum_k Y_k(d) sh_k + 0.5, 0), d = normalise(mu - campos).
 //          Backward: exact derivatives of the same (the clamp of u, v and of the colour
 //          passes no gradient where active); gradients are v_<x>.
 // Mapping: one thread per splat.
@@ -15,6 +15,7 @@
 #include "common.cuh"
 
 #define SH_C0 0.28209479177387814f
+#define MAX_RADIUS 16777216.0f  // 2^24 pixels: exact as float and int, wider than any image
 #define SH_C1 0.4886025119029199f
 
 // Real SH basis of 3DGS up to `degree` at unit direction (x, y, z): out[k], k < (degree+1)^2,
@@ -158,8 +159,12 @@ extern "C" __global__ void project_fwd(
         m2[1] = fy * p.t[1] / p.t[2] + cy;
         const float mid = 0.5f * (p.cov2[0] + p.cov2[2]);
         radius = ceilf(3.0f * sqrtf(mid + sqrtf(fmaxf(0.1f, mid * mid - p.det))));
-        int x0, x1, y0, y1;
-        tile_rect(m2[0], m2[1], radius, width, height, &x0, &x1, &y0, &y1);
+        // a runaway splat: a NaN radius culls it; a huge one is capped at MAX_RADIUS, which
+        // covers any image, so that binning's int radius gives the same tile rectangle
+        visible = radius > 0.0f;
+        radius = fminf(radius, MAX_RADIUS);
+        int x0 = 0, x1 = 0, y0 = 0, y1 = 0;
+        if (visible) tile_rect(m2[0], m2[1], radius, width, height, &x0, &x1, &y0, &y1);
         tiles = (x1 - x0) * (y1 - y0);
         visible = tiles > 0;
     }

@@ -31,7 +31,7 @@ from .cameras import Camera
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import check_ranges, ranged
 from .densify import Densifier, DensifyConfig, DensifyEvent
-from .errors import ConfigError, NonFiniteError
+from .errors import ConfigError, DivergenceError, NonFiniteError
 from .gaussians import Gaussians
 from .layout import Flat, Layout
 from .loss import photometric_loss, psnr
@@ -156,6 +156,54 @@ def _check_finite(be, flat, step: int, what: str) -> None:
                                  f"{bad} splats; lower the learning rate or check the inputs")
 
 
+# Divergence (beside NaN): a fit stops when, at a log step, an attribute's largest |value| has
+# grown past RUNAWAY_GROWTH x its start (or past its floor, whichever is larger; scales are
+# logs: past their start + RUNAWAY_LOG_SCALE), or when the logged loss stays above
+# DIVERGE_LOSS x its first value for DIVERGE_PATIENCE log steps in a row.
+RUNAWAY_GROWTH = 1e3
+RUNAWAY_FLOOR = {"means": 1e3, "quats": 1e4, "opacities": 1e3, "sh0": 1e3, "shN": 1e3}
+RUNAWAY_LOG_SCALE = 30.0  # σ grown or shrunk by e^30
+DIVERGE_LOSS = 3.0
+DIVERGE_PATIENCE = 5
+
+
+class _Runaway:
+    """The divergence checks of one fit (see RUNAWAY_GROWTH)."""
+
+    def __init__(self, be, params: Flat, extent: float, lr_now: float) -> None:
+        self.be, self.lr_now = be, lr_now
+        start = self._max_abs(params)
+        self.bounds = {}
+        for name, v in start.items():
+            if name == "scales":
+                self.bounds[name] = v + RUNAWAY_LOG_SCALE
+            else:
+                floor = RUNAWAY_FLOOR.get(name, 1e3) * (extent if name == "means" else 1.0)
+                self.bounds[name] = max(RUNAWAY_GROWTH * v, floor)
+        self.first_loss: float | None = None
+        self.high = 0  # log steps in a row with the loss above DIVERGE_LOSS x the first
+
+    def _max_abs(self, params: Flat) -> dict[str, float]:
+        xp = self.be.xp
+        names = [n for n in params.layout.names if params[n].size]
+        maxima = self.be.to_numpy(xp.stack([xp.abs(params[n]).max() for n in names]))
+        return dict(zip(names, (float(v) for v in maxima)))  # one read back for all
+
+    def check(self, params: Flat, step: int, loss: float) -> None:
+        hint = (f"lower the learning rate (e.g. --lr {self.lr_now / 10:.2g}; it is "
+                f"{self.lr_now:.2g}) or check the inputs")
+        for name, v in self._max_abs(params).items():
+            if v > self.bounds[name]:
+                raise DivergenceError(f"step {step}: '{name}' ran away (largest |value| {v:.3g}, "
+                                      f"past {self.bounds[name]:.3g}): the fit diverges; {hint}")
+        self.first_loss = loss if self.first_loss is None else self.first_loss
+        self.high = self.high + 1 if loss > DIVERGE_LOSS * self.first_loss else 0
+        if self.high >= DIVERGE_PATIENCE:
+            raise DivergenceError(f"step {step}: the loss ({loss:.4g}) has stayed above "
+                                  f"{DIVERGE_LOSS:g}x its first value ({self.first_loss:.4g}) for "
+                                  f"{self.high} log steps: the fit diverges; {hint}")
+
+
 CHECKPOINT_NAME = "checkpoint.npz"
 # config fields a resumed fit may change: they do not alter the trajectory
 _RESUME_MAY_CHANGE = ("checkpoint_every", "log_every", "eval_every")
@@ -198,6 +246,10 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
     if len(masks) != len(targets):
         raise ValueError(f"need one mask (or None) per target, got {len(masks)} for "
                          f"{len(targets)} targets")
+    for i, t in enumerate(targets):  # one reduction each, once: a bad image is named here
+        if not bool(be.xp.isfinite(t).all()):
+            raise NonFiniteError(f"target image {i} holds NaN or infinity: check the capture's "
+                                 "images (or the targets passed to fit)")
     masks = [None if m is None else be.asarray(m, tag="loss") for m in masks]
     state = None
     if resume is not None:
@@ -223,6 +275,7 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
         result.splat_history = [(int(s), int(n)) for s, n in state["splat_history"]]
         result.eval_history = [(int(s), p, q) for s, p, q in state.get("eval_history", [])]
         result.densify_events = [DensifyEvent(**e) for e in state["densify_events"]]
+    runaway = _Runaway(be, g.params, extent, getattr(opt, "lr", float("nan")))
     start = time.perf_counter() - result.seconds
     with memory.track(be) as tracker:  # what the fit holds at its peak (FitResult.peak_bytes)
         tracker.include(g.params.data, "params")
@@ -238,13 +291,15 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
             out = render(g, cameras[view], config.background, degree)
             value, grad = photometric_loss(out.image, targets[view], masks[view])
             if not np.isfinite(value):
-                raise NonFiniteError(f"step {step}: the loss is {value}; check the parameters")
+                raise NonFiniteError(f"step {step}: the loss is {value}; the parameters or the "
+                                     "learning rate: lower the learning rate")
             grads = render_backward(out, grad)
             _check_finite(be, grads, step, "gradients")
             opt.step_all(g.params, grads, visible=out.visible if config.selective else None)
             opt.end_iteration()
             _check_finite(be, g.params, step, "parameters")
             if step % config.log_every == 0 or step == config.steps - 1:
+                runaway.check(g.params, step, value)
                 p = psnr(out.image, targets[view], masks[view])
                 result.loss_history.append((step, value))
                 result.psnr_history.append((step, p))

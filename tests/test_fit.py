@@ -8,6 +8,7 @@ import pytest
 import splat_lion as sl
 from splat_lion.checkpoint import CheckpointError, load_checkpoint
 from splat_lion.densify import DensifyConfig
+from splat_lion.errors import DivergenceError
 from splat_lion.fit import FitConfig, NonFiniteError, fit, make_optimizer
 from splat_lion.problem import ProblemConfig, load_problem
 
@@ -49,8 +50,19 @@ def test_a_nan_target_stops_the_fit(planet):
     bad = [t.copy() for t in planet.train_images]
     for t in bad:
         t[3, 3, 0] = np.nan
-    with pytest.raises(NonFiniteError, match="step 0: the loss is nan"):
+    with pytest.raises(NonFiniteError, match="target image 0 holds NaN or infinity"):
         fit(planet.fresh_start(), planet.train_cameras, bad, FitConfig(steps=3))
+
+
+@pytest.mark.parametrize("optimizer,message", [
+    ("lion", r"step 0: 'scales' ran away .*lower the learning rate \(e.g. --lr 0.1; it is 1\)"),
+    ("adam", r"the loss .* has stayed above 3x its first value .* for 5 log steps"),
+])
+def test_a_diverging_fit_stops_naming_the_step_and_a_learning_rate(planet, optimizer, message):
+    """lr 1 (the largest allowed): before, only NaN was caught, and a fit ran to its end with
+    parameters at 1e6 (and, with a splat blown up past int range, crashed the CPU runtime)."""
+    with pytest.raises(DivergenceError, match=message):
+        fit_problem(planet, FitConfig(steps=200, lr=1.0, optimizer=optimizer, densify=None))
 
 
 def test_bad_config_and_inputs_are_clear_errors(planet):

@@ -56,6 +56,30 @@ def test_splats_behind_the_camera_or_too_far_are_culled(cpu, camera):
     np.testing.assert_allclose(out["means2d"][3], [cam.cx, cam.cy], atol=1e-3)
 
 
+def test_runaway_splats_are_capped_or_culled_and_bin_consistently(be, camera):
+    """A splat blown up to σ = e^30 (a diverging fit) covers every tile with the capped
+    radius and binning writes exactly its tiles_touched keys; a NaN scale culls the splat.
+    (The int radius of an uncapped float radius overflowed: binning then wrote keys past
+    its buffer, and the CPU runtime crashed.)"""
+    from splat_lion.binning import bin_intersections
+    from splat_lion.kernels import num_tiles
+
+    cam = camera(48, 32)
+    scales = np.array([[30.0] * 3, [np.nan, -2.0, -2.0], [-2.0] * 3])
+    g = Gaussians.from_arrays(np.zeros((3, 3)), scales, np.tile([1.0, 0, 0, 0], (3, 1)),
+                              np.zeros(3), np.zeros((3, 1, 3)), backend=be)
+    out = project_fwd(g, cam)
+    radii, touched = be.to_numpy(out["radii"]), be.to_numpy(out["tiles_touched"])
+    tx, ty = num_tiles(48, 32)
+    assert radii[0] == 2**24 and touched[0] == tx * ty
+    assert radii[1] == 0 and touched[1] == 0 and radii[2] > 0
+    bins = bin_intersections(out, 48, 32, be)
+    keys = be.to_numpy(bins["keys"])
+    assert bins["num_intersections"] == touched.sum() == keys.shape[0]
+    assert ((keys >> 32) < tx * ty).all()
+    assert (np.bincount(be.to_numpy(bins["ids"]), minlength=3) == touched).all()
+
+
 @pytest.mark.parametrize("degree,active", [(0, 0), (1, 1), (2, 1), (3, 3)])
 def test_backward_matches_finite_differences(be, rng, random_scene, camera, finite_differences,
                                              degree, active):

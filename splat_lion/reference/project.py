@@ -14,7 +14,8 @@ Forward, per splat (float64, vectorised):
     Σ2 = J W Σ Wᵀ Jᵀ + 0.3·I                         (0.3 px low-pass)
     culled if det(Σ2) <= 0
     conic = Σ2⁻¹ as (A, B, C); mean2d = (fx·x/z + cx, fy·y/z + cy); depth = z
-    radius = ceil(3·sqrt(λmax)), λmax = mid + sqrt(max(0.1, mid² - det)), mid = (a + c)/2
+    radius = min(ceil(3·sqrt(λmax)), MAX_RADIUS), λmax = mid + sqrt(max(0.1, mid² - det)),
+    mid = (a + c)/2 (a NaN radius culls the splat)
     tiles: reference/binning.py's tile_rect of (mean2d, radius); culled if it is empty
     colour = max(Σ_k Y_k(d)·sh_k + 0.5, 0), d = normalise(μ - camera centre), degree ≤ 3
 Culled splats have radius 0, tiles_touched 0 and zeros elsewhere.
@@ -33,6 +34,8 @@ import numpy as np
 from ..quaternion import quat_to_rotmat
 from ..sh import SH_C0, sh_coeffs, sh_degree_of
 from .binning import tile_rect
+
+MAX_RADIUS = 2.0**24  # kernels/project.cu's: a capped radius covers any image
 
 SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
@@ -98,6 +101,8 @@ def project_fwd(means, scales, quats, sh0, shN, camera, sh_degree=None) -> dict:
     means2d = np.stack([fx * x / zs + cx, fy * y / zs + cy], 1)
     mid = 0.5 * (a + c)
     radii = np.ceil(3 * np.sqrt(mid + np.sqrt(np.maximum(0.1, mid * mid - det))))
+    visible &= radii > 0  # NaN: culled
+    radii = np.minimum(np.where(visible, radii, 0.0), MAX_RADIUS)
     x0, x1, y0, y1 = tile_rect(means2d, radii, width, height)
     tiles = (x1 - x0) * (y1 - y0)
     visible &= tiles > 0
