@@ -34,6 +34,7 @@ from .errors import SplatLionError
 from .fit import CHECKPOINT_NAME, FitConfig, fit, make_optimizer
 from .frame import frame_of_splats
 from .optim.registry import OPTIMIZER_NAMES, OPTIMIZER_SPECS
+from .outputs import output_lock, save_or_keep
 from .ply import load_ply, save_ply
 from .problem import INITS, ProblemConfig, load_problem, orbit_around, scene_frame, scene_path
 from .render import render
@@ -118,6 +119,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     be = get_backend()
     out_dir = Path(args.out)
     problem = load_problem(args.source, problem_config(args), backend=be)
+    with output_lock(out_dir):  # one fit per output folder at a time
+        return _fit(args, be, problem, out_dir)
+
+
+def _fit(args: argparse.Namespace, be, problem, out_dir: Path) -> int:
     resume = load_checkpoint(out_dir / CHECKPOINT_NAME) if args.resume else None
     steps = args.steps or (resume["config"]["steps"] if resume else
                            problem.default_steps(FitConfig.steps))
@@ -130,7 +136,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
                        lion_rates="from_points" if problem.from_points else "refine",
                        checkpoint_every=args.checkpoint_every, eval_every=args.eval_every)
     empty = problem.empty_views(problem.start)
-    out_dir.mkdir(parents=True, exist_ok=True)
     g = problem.start
     if not problem.test_cameras:  # e.g. a transforms_train.json without a transforms_test.json
         print("splat-lion: no held-out views: PSNR and SSIM are on the training views",
@@ -181,7 +186,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     final = problem.evaluate(g)
-    save_ply(g, out_dir / "fitted.ply")
+    save_or_keep(lambda path: save_ply(g, path), out_dir / "fitted.ply")  # the work first
     metrics = {"psnr": round(final.psnr, 4), "ssim": round(final.ssim, 5),
                "psnr_before": round(psnr_before, 4), "steps": config.steps, "lr": config.lr,
                "num_splats": g.count, "optimizer": args.optimizer, "backend": be.name,

@@ -13,6 +13,7 @@ The CLI, the benchmarks and the tests all build their problems here.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,7 +295,8 @@ def problem_from_scene(source: str | Path, config: ProblemConfig = ProblemConfig
         train, [render(ref, c, bg).image.copy() for c in train], held,
         [render(ref, c, bg).image.copy() for c in held], g, init in ("points", "random"),
         f"{len(train)} orbit views of {path.name} at {res}x{res}, from a {init} start",
-        {"source": str(path), "resolution": res, "views": config.views, "init": init,
+        {"source": str(path), "source_digest": source_digest(path), "resolution": res,
+         "views": config.views, "init": init,
          "orbit_radius": config.orbit_radius, **_frame_context(config)}, bg, frame)
 
 
@@ -328,10 +330,29 @@ def problem_from_capture(source: str | Path, config: ProblemConfig = ProblemConf
         ds.test_cameras, [be.asarray(t, tag="loss") for t in ds.test_images], g, True,
         f"{len(ds.train_cameras)} {ds.kind} views of {ds.root} at {w}x{h}{undistorted}, "
         f"{len(ds.test_cameras)} held out, from a {init} start",
-        {"source": str(ds.root.resolve()), "downscale": config.downscale, "init": init,
+        {"source": str(ds.root.resolve()), "source_digest": source_digest(ds.root),
+         "downscale": config.downscale, "init": init,
          "max_images": config.max_images, **_frame_context(config),
          **({"keep_all": True} if config.keep_all else {})}, config.background, frame,
         ds.train_masks, ds.test_masks, ds.kind)
+
+
+def source_digest(path: str | Path) -> str:
+    """A short hash of what a problem is built from, so that a resumed fit can tell that its
+    source changed: a file's bytes; for a capture folder, its model files' bytes (.json,
+    .txt, .bin) and the name and size of every other file (the images) below it."""
+    digest = hashlib.sha256()
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        digest.update(str(f.relative_to(path.parent if path.is_file() else path)).encode())
+        if f.suffix.lower() in (".json", ".txt", ".bin", ".ply"):
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        else:
+            digest.update(str(f.stat().st_size).encode())
+    return digest.hexdigest()[:16]
 
 
 def _frame_context(config: ProblemConfig) -> dict:

@@ -404,3 +404,57 @@ def test_library_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, cap
 
     with pytest.raises(PlyError):
         main(["--debug", "render", str(bad), "--out", str(tmp_path / "r")])
+
+
+# -- hardening: lost work ----------------------------------------------------------------------
+
+def test_a_second_fit_into_a_busy_out_is_refused(tmp_path, capsys):
+    from splat_lion.outputs import output_lock
+
+    with output_lock(tmp_path):  # another fit holds the folder
+        assert main(["fit", "planet", "--out", str(tmp_path), "--steps", "2",
+                     "--resolution", "16", "--quiet"]) == 2
+    assert "another splat-lion fit is writing there" in capsys.readouterr().err
+    assert not (tmp_path / "fitted.ply").exists()
+    assert main(["fit", "planet", "--out", str(tmp_path), "--steps", "2", "--resolution", "16",
+                 "--quiet"]) == 0  # free again
+    (tmp_path / "file").write_text("x")
+    assert main(["fit", "planet", "--out", str(tmp_path / "file"), "--steps", "2"]) == 2
+    assert "a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_failing_final_save_keeps_the_fitted_splats(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import splat_lion as sl
+    import splat_lion.cli as cli
+
+    real = cli.save_ply
+
+    def full_disk(g, path):
+        if str(path).startswith(str(tmp_path)):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(g, path)
+
+    monkeypatch.setattr(cli, "save_ply", full_disk)
+    assert main(["fit", "planet", "--out", str(tmp_path), "--steps", "3", "--resolution", "16",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "it is kept in" in err
+    kept = err.split("it is kept in ")[1].split(" instead")[0]
+    assert sl.load_ply(kept).count > 0
+
+
+def test_resume_refuses_a_source_that_changed(tmp_path, capsys):
+    import splat_lion as sl
+
+    scene = tmp_path / "scene.ply"
+    sl.save_ply(sl.load_ply(sl.scenes.path("planet")), scene)
+    args = ["fit", str(scene), "--out", str(tmp_path / "o"), "--steps", "4", "--resolution", "16",
+            "--checkpoint-every", "2", "--quiet"]
+    assert main(args) == 0
+    g = sl.load_ply(scene)
+    g.means[...] += 0.01
+    sl.save_ply(g, scene)  # replaced since the checkpoint
+    assert main([*args, "--resume"]) == 2
+    assert "made for other views: source_digest" in capsys.readouterr().err

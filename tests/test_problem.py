@@ -9,7 +9,8 @@ import splat_lion as sl
 from splat_lion.datasets import write_transforms
 from splat_lion.errors import ConfigError
 from splat_lion.frame import frame_of_splats
-from splat_lion.problem import ORBIT_RADIUS, ProblemConfig, load_problem, random_start
+from splat_lion.problem import (ORBIT_RADIUS, ProblemConfig, load_problem, random_start,
+                                source_digest)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,8 @@ def test_a_scene_gives_orbit_views_with_every_fifth_held_out(cpu_be):
     np.testing.assert_array_equal(p.test_images[1], sl.render(ref, p.test_cameras[1]).image)
     assert p.image_bytes == 10 * 24 * 24 * 3 * 4
     assert p.context == {"source": str(sl.scenes.path("planet")), "resolution": 24,
-                         "views": 10, "init": "perturbed", "orbit_radius": ORBIT_RADIUS}
+                         "views": 10, "init": "perturbed", "orbit_radius": ORBIT_RADIUS,
+                         "source_digest": source_digest(sl.scenes.path("planet"))}
     assert not p.from_points and p.evaluated_on == "held-out views"
 
 
@@ -124,3 +126,18 @@ def test_bad_sources_are_clear_errors(tmp_path, cpu_be):
         load_problem(tmp_path, backend=cpu_be)
     with pytest.raises(ValueError, match="no bundled scene 'garden'"):
         load_problem("garden", backend=cpu_be)
+
+
+def test_the_source_digest_follows_the_content(tmp_path):
+    scene = tmp_path / "a.ply"
+    scene.write_bytes(b"ply one")
+    first = source_digest(scene)
+    assert source_digest(scene) == first and len(first) == 16
+    scene.write_bytes(b"ply two")
+    assert source_digest(scene) != first
+    (tmp_path / "cap").mkdir()
+    (tmp_path / "cap" / "transforms.json").write_text("{}")
+    (tmp_path / "cap" / "0.png").write_bytes(b"12345")
+    folder = source_digest(tmp_path / "cap")
+    (tmp_path / "cap" / "0.png").write_bytes(b"123456")  # an image's size counts
+    assert source_digest(tmp_path / "cap") != folder
