@@ -136,7 +136,12 @@ def _fit(args: argparse.Namespace, be, problem, out_dir: Path) -> int:
                        lion_rates="from_points" if problem.from_points else "refine",
                        checkpoint_every=args.checkpoint_every, eval_every=args.eval_every)
     empty = problem.empty_views(problem.start)
-    g = problem.start
+    g, (w, h) = problem.start, problem.size
+    memory.require_memory(
+        memory.predict_fit_peak(g.count, w, h, g.sh_degree, args.optimizer,
+                                image_bytes=problem.image_bytes),
+        f"a fit of {g.count:,} splats at {w}x{h} with {args.optimizer}",
+        "try --downscale 2, --max-images, fewer --init-points or --optimizer lion-bf16", be)
     if not problem.test_cameras:  # e.g. a transforms_train.json without a transforms_test.json
         print("splat-lion: no held-out views: PSNR and SSIM are on the training views",
               file=sys.stderr)

@@ -69,6 +69,34 @@ def cross_check(backend: Backend | None = None) -> dict:
     return out
 
 
+def available_bytes(backend: Backend | None = None) -> int | None:
+    """Memory a new allocation can have now: the GPU's free bytes plus what CuPy's pool holds
+    unused, or on the CPU the system's available memory (Linux /proc/meminfo); None when
+    unknown."""
+    be = backend or get_backend()
+    if be.name == "cuda":
+        pool = be.xp.get_default_memory_pool()
+        free, _ = be.xp.cuda.runtime.memGetInfo()
+        return int(free) + int(pool.total_bytes()) - int(pool.used_bytes())
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def require_memory(needed: int, what: str, fix: str, backend: Backend | None = None) -> None:
+    """MemoryBudgetError when `needed` bytes exceed what is available now (see
+    available_bytes): `what` needs about N MiB, M MiB are free; `fix`."""
+    free = available_bytes(backend)
+    if free is not None and needed > free:
+        raise MemoryBudgetError(f"{what} needs about {needed / 2**20:,.0f} MiB, but only "
+                                f"{free / 2**20:,.0f} MiB are available: {fix}")
+
+
 # -- one fit step, measured ------------------------------------------------------------------
 
 def profile_step(gaussians, camera, target, optimizer, *, background=(0.0, 0.0, 0.0),

@@ -29,6 +29,7 @@ from .errors import ConfigError, DatasetError
 from .frame import SceneFrame, frame_of_cameras, frame_of_splats
 from .gaussians import Gaussians
 from .loss import photometric_loss, psnr, ssim
+from .memory import require_memory
 from .ply import load_ply
 from .render import render, render_backward
 from .sh import check_degree
@@ -36,6 +37,9 @@ from .sh import check_degree
 INITS = ("perturbed", "points", "random", "scene")
 SCENE_TEST_EVERY = 5  # a scene's orbit views: every fifth is held out (the first too)
 MAX_SIDE = 16_384  # the largest image side a render may have (CUDA's grid of 16x16 tiles fits)
+# host bytes per splat of a start from points while it is made (float64 points and colours,
+# the k-d tree and its queries, the float32 layout and its temporaries): about 800, measured
+HOST_BYTES_PER_START_SPLAT = 1024
 GPU_CAPTURE_STEPS = 30_000  # a capture's default fit on a GPU: 3DGS's
 CPU_CAPTURE_SECONDS = 600.0  # ... on the CPU: as many steps as fit in about ten minutes
 ORBIT_RADIUS = 2.6  # orbit views of a scene circle it at this many times its extent
@@ -372,5 +376,7 @@ def random_start(lo, hi, count: int, sh_degree: int, rng: np.random.Generator,
     """`count` splats of random colour uniform in the box [lo, hi] ([3] each), initialised as
     from points (3DGS's NeRF-synthetic start: 100k points in [-1.3, 1.3]³ for cameras at
     radius 4)."""
+    require_memory(count * HOST_BYTES_PER_START_SPLAT, f"a random start of {count:,} splats",
+                   "give fewer (--init-points)", get_backend("cpu"))
     xyz = rng.uniform(np.asarray(lo, np.float64), np.asarray(hi, np.float64), (count, 3))
     return Gaussians.from_points(xyz, rng.uniform(0, 1, (count, 3)), sh_degree, backend=backend)

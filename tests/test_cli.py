@@ -458,3 +458,18 @@ def test_resume_refuses_a_source_that_changed(tmp_path, capsys):
     sl.save_ply(g, scene)  # replaced since the checkpoint
     assert main([*args, "--resume"]) == 2
     assert "made for other views: source_digest" in capsys.readouterr().err
+
+
+def test_a_fit_that_cannot_fit_in_memory_is_refused_before_it_allocates(tmp_path, capsys,
+                                                                      monkeypatch):
+    import splat_lion.memory as memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda backend=None: 2**20)  # 1 MiB free
+    assert main(["fit", "planet", "--out", str(tmp_path), "--steps", "2", "--resolution", "32",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "a fit of 6,510 splats at 32x32 with lion needs about" in err
+    assert "only 1 MiB are available: try --downscale 2" in err
+    assert main(["fit", "planet", "--out", str(tmp_path), "--init", "random", "--init-points",
+                 "20000000", "--quiet"]) == 2
+    assert "a random start of 20,000,000 splats needs about 19,531 MiB" in capsys.readouterr().err
