@@ -1,5 +1,13 @@
 """Shared fixtures: the backends to run kernels on, fresh random generators, poisoned
-outputs, random scenes and a camera, finite differences, test kernels."""
+outputs, random scenes and a camera, finite differences, test kernels.
+
+SPLAT_LION_TEST_STANDIN=1 runs the tests on the CUDA path without a GPU: the strict CuPy
+stand-in (tests/cupy_standin) is installed as `cupy` before splat_lion makes a backend, so
+`cuda` is available (the `gpu`-marked tests run on it) and, with SPLAT_LION_BACKEND unset,
+the automatic choice, as on a machine with a GPU:
+    SPLAT_LION_TEST_STANDIN=1 python -m pytest -m gpu     # the GPU tests on the stand-in
+    SPLAT_LION_TEST_STANDIN=1 python -m pytest            # everything, cuda by default
+"""
 
 from __future__ import annotations
 
@@ -7,13 +15,17 @@ import os
 import secrets
 from pathlib import Path
 
+import cupy_standin
 import numpy as np
 import pytest
 
-from splat_lion import Gaussians, kernels
-from splat_lion.backend import Backend, BackendUnavailable, get_backend
-from splat_lion.cameras import Camera
-from splat_lion.sh import sh_rest
+if os.environ.get(cupy_standin.ENV_VAR, "") not in ("", "0"):
+    cupy_standin.install()  # before splat_lion imports cupy (its backend does, when first asked)
+
+from splat_lion import Gaussians, kernels  # noqa: E402
+from splat_lion.backend import Backend, BackendUnavailable, get_backend  # noqa: E402
+from splat_lion.cameras import Camera  # noqa: E402
+from splat_lion.sh import sh_rest  # noqa: E402
 
 TEST_KERNELS = Path(__file__).parent / "kernels"
 
@@ -27,7 +39,8 @@ def cuda_or_skip():
 
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def be(request):
-    """Each backend in turn: the CPU runtime always, CuPy where a GPU is present."""
+    """Each backend in turn: the CPU runtime always, CuPy where a GPU is present (or the CuPy
+    stand-in, under SPLAT_LION_TEST_STANDIN=1)."""
     return cuda_or_skip() if request.param == "cuda" else get_backend("cpu")
 
 
