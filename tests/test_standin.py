@@ -310,8 +310,12 @@ def test_api_table_is_cupy_14_2():
     assert len(table["objects"]) > 900
 
 
+# the stand-in's own names: its marker (code that must tell it from CuPy reads it)
+STANDIN_ONLY = ("cupy.IS_STANDIN",)
+
+
 def test_every_standin_name_exists_in_cupy():
-    missing = [name for name, _ in _standin_names() if name not in TABLE]
+    missing = [name for name, _ in _standin_names() if name not in TABLE and name not in STANDIN_ONLY]
     assert not missing, f"the stand-in has names CuPy 14.2 lacks: {missing}"
 
 

@@ -25,8 +25,10 @@ cupy_api.json (make_api_table.py makes it; tests/test_standin.py checks).
 
 Under pytest: SPLAT_LION_TEST_STANDIN=1 installs it before splat_lion makes a backend
 (tests/conftest.py); `cuda` is then available and, with SPLAT_LION_BACKEND unset, the
-automatic choice, as on a machine with a GPU. The CLI under it: python
-tests/cupy_standin/cli.py info (or fit, render, profile).
+automatic choice, as on a machine with a GPU. The CLI or a script under it:
+python tests/cupy_standin/run.py splat-lion info (or fit, render, profile), python
+tests/cupy_standin/run.py benchmarks/gpu_check.py --quick. Code that must tell the stand-in
+from CuPy reads `cupy.IS_STANDIN` (absent from the real one).
 
 It lives under tests/ and is not part of the installed package.
 """

@@ -178,7 +178,7 @@ def make_table() -> dict:
     import cupy
     import numpy
 
-    if getattr(cupy, "__standin__", False):
+    if getattr(cupy, "IS_STANDIN", False):
         raise SystemExit("make_api_table.py: this is the stand-in, not CuPy; run it in a venv "
                          "with cupy-cuda12x installed and without the stand-in")
     objects = {}

@@ -1,6 +1,7 @@
 """The module objects that play `cupy`, `cupy.cuda`, `cupy.cuda.runtime`, `cupy.cuda.nvrtc`
 and `cupy.linalg`: each holds exactly the names listed here (test_standin checks every one
-against CuPy's API table, cupy_api.json)."""
+against CuPy's API table, cupy_api.json), plus `cupy.IS_STANDIN = True`, the marker by which
+code tells the stand-in from CuPy (benchmarks/gpu_check.py marks its timings not-GPU)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def modules() -> dict[str, types.ModuleType]:
     cupy = _make("cupy", "The strict CuPy stand-in of splat-lion's tests (tests/cupy_standin): "
                  "device arrays backed by NumPy, kernels on splat_lion.cuda_cpu.", names)
     cupy.__version__ = VERSION
-    cupy.__standin__ = True
+    cupy.IS_STANDIN = True  # the one name the real CuPy lacks: how code tells them apart
     for m in (cupy, cuda, runtime, nvrtc, linalg):
         _modules[m.__name__] = m
     return _modules
