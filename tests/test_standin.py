@@ -315,7 +315,8 @@ STANDIN_ONLY = ("cupy.IS_STANDIN",)
 
 
 def test_every_standin_name_exists_in_cupy():
-    missing = [name for name, _ in _standin_names() if name not in TABLE and name not in STANDIN_ONLY]
+    missing = [name for name, _ in _standin_names()
+               if name not in TABLE and name not in STANDIN_ONLY]
     assert not missing, f"the stand-in has names CuPy 14.2 lacks: {missing}"
 
 
