@@ -150,3 +150,28 @@ def finite_differences():
 def load_test_kernel(be, file: str, name: str, defines=None):
     """Kernel `name` of tests/kernels/<file>.cu, compiled for backend `be`."""
     return kernels.module_from_file(TEST_KERNELS / f"{file}.cu", defines, be).get_function(name)
+
+
+@pytest.fixture
+def deny_reading(monkeypatch):
+    """deny_reading(path): make the file unreadable, as `chmod 000` does for a user (root
+    reads anyway, so open() also refuses it there, with the kernel's PermissionError)."""
+    import builtins
+    import io
+
+    real = builtins.open
+    denied = set()
+
+    def refusing(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and os.path.abspath(file) in denied:
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing)
+    monkeypatch.setattr(io, "open", refusing)
+
+    def deny(path):
+        os.chmod(path, 0)
+        denied.add(os.path.abspath(path))
+
+    return deny

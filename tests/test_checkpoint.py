@@ -4,7 +4,6 @@ damaged, edited by hand, unreadable) is a CheckpointError naming the file and th
 
 from __future__ import annotations
 
-import builtins
 import io
 import json
 import os
@@ -69,24 +68,9 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
 
 # -- reading: every bad file is a CheckpointError naming it --------------------------------------
 
-def deny_reading(monkeypatch, path):
-    """Make `path` unreadable: chmod 000, and where that does not stop us (root), open()
-    refusing it as the kernel would."""
-    path.chmod(0)
-    real = builtins.open
-
-    def refusing(file, *args, **kwargs):
-        if isinstance(file, (str, os.PathLike)) and os.fspath(file) == os.fspath(path):
-            raise PermissionError(13, "Permission denied", os.fspath(file))
-        return real(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", refusing)
-    monkeypatch.setattr(io, "open", refusing)
-
-
-def test_an_unreadable_checkpoint_names_the_file(tmp_path, monkeypatch):
+def test_an_unreadable_checkpoint_names_the_file(tmp_path, deny_reading):
     path = save_checkpoint(tmp_path / "c.npz", {"step": 1})
-    deny_reading(monkeypatch, path)
+    deny_reading(path)
     with pytest.raises(CheckpointError, match=r"c.npz: cannot read: Permission denied; check "):
         load_checkpoint(path)
 
