@@ -13,9 +13,9 @@ PlyError naming the file and the field.
 
 from __future__ import annotations
 
+import io
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import numpy as np
 from plyfile import PlyData, PlyElement, PlyListProperty
 
 from .backend import Backend
+from .checkpoint import atomic_write
 from .errors import PlyError
 from .gaussians import Gaussians
 from .sh import DEGREES, sh_rest
@@ -46,28 +47,35 @@ def load_ply(path: str | os.PathLike, *, on_nonfinite: str = "error",
     if on_nonfinite not in ("error", "drop"):
         raise ValueError(f"on_nonfinite must be 'error' or 'drop', got {on_nonfinite!r}")
     path = Path(path)
+    if path.is_dir():
+        raise PlyError(f"{path}: a folder, not a PLY file")
     if not path.is_file():
         raise PlyError(f"{path}: no such file")
-    try:
-        ply = PlyData.read(str(path))  # binary: memory-mapped, one bulk read; copied out below
-        elements = {el.name: el for el in ply.elements}
-        vertex = elements.get("vertex")
-        data = None if vertex is None else vertex.data
-    except Exception as e:  # plyfile raises many kinds for malformed input
-        raise PlyError(f"{path}: not a readable PLY file: {type(e).__name__}: {e}") from None
+    ply = _read(path)
+    elements = {el.name: el for el in ply.elements}
+    vertex = elements.get("vertex")
     if vertex is None:
         raise PlyError(f"{path}: no 'vertex' element (found: "
                        f"{', '.join(elements) or 'none'}); 3DGS stores one splat per vertex")
+    data = vertex.data
     fields = {p.name for p in vertex.properties}
     lists = {p.name for p in vertex.properties if isinstance(p, PlyListProperty)}
 
     rest = sorted(m.group(1) for name in fields if (m := re.fullmatch(r"f_rest_(\d+)", name)))
+    padded = [f"f_rest_{r}" for r in rest if r != str(int(r))]  # f_rest_00: a leading zero
+    some = ", ".join(padded[:3]) + (", ..." if len(padded) > 3 else "")
+    if padded and sorted({int(r) for r in rest}) == list(range(len(rest))):
+        raise PlyError(f"{path}: vertex properties {some} have zero-padded numbers ({len(padded)} "
+                       f"of {len(rest)} f_rest properties); 3DGS names them f_rest_0, f_rest_1, "
+                       "... without leading zeros: rename them in the header")
     if rest != [str(i) for i in sorted(range(len(rest)), key=str)]:
         numbers = {int(r) for r in rest}
         missing = sorted(set(range(len(rest) + 1)) - numbers)[0]
+        also = f" ({some} zero-padded: 3DGS writes no leading zeros)" if padded else ""
+        first = ", ".join("f_rest_" + r for r in rest[:3]) + (", ..." if len(rest) > 3 else "")
         raise PlyError(f"{path}: vertex property 'f_rest_{missing}' missing: found "
-                       f"{len(rest)} f_rest properties ({', '.join('f_rest_' + r for r in rest[:3])}"
-                       f"{', ...' if len(rest) > 3 else ''}); they must be f_rest_0 upwards")
+                       f"{len(rest)} f_rest properties ({first}); they must be f_rest_0 "
+                       f"upwards{also}")
     if len(rest) not in F_REST_COUNTS:
         raise PlyError(f"{path}: found {len(rest)} f_rest properties; an SH degree needs "
                        "0, 9, 24 or 45")
@@ -123,12 +131,150 @@ def load_ply(path: str | os.PathLike, *, on_nonfinite: str = "error",
         extra=extra, backend=backend)
 
 
+# bytes of each PLY scalar type, by every name plyfile accepts
+_TYPE_SIZES = {**dict.fromkeys(("char", "int8", "uchar", "uint8", "i1", "u1", "b1"), 1),
+               **dict.fromkeys(("short", "int16", "ushort", "uint16", "i2", "u2"), 2),
+               **dict.fromkeys(("int", "int32", "uint", "uint32", "float", "float32", "i4", "u4",
+                                "f4"), 4),
+               **dict.fromkeys(("double", "float64", "f8"), 8)}
+# no 3DGS writer makes a header this long (theirs are about 2 KB)
+MAX_HEADER_BYTES = 1 << 20
+
+
+def _read(path: Path) -> PlyData:
+    """The file through plyfile, once its element counts are known to fit the file's size
+    (checked before plyfile allocates anything; see _check_counts); then its body must end
+    where its last element does."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            header = _scan_header(path, f.read(min(size, MAX_HEADER_BYTES)), size)
+            f.seek(0)
+            text = header is not None and header[0] == "ascii"
+            stream = io.TextIOWrapper(f, "ascii", newline="") if text else f
+            try:
+                ply = PlyData.read(stream)  # binary: memory-mapped, one bulk read
+                if text:
+                    rest = stream.read()
+                    left = len(rest.strip())
+                else:
+                    left = size - f.tell()
+            finally:
+                if text:
+                    stream.detach()
+    except PlyError:
+        raise
+    except OSError as e:
+        raise PlyError(f"{path}: cannot read: {e.strerror or e}; check the file's "
+                       "permissions") from None
+    except Exception as e:  # plyfile raises many kinds for malformed input
+        raise PlyError(f"{path}: not a readable PLY file: {type(e).__name__}: {e}") from None
+    if left:
+        counts = ", ".join(f"{el.name} {el.count}" for el in ply.elements)
+        what = f"{left} characters" if text else f"{left} bytes"
+        raise PlyError(f"{path}: not a readable PLY file: {what} follow the last element the "
+                       f"header declares ({counts}): a header count smaller than the body "
+                       "would load only a prefix; fix the count in 'element ...' or export "
+                       "the file again")
+    return ply
+
+
+def _scan_header(path: Path, head: bytes, size: int):
+    """(format, [(element, count, fixed bytes per row, has lists, properties)], header
+    bytes) of a PLY header, after checking its counts against the file's size; None when
+    the header is not one plyfile reads (plyfile then says why)."""
+    nl = b"\r\n" if head[3:5] == b"\r\n" else head[3:4]
+    if head[:3] != b"ply" or nl not in (b"\n", b"\r", b"\r\n"):
+        return None
+    end = head.find(nl + b"end_header" + nl)
+    if end < 0:
+        if size > MAX_HEADER_BYTES:
+            raise PlyError(f"{path}: no 'end_header' line in the first {MAX_HEADER_BYTES} "
+                           "bytes: not a PLY file, or a header no 3DGS tool writes")
+        return None
+    header_bytes = end + len(nl + b"end_header" + nl)
+    fmt, elements = None, []
+    try:
+        lines = head[:end].decode("ascii").split(nl.decode())
+    except UnicodeDecodeError:
+        return None
+    for line in lines[1:]:
+        tokens = line.split()
+        if not tokens:
+            continue
+        if tokens[0] == "format" and len(tokens) == 3:
+            fmt = tokens[1]
+        elif tokens[0] == "element" and len(tokens) == 3:
+            try:
+                count = int(tokens[2])
+            except ValueError:
+                return None
+            if count < 0:
+                raise PlyError(f"{path}: 'element {tokens[1]} {tokens[2]}': a count must be "
+                               ">= 0")
+            elements.append([tokens[1], count, 0, False, 0])
+        elif tokens[0] == "property" and elements:
+            sizes = [_TYPE_SIZES.get(t) for t in tokens[1:-1] if t != "list"]
+            if not sizes or None in sizes:
+                return None
+            element = elements[-1]
+            element[2] += sizes[0]  # a scalar, or a list's length
+            element[3] |= tokens[1] == "list"
+            element[4] += 1
+    if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
+        return None
+    _check_counts(path, fmt, elements, size - header_bytes)
+    return fmt, elements, header_bytes
+
+
+def _check_counts(path: Path, fmt: str, elements: list, body: int) -> None:
+    """Refuse element counts the body cannot hold, before anything is allocated for them. A
+    binary body without list properties must match its header exactly; with lists, every row
+    needs at least its scalars and list lengths. An ASCII row needs at least one character and
+    one separator per property."""
+    def listing(rows):
+        return ", ".join(f"{name} {count} x {each} bytes" for name, count, each in rows)
+
+    if fmt == "ascii":
+        rows = [(name, count, max(1, 2 * props)) for name, count, _, _, props in elements]
+        need = sum(count * each for _, count, each in rows) - 1
+        if need > body:
+            raise PlyError(f"{path}: not a readable PLY file: the header declares more rows "
+                           f"than its {body}-byte ASCII body can hold ({listing(rows)} at "
+                           f"least: {need} bytes): a wrong count in 'element ...' or a "
+                           "truncated file; export it again")
+        return
+    rows = [(name, count, each) for name, count, each, _, _ in elements]
+    need = sum(count * each for _, count, each in rows)
+    if any(lists for *_, lists, _ in elements):
+        if need > body:
+            raise PlyError(f"{path}: not a readable PLY file: the header's elements "
+                           f"({listing(rows)} at least) need {need} bytes but the body holds "
+                           f"{body}: truncated, or a wrong count in 'element ...'; export it "
+                           "again")
+        return
+    if need != body:
+        fix = ("a header count smaller than the body would load only a prefix" if body > need
+               else "the file is truncated or its count is wrong")
+        single = ""
+        if len(rows) == 1 and rows[0][2]:
+            name, _, each = rows[0]
+            single = f" ({body // each} {name} rows" + (
+                f" and {body % each} bytes" if body % each else "") + ")"
+        raise PlyError(f"{path}: not a readable PLY file: the header's elements "
+                       f"({listing(rows)}) need {need} bytes but the body holds {body}"
+                       f"{single}: {fix}; fix the count in 'element ...' or export the file "
+                       "again")
+
+
 def save_ply(gaussians: Gaussians, path: str | os.PathLike) -> Path:
-    """Write binary little-endian 3DGS PLY. The file appears whole or not at all: it is
-    written to a temporary file in the same folder, then renamed over `path`."""
+    """Write binary little-endian 3DGS PLY. The file appears whole or not at all
+    (checkpoint.atomic_write: a temporary sibling renamed over `path`; through a symlink the
+    link's target is replaced; an existing file keeps its mode; temporary files of killed
+    saves are cleaned). PlyError when `path` cannot be a file (its folder missing, a folder);
+    OutputError (an OSError) naming the path and the cause when the system refuses the write
+    (a full disk, no permission): the previous file is then unchanged."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise PlyError(f"{path}: folder {path.parent} does not exist")
     g = gaussians
     be = g.backend
     n = g.count
@@ -153,18 +299,5 @@ def save_ply(gaussians: Gaussians, path: str | os.PathLike) -> Path:
     for e in extra_names:
         rows[e] = g.extra[e]
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved scene is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            PlyData([PlyElement.describe(rows, "vertex")], text=False, byte_order="<").write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    ply = PlyData([PlyElement.describe(rows, "vertex")], text=False, byte_order="<")
+    return atomic_write(path, ply.write, error=PlyError)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 from plyfile import PlyData, PlyElement, PlyListProperty
 
 from splat_lion import PlyError, load_ply, save_ply
+from splat_lion.errors import OutputError
 from splat_lion.ply import property_names
 
 
@@ -217,3 +220,183 @@ def test_corrupted_files_raise_only_ply_error(tmp_path_factory, tmp_path, random
     host = np.asarray(g.params.data)
     for name in g.layout.names:
         assert np.isfinite(g.layout.view(host, name)).all()
+
+
+# -- sizes: element counts checked against the file before anything is allocated ---------------
+
+def with_count(data: bytes, old: int, new: int) -> bytes:
+    return data.replace(f"element vertex {old}\n".encode(), f"element vertex {new}\n".encode(), 1)
+
+
+@pytest.mark.parametrize("byte_order", ["<", ">"], ids=["little-endian", "big-endian"])
+@pytest.mark.parametrize("count, match", [
+    (6, r"\(vertex 6 x 68 bytes\) need 408 bytes but the body holds 476 \(7 vertex rows\): a "
+        r"header count smaller than the body would load only a prefix; fix the count"),
+    (8, r"\(vertex 8 x 68 bytes\) need 544 bytes but the body holds 476 \(7 vertex rows\): the "
+        r"file is truncated or its count is wrong"),
+], ids=["smaller", "larger"])
+def test_a_binary_body_must_match_its_header_count(tmp_path, byte_order, count, match):
+    data = write(tmp_path / "a.ply", hand_built(7, 0), byte_order=byte_order).read_bytes()
+    (tmp_path / "b.ply").write_bytes(with_count(data, 7, count))
+    with pytest.raises(PlyError, match=r"b.ply: not a readable PLY file: the header's elements "
+                                       + match):
+        load_ply(tmp_path / "b.ply")
+
+
+def test_ascii_rows_beyond_the_header_count_are_refused(tmp_path):
+    data = write(tmp_path / "a.ply", hand_built(7, 0), text=True).read_bytes()
+    (tmp_path / "b.ply").write_bytes(with_count(data, 7, 6))
+    with pytest.raises(PlyError, match=r"b.ply: not a readable PLY file: \d+ characters follow "
+                                       r"the last element the header declares \(vertex 6\)"):
+        load_ply(tmp_path / "b.ply")
+
+
+def test_bytes_after_an_element_with_lists_are_refused(tmp_path):
+    faces = np.empty(2, [("vertex_indices", object)])
+    faces["vertex_indices"] = [np.array([0, 1, 2], "i4"), np.array([2, 3, 4, 5], "i4")]
+    face = PlyElement.describe(faces, "face")
+    path = write(tmp_path / "a.ply", hand_built(7, 0), extra_elements=[face])
+    assert load_ply(path).count == 7
+    path.write_bytes(path.read_bytes() + b"\0" * 5)
+    with pytest.raises(PlyError, match=r"5 bytes follow the last element the header declares "
+                                       r"\(vertex 7, face 2\)"):
+        load_ply(path)
+
+
+def header(fmt: str, count: int, lists: bool) -> bytes:
+    props = "".join(f"property float {name}\n" for name in property_names(0))
+    more = "property list uchar int indices\n" if lists else ""
+    return f"ply\nformat {fmt} 1.0\nelement vertex {count}\n{props}{more}end_header\n".encode()
+
+
+@pytest.mark.parametrize("fmt", ["ascii", "binary_little_endian", "binary_big_endian"])
+@pytest.mark.parametrize("lists", [False, True], ids=["scalars", "with-a-list"])
+def test_a_huge_count_in_a_small_file_fails_at_once(tmp_path, fmt, lists):
+    """A 400-byte header claiming 30M splats (with a list property in the vertex element or
+    not): refused from the header and the file's size, nothing allocated for the claim."""
+    body = b"0 " * 17 + b"1 0\n" if fmt == "ascii" else b"\0" * 69
+    path = tmp_path / "huge.ply"
+    path.write_bytes(header(fmt, 30_000_000, lists) + body)
+    assert 380 < path.stat().st_size < 520
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(PlyError, match=r"huge.ply: not a readable PLY file: the header.*"
+                                           r"\(vertex 30000000 x \d+ bytes"):
+            load_ply(path)
+        assert time.perf_counter() - start < 0.2
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20  # bytes: far below the claim
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_negative_count_is_refused(tmp_path):
+    path = tmp_path / "n.ply"
+    path.write_bytes(header("binary_little_endian", -3, False))
+    with pytest.raises(PlyError, match=r"'element vertex -3': a count must be >= 0"):
+        load_ply(path)
+
+
+def test_a_header_without_its_end_is_refused(tmp_path):
+    path = tmp_path / "endless.ply"
+    path.write_bytes(b"ply\nformat ascii 1.0\ncomment " + b"x" * (1 << 21))
+    start = time.perf_counter()
+    with pytest.raises(PlyError, match=r"no 'end_header' line in the first 1048576 bytes"):
+        load_ply(path)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_zero_padded_f_rest_names_are_named(tmp_path):
+    names = [f"f_rest_{i:02d}" if name.startswith("f_rest_") else name
+             for i, name in enumerate(property_names(1), -9)]
+    path = write(tmp_path / "z.ply", hand_built(3, 1, names=names))
+    with pytest.raises(PlyError, match=r"z.ply: vertex properties f_rest_00, f_rest_01, f_rest_02, "
+                                       r"... have zero-padded numbers \(9 of 9 f_rest properties\); "
+                                       r"3DGS names them f_rest_0, f_rest_1, ... without leading "
+                                       r"zeros: rename them"):
+        load_ply(path)
+
+
+def test_an_unreadable_file_is_named(tmp_path, random_scene, deny_reading):
+    path = save_ply(random_scene(5, 0), tmp_path / "a.ply")
+    deny_reading(path)
+    with pytest.raises(PlyError, match=r"a.ply: cannot read: Permission denied; check the file's "
+                                       "permissions"):
+        load_ply(path)
+
+
+def test_a_folder_is_not_a_ply_file(tmp_path):
+    with pytest.raises(PlyError, match="a folder, not a PLY file"):
+        load_ply(tmp_path)
+
+
+# -- saves: through symlinks, keeping modes, cleaning up after killed saves ----------------------
+
+def test_a_save_writes_through_a_symlink(tmp_path, random_scene):
+    real = save_ply(random_scene(5, 0), tmp_path / "real.ply")
+    (tmp_path / "link.ply").symlink_to("real.ply")
+    g = random_scene(9, 1)
+    save_ply(g, tmp_path / "link.ply")
+    assert (tmp_path / "link.ply").is_symlink() and load_ply(real).count == 9
+    (tmp_path / "dangling.ply").symlink_to("new.ply")  # a link to nothing yet: the target appears
+    save_ply(g, tmp_path / "dangling.ply")
+    assert (tmp_path / "dangling.ply").is_symlink() and load_ply(tmp_path / "new.ply").count == 9
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o664], ids=oct)
+def test_a_save_keeps_the_files_mode(tmp_path, random_scene, mode):
+    path = save_ply(random_scene(5, 0), tmp_path / "a.ply")
+    path.chmod(mode)
+    save_ply(random_scene(5, 0), path)
+    assert path.stat().st_mode & 0o777 == mode
+
+
+def test_a_save_removes_temporaries_of_killed_saves(tmp_path, random_scene):
+    """A save killed before its rename leaves .NAME.XXXXXXXX.tmp; the next save of the same
+    file removes those older than a minute (a younger one may be a save still running)."""
+    killed = [tmp_path / f".scene.ply.k1ll3d_{i}.tmp" for i in range(3)]
+    running = tmp_path / ".scene.ply.runn1ng_.tmp"
+    other = tmp_path / ".other.ply.k1ll3d_0.tmp"
+    old = time.time() - 120
+    for p in [*killed, running, other]:
+        p.write_bytes(b"ply\n" + b"\0" * 1000)
+        if p is not running:
+            os.utime(p, (old, old))
+    save_ply(random_scene(5, 0), tmp_path / "scene.ply")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".other.ply.k1ll3d_0.tmp", ".scene.ply.runn1ng_.tmp", "scene.ply"])
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"),
+                                   OSError(28, "No space left on device"),
+                                   OSError(30, "Read-only file system")],
+                         ids=["permission", "disk-full", "read-only"])
+def test_a_refused_write_is_an_output_error_naming_the_path(tmp_path, random_scene, monkeypatch,
+                                                            error):
+    target = save_ply(random_scene(5, 0), tmp_path / "scene.ply")
+    before = target.read_bytes()
+
+    def refused(self, stream):
+        raise error
+
+    monkeypatch.setattr(PlyData, "write", refused)
+    with pytest.raises(OutputError, match=rf"scene.ply: cannot write: {error.strerror}; the "
+                                          "previous file is unchanged"):
+        save_ply(random_scene(5, 0), target)
+    assert target.read_bytes() == before and os.listdir(tmp_path) == ["scene.ply"]
+
+
+def test_no_permission_to_create_a_file_is_an_output_error(tmp_path, random_scene, monkeypatch):
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("tempfile.mkstemp", refused)
+    with pytest.raises(OutputError, match=rf"new.ply: cannot write in {tmp_path}: Permission "
+                                          "denied; nothing was written"):
+        save_ply(random_scene(5, 0), tmp_path / "new.ply")
+
+
+def test_saving_onto_a_folder_is_a_ply_error(tmp_path, random_scene):
+    (tmp_path / "out.ply").mkdir()
+    with pytest.raises(PlyError, match=r"out.ply: is a folder; give a file name inside it"):
+        save_ply(random_scene(5, 0), tmp_path / "out.ply")
