@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from conftest import TEST_KERNELS, load_test_kernel
 
 from splat_lion import cuda_cpu, kernels
 from splat_lion.cuda_cpu import builder
+from splat_lion.errors import BackendError, ConfigError
 
 SAXPY = r'''
 extern "C" __global__ void saxpy(const float* x, float* y, float a, long long n) {
@@ -303,6 +305,152 @@ def test_concurrent_processes_build_the_same_source_safely(tmp_path):
         assert p.wait(timeout=300) == 0, p.stderr.read()
     files = sorted(p.name for p in (tmp_path / "cuda_cpu").iterdir())
     assert len(files) == 2 and files[0].endswith(".cu") and files[1].endswith(".so"), files
+
+
+def test_a_cached_library_carries_its_checksum(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPLAT_LION_CACHE_DIR", str(tmp_path))
+    path, _ = builder.build(SAXPY, ("-DSCALE=1",))
+    data = path.read_bytes()
+    assert data.startswith(b"\x7fELF") and data[-builder.TRAILER:].startswith(builder.MAGIC)
+    assert builder.verify(path) is None
+
+
+def _damage(path: Path, how: str) -> None:
+    """Damage a cached library in place (same inode), as a crash or a full disk would."""
+    size = path.stat().st_size
+    if how == "truncated":
+        os.truncate(path, size // 2)
+    elif how == "empty":
+        os.truncate(path, 0)
+    else:  # one byte altered in the middle, size unchanged
+        with open(path, "r+b") as f:
+            f.seek(size // 2)
+            byte = f.read(1)
+            f.seek(size // 2)
+            f.write(bytes([byte[0] ^ 0xFF]))
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "altered"])
+def test_a_damaged_cached_library_is_rebuilt_not_loaded(tmp_path, monkeypatch, how):
+    """Issue 13: a truncated library in the cache gave SIGBUS on every later run, an empty one
+    an OSError traceback. Now the next run finds the checksum wrong, warns, rebuilds and runs
+    the kernel correctly. The run is a separate process, so that a regression (SIGBUS) fails
+    this test instead of killing the suite."""
+    monkeypatch.setenv("SPLAT_LION_CACHE_DIR", str(tmp_path))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    code = SAXPY
+    path, _ = builder.build(code, ("-DSCALE=5",))  # built, never loaded by this process
+    _damage(path, how)
+    assert builder.verify(path) is not None
+    proc = subprocess.run([sys.executable, "-c", _BUILD_AND_RUN], input=code, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
+    assert "KernelCacheWarning" in proc.stderr and "it is rebuilt" in proc.stderr, proc.stderr
+    assert {"truncated": "truncated", "empty": "empty (0 bytes)",
+            "altered": "checksum mismatch"}[how] in proc.stderr
+    assert builder.verify(path) is None  # the same name now holds a whole library
+
+
+@pytest.mark.parametrize("script,status", [
+    ("exit 3", "exited with status 3 and printed nothing"),
+    ("kill -9 $$", "was killed by SIGKILL (out of memory?) and printed nothing"),
+])
+def test_a_compiler_that_fails_silently_is_named_with_its_status(tmp_path, monkeypatch, script,
+                                                                  status):
+    """A compiler that answers --version but fails a build without a word: the error names it,
+    how it ended and the fix, never an empty log."""
+    cxx = tmp_path / "fakecxx"
+    cxx.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then echo "fakecxx 1.0"; exit 0; fi\n'
+                   f"{script}\n")
+    cxx.chmod(0o755)
+    monkeypatch.setenv("CXX", str(cxx))
+    monkeypatch.setenv("SPLAT_LION_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(cuda_cpu.CompileError) as e:
+        builder.build(SAXPY)
+    message = str(e.value)
+    assert f"CPU build of kernels saxpy failed: {cxx} {status}" in message
+    assert "install g++" in message and "set CXX" in message
+    assert isinstance(e.value, BackendError)
+    assert sorted(p.name for p in (tmp_path / "cache" / "cuda_cpu").iterdir()) == []  # no debris
+
+
+@pytest.mark.parametrize("cxx,says", [
+    ("no-such-compiler-13", "CXX=no-such-compiler-13: no such program on PATH"),
+    ("false", "fails: `false --version` exited with status 1"),
+])
+def test_a_missing_or_failing_compiler_is_a_backend_error_with_the_fix(monkeypatch, cxx, says):
+    """Issue 13: CXX missing gave a FileNotFoundError traceback, CXX=false an empty log."""
+    monkeypatch.setenv("CXX", cxx)
+    with pytest.raises(BackendError) as e:
+        builder.build(SAXPY)
+    assert isinstance(e.value, cuda_cpu.CompileError) and not isinstance(e.value, OSError)
+    message = str(e.value)
+    assert says in message and f"CXX={cxx}" in message and "\n" not in message
+    assert "install g++ (Debian/Ubuntu: apt-get install g++" in message and "set CXX" in message
+
+
+def test_runtime_errors_belong_to_the_error_family():
+    """The CLI shows BackendErrors as one line; code catching RuntimeError still works."""
+    for cls in (cuda_cpu.CompileError, cuda_cpu.LaunchError):
+        assert issubclass(cls, BackendError) and issubclass(cls, RuntimeError)
+    with pytest.raises(ConfigError, match="SPLAT_LION_CPU_SANITIZE='thread'"):
+        os.environ["SPLAT_LION_CPU_SANITIZE"] = "thread"
+        try:
+            builder.sanitize_mode()
+        finally:
+            del os.environ["SPLAT_LION_CPU_SANITIZE"]
+
+
+def _unwritable(how: str, tmp_path: Path, monkeypatch) -> Path:
+    """A cache folder (SPLAT_LION_CACHE_DIR) this process cannot write into."""
+    if how == "chmod":
+        base = tmp_path / "readonly"
+        base.mkdir(mode=0o500)
+        try:
+            builder.check_writable(base)
+        except OSError:
+            return base
+        base.chmod(0o700)
+        pytest.skip("chmod 0o500 does not stop this user writing (root): see the other cases")
+    if how == "a file":
+        base = tmp_path / "not_a_folder"
+        base.write_text("")
+        return base
+    base = tmp_path / "simulated"  # permission bits aside: creating a file there fails
+
+    def refuse(d):
+        raise PermissionError(13, "Permission denied", str(d))
+
+    monkeypatch.setattr(builder, "check_writable", refuse)
+    return base
+
+
+@pytest.mark.parametrize("how", ["chmod", "a file", "simulated"])
+def test_an_unwritable_cache_folder_uses_a_private_cache_with_one_warning(tmp_path, monkeypatch,
+                                                                           how):
+    base = _unwritable(how, tmp_path, monkeypatch)
+    monkeypatch.setenv("SPLAT_LION_CACHE_DIR", str(base))
+    x = np.arange(100, dtype=np.float32)
+    unique = f"-DUNIQUE_{os.getpid()}_{how.replace(' ', '_')}"  # not in the private cache yet
+    try:
+        with pytest.warns(cuda_cpu.KernelCacheWarning) as caught:
+            y = np.ones(100, np.float32)
+            saxpy_module(scale=7, extra=(unique,)).get_function("saxpy")(
+                (1,), (128,), (x, y, np.float32(2), np.int64(100)))
+        np.testing.assert_array_equal(y, 14 * x + 1)
+        (w,) = caught
+        message = str(w.message)
+        assert f"the kernel cache {base / 'cuda_cpu'} cannot be written" in message
+        assert "private temporary cache" in message and "SPLAT_LION_CACHE_DIR" in message
+        private = builder.cache_dir()
+        assert private != base / "cuda_cpu" and oct(private.stat().st_mode & 0o777) == "0o700"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # one warning per process, not one per build
+            path, _ = builder.build(SAXPY, ("-DSCALE=1", unique))
+        assert path.parent == private and builder.verify(path) is None
+    finally:
+        if how == "chmod":
+            base.chmod(0o700)
 
 
 # -- AddressSanitizer ------------------------------------------------------------------

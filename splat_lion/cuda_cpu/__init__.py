@@ -16,9 +16,10 @@ import ctypes
 
 import numpy as np
 
-from .builder import CompileError, build, load_library
+from ..errors import BackendError
+from .builder import CompileError, KernelCacheWarning, build, load_library
 
-__all__ = ["RawModule", "RawKernel", "CompileError", "LaunchError"]
+__all__ = ["RawModule", "RawKernel", "CompileError", "LaunchError", "KernelCacheWarning"]
 
 # Limits a CUDA launch has on every GPU we target; the CPU runtime enforces the same.
 MAX_THREADS_PER_BLOCK = 1024
@@ -37,7 +38,7 @@ _NUMPY_NAMES = {
 }
 
 
-class LaunchError(RuntimeError):
+class LaunchError(BackendError):
     """A launch failed while running: a deadlock, or a write past dynamic shared memory."""
 
 

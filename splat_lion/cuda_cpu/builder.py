@@ -8,13 +8,23 @@ every `extern "C" __global__` kernel a launch stub is appended:
     int cudacpu_launch_<name>(grid[3], block[3], shared_bytes, void** params, err, errlen)
     const char* cudacpu_signature_<name>()   e.g. "p8,p8,f4,i8"
 
-Libraries are cached by a hash of prelude, source, options and compiler; a build writes to a
-private temporary file and renames it into place, so concurrent processes never see a
-half-written library.
+Libraries are cached by a hash of prelude, source, options and compiler. Each cached library
+carries its own checksum: a trailer after the ELF image (TRAILER, ignored by the dynamic
+loader) holds the SHA-256 of the bytes before it. A library is loaded only when its trailer is
+there and matches; a damaged one (truncated, empty, altered) is rebuilt, with one
+KernelCacheWarning. A build writes to a private temporary file, appends the trailer, fsyncs it,
+renames it into place and fsyncs the folder, so neither a concurrent process nor a crash
+leaves a half-written library under the cached name. When the cache folder cannot be written
+(read-only, not a folder) kernels are built in a private temporary cache, deleted at exit, with
+one KernelCacheWarning saying how to fix it.
+
+Errors are splat-lion's BackendError (CompileError): a missing or failing compiler is named
+with its exit status and the fix.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
@@ -22,14 +32,25 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
+
+from ..errors import BackendError, ConfigError
 
 PRELUDE = Path(__file__).with_name("cuda_cpu.h")
 
-# Bump when the stub or flag scheme changes, to invalidate old cached libraries.
-_BUILD_SCHEME = "1"
+# Bump when the stub, flag or file scheme changes, to invalidate old cached libraries.
+_BUILD_SCHEME = "2"  # 2: the checksum trailer
+
+# A cached library ends with MAGIC + the SHA-256 (hex) of every byte before the trailer + "\n".
+MAGIC = b"\nsplat-lion cuda_cpu sha256="
+TRAILER = len(MAGIC) + 64 + 1
+
+FIX_COMPILER = ("install g++ (Debian/Ubuntu: apt-get install g++; Fedora: dnf install gcc-c++) "
+                "or set CXX to a working C++ compiler")
 
 _BASE_FLAGS = ("-x", "c++", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-fvisibility=hidden")
 if platform.machine() in ("x86_64", "AMD64"):
@@ -60,8 +81,14 @@ _EXTERN_SHARED = re.compile(
 )
 
 
-class CompileError(RuntimeError):
-    """The host compiler rejected a kernel source; the message holds its log."""
+class CompileError(BackendError):
+    """A kernel does not build on the CPU: the compiler is missing or fails, or rejects the
+    source (the message holds its log)."""
+
+
+class KernelCacheWarning(UserWarning):
+    """The kernel cache is not used as configured: a damaged library was rebuilt, or the
+    cache folder cannot be written and a private temporary one is used."""
 
 
 def strip_comments(code: str) -> str:
@@ -152,7 +179,8 @@ def sanitize_mode() -> str | None:
     if mode in ("", "0", "none", "off"):
         return None
     if mode != "address":
-        raise ValueError(f"SPLAT_LION_CPU_SANITIZE={mode!r}: the only sanitizer offered is 'address'")
+        raise ConfigError(f"SPLAT_LION_CPU_SANITIZE={mode!r}: the only sanitizer offered is "
+                          "'address' (or unset it)")
     return mode
 
 
@@ -163,40 +191,150 @@ def _asan_loaded() -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
 def compiler() -> tuple[str, str]:
-    """(path, version) of the host C++ compiler: $CXX or g++."""
-    name = os.environ.get("CXX", "g++")
-    path = shutil.which(name)
+    """(path, version) of the host C++ compiler: $CXX, else g++. CompileError naming it, its
+    exit status and the fix when it is missing or does not run."""
+    name = os.environ.get("CXX", "").strip()
+    return _compiler(name or "g++", bool(name), os.environ.get("PATH"))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiler(name: str, from_env: bool, search_path: str | None) -> tuple[str, str]:
+    what = f"CXX={name}" if from_env else f"the default C++ compiler '{name}' (CXX is unset)"
+    path = shutil.which(name, path=search_path)
     if path is None:
-        raise CompileError(
-            f"no C++ compiler '{name}' on PATH: the CPU backend compiles kernels with it. "
-            "Install g++ (Debian/Ubuntu: apt-get install g++) or set CXX."
-        )
-    version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
-    return path, version.splitlines()[0] if version else "unknown"
+        raise CompileError(f"{what}: no such program on PATH; the CPU backend compiles its "
+                           f"kernels with it: {FIX_COMPILER}")
+    try:
+        proc = subprocess.run([path, "--version"], capture_output=True, text=True,
+                              errors="replace", timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise CompileError(f"{what} ({path}) does not run ({e}): {FIX_COMPILER}") from None
+    if proc.returncode != 0:
+        said = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        said = f" (its first line: {said[0][:200]!r})" if said else " and printed nothing"
+        raise CompileError(f"{what} ({path}) fails: `{name} --version` "
+                           f"{_status(proc.returncode)}{said}: {FIX_COMPILER}")
+    lines = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
+    return path, lines[0] if lines else "unknown"
+
+
+def _status(returncode: int) -> str:
+    """How a process ended, in words."""
+    if returncode < 0:
+        try:
+            sig = signal.Signals(-returncode).name
+        except ValueError:
+            sig = f"signal {-returncode}"
+        why = " (out of memory?)" if -returncode == signal.SIGKILL else ""
+        return f"was killed by {sig}{why}"
+    return f"exited with status {returncode}"
+
+
+def _log(proc: subprocess.CompletedProcess) -> str:
+    """What a process printed, as a message tail; it says so when it printed nothing."""
+    text = "\n".join(t.strip() for t in (proc.stderr, proc.stdout) if t and t.strip())
+    return f":\n{text}" if text else " and printed nothing"
 
 
 def cache_dir() -> Path:
+    """The folder of cached libraries: $SPLAT_LION_CACHE_DIR/cuda_cpu, else
+    $XDG_CACHE_HOME/splat_lion/cuda_cpu (~/.cache when unset). When it cannot be written, a
+    private temporary folder (deleted at exit), with one KernelCacheWarning per folder."""
     root = os.environ.get("SPLAT_LION_CACHE_DIR")
-    if root:
-        base = Path(root)
+    try:
+        base = Path(root) if root else \
+            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "splat_lion"
+    except (RuntimeError, KeyError):  # no home directory to put ~/.cache in
+        return _usable(None)
+    return _usable(str(base / "cuda_cpu"))
+
+
+@functools.lru_cache(maxsize=None)
+def _usable(folder: str | None) -> Path:
+    """`folder` if it can be made and written, else the private cache (warning once)."""
+    if folder is not None:
+        d = Path(folder)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            check_writable(d)
+            return d
+        except OSError as e:
+            why = e.strerror or str(e)
     else:
-        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "splat_lion"
-    d = base / "cuda_cpu"
-    d.mkdir(parents=True, exist_ok=True)
+        why = "no home directory for ~/.cache"
+    private = _private_cache()
+    where = f"the kernel cache {folder}" if folder else "the kernel cache"
+    warnings.warn(
+        f"{where} cannot be written ({why}): CPU kernels are compiled into a private temporary "
+        f"cache ({private}, deleted at exit), so every run compiles them again; make that "
+        "folder writable, or set SPLAT_LION_CACHE_DIR to a writable folder",
+        KernelCacheWarning, stacklevel=4)
+    return private
+
+
+def check_writable(d: Path) -> None:
+    """Raise OSError unless a file can be created in `d` (as a build will): a real file,
+    since permission bits do not tell (root, read-only mounts, ACLs)."""
+    fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=d)
+    os.close(fd)
+    os.unlink(probe)
+
+
+@functools.lru_cache(maxsize=None)
+def _private_cache() -> Path:
+    d = Path(tempfile.mkdtemp(prefix="splat_lion-cuda_cpu-"))  # mode 0700: this user's only
+    atexit.register(shutil.rmtree, d, ignore_errors=True)  # loaded libraries stay mapped
     return d
 
 
+def checksum_trailer(image: bytes) -> bytes:
+    """The trailer that ends a cached library whose ELF image is `image`."""
+    return MAGIC + hashlib.sha256(image).hexdigest().encode() + b"\n"
+
+
+def verify(path: Path) -> str | None:
+    """None when the cached library at `path` is whole (its trailer matches the bytes before
+    it); else what is wrong with it ("missing" when there is no file)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    if not data:
+        return "empty (0 bytes)"
+    if len(data) <= TRAILER or not data[-TRAILER:].startswith(MAGIC):
+        return f"truncated or not written by splat-lion ({len(data)} bytes, no checksum at its end)"
+    if checksum_trailer(data[:-TRAILER]) != data[-TRAILER:]:
+        return f"corrupt ({len(data)} bytes, checksum mismatch)"
+    return None
+
+
+def _fsync_dir(d: Path) -> None:
+    """Make a rename in `d` durable (where the platform can open a folder)."""
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def build(code: str, options: tuple[str, ...] = ()) -> tuple[Path, list[str]]:
-    """Compile `code`; return the cached library's path and its kernel names."""
+    """Compile `code`, or find it in the cache; return the verified library's path and its
+    kernel names."""
     names = kernel_names(code)
     flags = host_flags(tuple(options))
     mode = sanitize_mode()
     if mode == "address" and not _asan_loaded():
         lib = subprocess.run([compiler()[0], "-print-file-name=libasan.so"], capture_output=True,
-                             text=True).stdout.strip()
-        raise RuntimeError(
+                             text=True, errors="replace").stdout.strip()
+        raise BackendError(
             "SPLAT_LION_CPU_SANITIZE=address needs AddressSanitizer's runtime loaded first: run "
             f"python as `LD_PRELOAD={lib} ASAN_OPTIONS=detect_leaks=0 python ...`"
         )
@@ -208,21 +346,40 @@ def build(code: str, options: tuple[str, ...] = ()) -> tuple[Path, list[str]]:
     ).hexdigest()[:32]
     d = cache_dir()
     lib_path = d / f"{key}.so"
-    if lib_path.exists():
+    damage = verify(lib_path)
+    if damage is None:
         return lib_path, names
-    fd, tmp_src = tempfile.mkstemp(suffix=".cu", prefix=f"{key}.", dir=d)
-    with os.fdopen(fd, "w") as f:
-        f.write(source)
-    tmp_lib = tmp_src[: -len(".cu")] + ".so.tmp"
-    cmd = [cxx, *_BASE_FLAGS, *opt_flags, "-include", str(PRELUDE), *flags, "-o", tmp_lib, tmp_src]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if damage != "missing":
+        warnings.warn(f"the cached kernel library {lib_path} is {damage}: it is rebuilt",
+                      KernelCacheWarning, stacklevel=2)
+    what = f"kernels {', '.join(names)}" if names else "a module without kernels"
     try:
+        fd, tmp_src = tempfile.mkstemp(suffix=".cu", prefix=f"{key}.", dir=d)
+    except OSError as e:
+        raise BackendError(f"cannot write to the kernel cache {d} ({e.strerror or e}): make it "
+                           "writable or free space there, or set SPLAT_LION_CACHE_DIR to "
+                           "another folder") from None
+    tmp_lib = tmp_src[: -len(".cu")] + ".so.tmp"
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(source)
+        cmd = [cxx, *_BASE_FLAGS, *opt_flags, "-include", str(PRELUDE), *flags, "-o", tmp_lib,
+               tmp_src]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+        except OSError as e:
+            raise CompileError(f"the C++ compiler {cxx} does not run ({e}): {FIX_COMPILER}") \
+                from None
         if proc.returncode != 0:
+            quiet = not (proc.stderr.strip() or proc.stdout.strip())
             raise CompileError(
-                f"CPU build of kernels {', '.join(names) or '(none)'} failed:\n{proc.stderr.strip()}"
+                f"CPU build of {what} failed: {cxx} {_status(proc.returncode)}{_log(proc)}"
+                + (f"; is it a working C++ compiler? {FIX_COMPILER}" if quiet else "")
             )
+        _seal(Path(tmp_lib), cxx)
         os.replace(tmp_lib, lib_path)
         os.replace(tmp_src, d / f"{key}.cu")  # kept beside the library for debugging
+        _fsync_dir(d)
     finally:
         for p in (tmp_src, tmp_lib):
             if os.path.exists(p):
@@ -230,6 +387,23 @@ def build(code: str, options: tuple[str, ...] = ()) -> tuple[Path, list[str]]:
     return lib_path, names
 
 
+def _seal(lib: Path, cxx: str) -> None:
+    """Append the checksum trailer to a freshly built library and flush it to disk."""
+    with open(lib, "r+b") as f:
+        image = f.read()
+        if not image:
+            raise CompileError(f"{cxx} exited with status 0 but wrote an empty library: "
+                               f"{FIX_COMPILER}")
+        f.write(checksum_trailer(image))
+        f.flush()
+        os.fsync(f.fileno())
+
+
 @functools.lru_cache(maxsize=None)
 def load_library(path: Path) -> ctypes.CDLL:
-    return ctypes.CDLL(str(path), mode=ctypes.RTLD_LOCAL)
+    """The library `build` returned, loaded (once per process)."""
+    try:
+        return ctypes.CDLL(str(path), mode=ctypes.RTLD_LOCAL)
+    except OSError as e:
+        raise CompileError(f"cannot load the CPU kernel library {path}: {e}; delete it to have it "
+                           "rebuilt, or report this with the output of `splat-lion info`") from None
