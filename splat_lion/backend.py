@@ -35,7 +35,7 @@ import numpy as np
 
 from . import cuda_cpu
 from .cuda_cpu.builder import compiler, sanitize_mode
-from .errors import BackendError
+from .errors import BackendError, ConfigError
 from .ledger import Ledger, check_tag
 
 BACKENDS = ("cuda", "cpu")
@@ -341,9 +341,11 @@ def _make(name: str) -> Backend:
 
 def get_backend(name: str | None = None) -> Backend:
     """The backend named `name`, else $SPLAT_LION_BACKEND, else cuda if the cuda probe passes,
-    else cpu (with one BackendFallbackWarning when CuPy is installed)."""
+    else cpu (with one BackendFallbackWarning when CuPy is installed). Any other name is a
+    ConfigError naming the choices (and SPLAT_LION_BACKEND when the name came from it)."""
     global _warned
-    if name is None:
+    from_env = name is None
+    if from_env:
         name = os.environ.get(ENV_VAR, "").strip().lower() or "auto"
     if name == "auto":
         probe = cuda_probe()
@@ -355,7 +357,10 @@ def get_backend(name: str | None = None) -> Backend:
                           f"{probe.reason}: {probe.fix}", BackendFallbackWarning, stacklevel=2)
         return _make("cpu")
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r} ({ENV_VAR}?): choose cuda, cpu or auto")
+        where = f"{ENV_VAR}={os.environ.get(ENV_VAR, '').strip()!r}" if from_env else \
+            f"backend {name!r}"
+        raise ConfigError(f"{where} is not a backend: choose cuda, cpu or auto"
+                          + (f" (or unset {ENV_VAR}: auto)" if from_env else ""))
     return _make(name)
 
 

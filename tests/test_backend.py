@@ -13,7 +13,7 @@ import pytest
 from splat_lion import backend, cuda_cpu, kernels
 from splat_lion.backend import BackendFallbackWarning, BackendUnavailable, CudaProbe, get_backend
 from splat_lion.cli import main
-from splat_lion.errors import BackendError
+from splat_lion.errors import BackendError, ConfigError
 
 # What CuPy 14 raises at the first compile when the CUDA headers are missing (driver-only
 # machine, cupy-cuda12x without its [ctk] extra): cupy/_core/core.pyx, v14.2.0.
@@ -192,10 +192,50 @@ def test_env_var_forces_cpu(monkeypatch):
     assert backend.why_chosen(be) == "forced by SPLAT_LION_BACKEND=cpu"
 
 
-def test_unknown_backend_name_is_rejected(monkeypatch):
+def test_an_unknown_backend_is_a_config_error_naming_the_variable_and_the_choices(monkeypatch):
     monkeypatch.setenv("SPLAT_LION_BACKEND", "tpu")
-    with pytest.raises(ValueError, match="unknown backend 'tpu'"):
+    with pytest.raises(ConfigError) as e:
         get_backend()
+    assert str(e.value) == ("SPLAT_LION_BACKEND='tpu' is not a backend: choose cuda, cpu or auto "
+                            "(or unset SPLAT_LION_BACKEND: auto)")
+    with pytest.raises(ConfigError) as e:
+        get_backend("gpu")
+    assert str(e.value) == "backend 'gpu' is not a backend: choose cuda, cpu or auto"
+
+
+@pytest.mark.parametrize("command", [["fit", "shapes", "--out", "{out}"],
+                                     ["render", "shapes", "--out", "{out}"], ["info"]])
+@pytest.mark.parametrize("setting", ["bogus", "cuda without CuPy"])
+def test_the_cli_shows_a_backend_it_cannot_use_as_one_line(fresh_choice, monkeypatch, capsys,
+                                                           tmp_path, command, setting):
+    """Issue 13: SPLAT_LION_BACKEND=bogus, or =cuda without CuPy, gave tracebacks in fit and
+    render. Now: one line naming the variable and the choices, or how to install CuPy; exit 2."""
+    if setting == "bogus":
+        monkeypatch.setenv("SPLAT_LION_BACKEND", "bogus")
+        says = "SPLAT_LION_BACKEND='bogus' is not a backend: choose cuda, cpu or auto"
+    else:
+        monkeypatch.setenv("SPLAT_LION_BACKEND", "cuda")
+        monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` fails: not installed
+        says = "CuPy is not installed"
+    argv = [a.format(out=tmp_path / "out") for a in command]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"splat-lion: {says}"), line
+    if setting != "bogus":
+        assert "pip install 'splat-lion[cuda12]'" in line and "SPLAT_LION_BACKEND=cpu" in line
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_the_cli_shows_a_missing_compiler_as_one_line(monkeypatch, capsys):
+    """The CPU backend without its C++ compiler: `info` names CXX and the fix in one line."""
+    monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
+    monkeypatch.setenv("CXX", "no-such-compiler-13")
+    assert main(["info"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("splat-lion: CXX=no-such-compiler-13: no such program on PATH")
+    assert "install g++" in line and "set CXX" in line
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")
