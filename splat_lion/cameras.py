@@ -41,6 +41,9 @@ class Camera:
         V = np.asarray(self.viewmat, np.float64)
         if K.shape != (3, 3) or K[0, 1] != 0 or K[1, 0] != 0 or tuple(K[2]) != (0, 0, 1):
             raise ValueError(f"K: expected [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], got {K.tolist()}")
+        if not np.isfinite(K).all():
+            raise ValueError(f"K: intrinsics must be finite, got fx={K[0, 0]}, fy={K[1, 1]}, "
+                             f"cx={K[0, 2]}, cy={K[1, 2]}")
         if K[0, 0] <= 0 or K[1, 1] <= 0:
             raise ValueError(f"K: focal lengths must be > 0, got fx={K[0, 0]}, fy={K[1, 1]}")
         if V.shape != (4, 4) or tuple(V[3]) != (0, 0, 0, 1) or not np.isfinite(V).all():
@@ -84,7 +87,15 @@ class Camera:
         """A camera at `eye` looking at `target`, `up` pointing up in the image, with a
         horizontal field of view and the principal point at the image centre."""
         eye, target, up = (np.asarray(v, np.float64) for v in (eye, target, up))
+        for name, v in (("eye", eye), ("target", target), ("up", up)):
+            if v.shape != (3,) or not np.isfinite(v).all():
+                raise ValueError(f"look_at: {name} must be 3 finite numbers, got {v.tolist()}")
+        if not 0 < fov_x_deg < 180:
+            raise ValueError(f"look_at: fov_x_deg must be in (0, 180) degrees for a pinhole "
+                             f"camera, got {fov_x_deg}")
         forward = target - eye
+        if not np.linalg.norm(forward) > 0:
+            raise ValueError(f"look_at: eye and target are the same point {eye.tolist()}")
         forward /= np.linalg.norm(forward)
         right = np.cross(forward, up)
         if np.linalg.norm(right) < 1e-9:

@@ -46,14 +46,21 @@ Conventions:
 - Images are read with Pillow: RGBA is composited on `background`, grey becomes RGB, 16-bit
   grey keeps its precision (Pillow reads 16-bit colour PNGs as 8-bit).
 
+- Inputs are checked where they enter: focal lengths finite and > 0, principal points finite and
+  within an image's size of the image, fields of view in (0°, 180°), poses finite rotations,
+  points finite, image sizes read from the file's header before decoding (at most
+  MAX_IMAGE_PIXELS), a capture of at least 2 views with at least one for training.
+
 Every problem with the input raises DatasetError naming the file, the field (at the top level or
-in frame i) or line, and the fix.
+in frame i) or line, and the fix; so does a file that cannot be read (permissions, not UTF-8).
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
+import re
 import struct
 import warnings
 from collections import Counter
@@ -162,18 +169,57 @@ def _split(items: list, test_every: int, max_images: int | None) -> tuple[list, 
     return train[:max_images], test[:max_images]
 
 
+# the most pixels an image may have: read as [H, W, 3] float32 it takes 1.5 GiB (16384 x 8192).
+# Pillow itself refuses images over 2 * Image.MAX_IMAGE_PIXELS (179M pixels) as a possible
+# decompression bomb; this cap is below that, so our message (with the fix) comes first.
+MAX_IMAGE_PIXELS = 1 << 27
+_DOWNSCALE_HINT = ("make smaller copies of the images: for COLMAP an images_N folder (e.g. "
+                   "`mogrify -path images_4 -resize 25% images/*`, then load with downscale=4, "
+                   "the CLI's --downscale 4); for transforms.json resized images with fl_x, fl_y, "
+                   "cx, cy, w and h scaled alike")
+
+
 def _read_image(path: Path, background, where: str) -> np.ndarray:
-    """[H, W, 3] float32 in [0, 1]: alpha composited on `background`, grey made RGB."""
+    """[H, W, 3] float32 in [0, 1]: alpha composited on `background`, grey made RGB. The size
+    is read from the file's header and checked against MAX_IMAGE_PIXELS before decoding."""
     try:
-        with Image.open(path) as im:
-            im.load()
+        with warnings.catch_warnings():  # Pillow warns from 89M pixels; MAX_IMAGE_PIXELS decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise DatasetError(f"{path}: the image is {w}x{h} pixels, more than the "
+                                       f"{MAX_IMAGE_PIXELS} splat-lion reads; {_DOWNSCALE_HINT}"
+                                       f" ({where})")
+                im.load()
+    except DatasetError:
+        raise
+    except Image.DecompressionBombError as e:  # Pillow refused it first: name what we can
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{found.group(1)} pixels" if found else "too many pixels"
+        with open(path, "rb") as f:
+            head = f.read(24)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            size = "{}x{} pixels".format(*struct.unpack(">II", head[16:24]))
+        raise DatasetError(f"{path}: the image is {size}, more than the {MAX_IMAGE_PIXELS} "
+                           f"splat-lion reads; {_DOWNSCALE_HINT} ({where})") from None
+    except PermissionError as e:
+        raise DatasetError(f"{path}: cannot read: {e.strerror}; check the file's permissions "
+                           f"({where})") from None
     except (OSError, UnidentifiedImageError) as e:
         raise DatasetError(f"{path}: not a readable image ({e}); {where}") from None
+    except Exception as e:  # Pillow's decoders raise many kinds for a damaged file
+        raise DatasetError(f"{path}: not a readable image ({type(e).__name__}: {e}); {where}"
+                           ) from None
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):  # 16-bit grey
         rgb = np.asarray(im, np.float32)[..., None].repeat(3, axis=2) / 65535.0
         return np.clip(rgb, 0.0, 1.0)
-    if im.mode == "F":
-        return np.clip(np.asarray(im, np.float32), 0.0, 1.0)[..., None].repeat(3, axis=2)
+    if im.mode == "F":  # 32-bit float: may hold NaN or infinity
+        grey = np.asarray(im, np.float32)
+        if not np.isfinite(grey).all():
+            raise DatasetError(f"{path}: {int((~np.isfinite(grey)).sum())} pixels are NaN or "
+                               f"infinite; {where}: fix the image (a float image must be finite)")
+        return np.clip(grey, 0.0, 1.0)[..., None].repeat(3, axis=2)
     if "A" in im.getbands() or im.has_transparency_data:
         rgba = np.asarray(im.convert("RGBA"), np.float32) / 255.0  # [H, W, 4]
         alpha = rgba[..., 3:]
@@ -210,6 +256,62 @@ def _write_png(path: Path, image) -> None:
                          f"got {list(a.shape)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)).save(path)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read: {e.strerror or e}; check the file's "
+                           "permissions") from None
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text (a leading byte-order mark dropped), or a DatasetError naming
+    the byte, its line and column."""
+    data = _read_bytes(path)
+    data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - data.rfind(b"\n", 0, e.start)
+        raise DatasetError(f"{path}: not UTF-8 text: byte 0x{data[e.start]:02x} at line {line}, "
+                           f"column {column}; save the file as UTF-8") from None
+
+
+def _finite(value) -> bool:
+    """Whether a JSON or parsed number is finite (an int too large for a float is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _check_intrinsics(where: str, fx, fy, cx, cy, w, h, names=("fx", "fy", "cx", "cy")) -> None:
+    """Focal lengths finite and > 0, the principal point finite and within one image size of
+    the image (a capture's K in pixels of its w x h images)."""
+    for name, value in zip(names[:2], (fx, fy)):
+        if not _finite(value) or value <= 0:
+            raise DatasetError(f"{where}: focal length {name}={value!r} must be a finite number "
+                               "> 0 (pixels)")
+    for name, value, size, side in ((names[2], cx, w, "width"), (names[3], cy, h, "height")):
+        if not _finite(value) or not -size <= value <= 2 * size:
+            raise DatasetError(f"{where}: principal point {name}={value!r} must be finite and "
+                               f"within the image or one image {side} ({size} pixels) of it; "
+                               "it is in pixels from the image's corner")
+
+
+def _check_count(source, train: list, test: list, views: int, how: str) -> None:
+    """A capture needs at least one view for training (one view loads with test_every=0)."""
+    if not views:
+        raise DatasetError(f"{source}: no views with an image; {how}")
+    if not train:
+        which = ("its only view is held out (test_every holds out views 0, test_every, ...): "
+                 "load it with test_every=0 (the CLI's --test-every 0), or add views"
+                 if views == 1 else f"all {len(test)} views are held out: give "
+                 "transforms_train.json frames, or load with another test_every")
+        raise DatasetError(f"{source}: no training views: {which}")
 
 
 def _check_views(cameras, images):
@@ -326,7 +428,11 @@ def load_transforms(root, *, downscale=1, background=(0, 0, 0), test_every=8,
             absent.append((str(frame["file_path"]), (
                 f"{which}: image file {f.parent / str(frame['file_path'])} not found (also "
                 f"tried {', '.join(_IMAGE_EXTS[:3])})")))
-    missing = _skip_missing(files[0] if len(metas) == 1 else root, len(frames), absent, strict,
+    source = files[0] if len(metas) == 1 else root
+    if not frames:
+        raise DatasetError(f"{source}: no frames ('frames' is empty): list the capture's views "
+                           "as {\"file_path\": ..., \"transform_matrix\": ...}")
+    missing = _skip_missing(source, len(frames), absent, strict,
                             "fix file_path (it is relative to the json's folder) or add the images")
     frames = [fr for fr in frames if fr[4] is not None]
     if len(files) == 2:  # split given by the files
@@ -334,6 +440,7 @@ def load_transforms(root, *, downscale=1, background=(0, 0, 0), test_every=8,
         test = [fr for fr in frames if fr[0] == files[1]][:max_images]
     else:
         train, test = _split(frames, test_every, max_images)
+    _check_count(source, train, test, len(frames), "add frames (file_path, transform_matrix)")
     views = tuple([_transforms_view(*fr, downscale, background, keep_all) for fr in split]
                   for split in (train, test))
     return _dataset(views, None, None, "transforms", root, background, keep_all, missing)
@@ -341,10 +448,12 @@ def load_transforms(root, *, downscale=1, background=(0, 0, 0), test_every=8,
 
 def _read_json(path: Path) -> dict:
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(_read_text(path))
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path}: not valid JSON: {e.msg} at line {e.lineno}, column "
                            f"{e.colno}; fix the file there") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: JSON nested too deeply to be a transforms file") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
         raise DatasetError(f"{path}: no 'frames' list; a transforms file is an object with "
                            "\"frames\": [{\"file_path\": ..., \"transform_matrix\": ...}, ...]")
@@ -355,13 +464,20 @@ def _read_json(path: Path) -> dict:
             if key not in frame:
                 raise DatasetError(f"{path}: frame {i}: missing key '{key}'; every frame needs "
                                    "file_path and transform_matrix")
+        if not isinstance(frame["file_path"], str):
+            raise DatasetError(f"{path}: frame {i}: 'file_path' must be a string (the image's "
+                               f"path, relative to the json's folder), got {frame['file_path']!r}")
     return meta
 
 
 def _find_image(path: Path, frame: dict) -> Path | None:
     """The image file of a frame: file_path as given, or with an image extension added."""
-    file = path.parent / str(frame["file_path"])
-    found = [p for p in [file] + [Path(str(file) + e) for e in _IMAGE_EXTS] if p.is_file()]
+    file = path.parent / frame["file_path"]
+    try:
+        found = [p for p in [file] + [Path(str(file) + e) for e in _IMAGE_EXTS] if p.is_file()]
+    except OSError as e:  # a name too long, say
+        raise DatasetError(f"{path}: file_path {frame['file_path']!r}: {e.strerror or e}"
+                           ) from None
     return found[0] if found else None
 
 
@@ -374,9 +490,25 @@ def _transforms_view(path: Path, meta: dict, i: int, frame: dict, file: Path, do
 
     def number(key, default=None):
         value = frame.get(key, meta.get(key, default))
-        if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value is None:
             return value
-        raise DatasetError(f"{path}: {place(key)}: '{key}' must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DatasetError(f"{path}: {place(key)}: '{key}' must be a number, got {value!r}")
+        if not _finite(value):
+            raise DatasetError(f"{path}: {place(key)}: '{key}' must be finite, got {value!r}")
+        return value
+
+    def angle(key, size):  # a field of view in radians -> a focal length in pixels
+        value = number(key)
+        if not 0 < value < math.pi:
+            degrees = f" (if that is in degrees: {math.radians(value):.4g} radians)" if (
+                2 * math.pi < value <= 360) else ""
+            raise DatasetError(
+                f"{path}: {place(key)}: '{key}' must be in (0, pi) radians, got {value!r}"
+                f"{degrees}: it is read as the focal length w / (2 tan(angle / 2)), as "
+                "instant-ngp and nerfstudio read it, which needs 0 < angle < 180 degrees (a "
+                "fisheye wider than that: give fl_x and fl_y instead)")
+        return 0.5 * size / math.tan(value / 2)
 
     lens = _transforms_lens(path, frame, meta, place, number)
     image = _read_image(file, background, where)  # [H, W, 3]
@@ -389,21 +521,24 @@ def _transforms_view(path: Path, meta: dict, i: int, frame: dict, file: Path, do
         fx = number("fl_x")
         fy = number("fl_y", fx)
     elif number("camera_angle_x") is not None:
-        fx = 0.5 * w / math.tan(number("camera_angle_x") / 2)
-        angle_y = number("camera_angle_y")
-        fy = fx if angle_y is None else 0.5 * h / math.tan(angle_y / 2)
+        fx = angle("camera_angle_x", w)
+        fy = fx if number("camera_angle_y") is None else angle("camera_angle_y", h)
     else:
         raise DatasetError(f"{path}: frame {i}: no focal length: give fl_x (and fl_y) or "
                            "camera_angle_x, at the top level or in the frame")
-    K = np.array([[fx, 0, number("cx", w / 2)], [0, fy, number("cy", h / 2)], [0, 0, 1]], float)
+    cx, cy = number("cx", w / 2), number("cy", h / 2)
+    where_k = f"{path}: {place('fl_x' if 'fl_x' in frame else 'cx')}"
+    _check_intrinsics(where_k, fx, fy, cx, cy, w, h, ("fl_x", "fl_y", "cx", "cy"))
+    K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], float)
 
     try:
         c2w = np.asarray(frame["transform_matrix"], np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         c2w = None
     if c2w is None or c2w.shape not in ((4, 4), (3, 4)) or not np.isfinite(c2w).all():
         raise DatasetError(f"{path}: frame {i}: transform_matrix must be 4x4 (or 3x4) finite "
                            f"numbers, got {frame['transform_matrix']!r}")
+    last = c2w[3].tolist() if len(c2w) == 4 else [0, 0, 0, 1]
     c2w = np.vstack([c2w[:3], [0, 0, 0, 1]]) @ _OPENGL_TO_OPENCV  # camera->world, OpenCV axes
     viewmat = np.eye(4)
     viewmat[:3, :3] = c2w[:3, :3].T
@@ -413,6 +548,9 @@ def _transforms_view(path: Path, meta: dict, i: int, frame: dict, file: Path, do
         cam = Camera(_scale_K(K, w, h, new_w, new_h), viewmat, new_w, new_h)
     except ValueError as e:
         raise DatasetError(f"{path}: frame {i}: {e}") from None
+    if not np.allclose(last, (0, 0, 0, 1), rtol=0, atol=1e-6):
+        raise DatasetError(f"{path}: frame {i}: transform_matrix's last row must be [0, 0, 0, 1] "
+                           f"(a camera-to-world pose), got {last}")
     return *_undistort(cam, _resize(image, (new_w, new_h)), lens, keep_all, where), lens
 
 
@@ -566,8 +704,11 @@ def load_colmap(root, *, downscale=1, background=(0, 0, 0), test_every=8,
          for name, *_, where in images if not (folder / name).is_file()],
         strict, f"put the images in {folder}")
     images = [im for im in images if (folder / im[0]).is_file()]
+    splits = _split(images, test_every, max_images)
+    _check_count(model / f"images.{ext}", *splits, len(images),
+                 "register images with colmap mapper, or put them in " + str(folder))
     views = ([], [])
-    for split, out in zip(_split(images, test_every, max_images), views):
+    for split, out in zip(splits, views):
         for name, qvec, tvec, cam_id, where in split:
             K, lens, w, h = cams[cam_id]
             file = folder / name
@@ -585,6 +726,9 @@ def load_colmap(root, *, downscale=1, background=(0, 0, 0), test_every=8,
                                    "use the images the model was made from")
             viewmat = np.eye(4)
             viewmat[:3, :3] = _quat_to_rotation(qvec, where)
+            if not all(_finite(t) for t in tvec):
+                raise DatasetError(f"{where}: image {name!r}: translation {list(tvec)} must be "
+                                   "finite; re-export the model")
             viewmat[:3, 3] = tvec
             try:
                 cam = Camera(_scale_K(K, w, h, new_w, new_h), viewmat, new_w, new_h)
@@ -610,9 +754,11 @@ _ONE_FOCAL = ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEY
 _PINHOLES = ("SIMPLE_PINHOLE", "PINHOLE")
 
 
-def _colmap_camera(cam_id: int, model: str, params, where: str) -> tuple[np.ndarray, Distortion]:
-    """[3, 3] K and the Distortion of a COLMAP camera; DatasetError for a model we cannot
-    undistort (FOV, THIN_PRISM_FISHEYE, unknown) or a wrong number of parameters."""
+def _colmap_camera(cam_id: int, model: str, params, where: str, w: int = 1,
+                   h: int = 1) -> tuple[np.ndarray, Distortion]:
+    """[3, 3] K and the Distortion of a COLMAP camera of w x h pixels; DatasetError for a model
+    we cannot undistort (FOV, THIN_PRISM_FISHEYE, unknown), a wrong number of parameters, a
+    size below 1 pixel, or intrinsics that are not finite and plausible."""
     if model not in _PINHOLES and model not in CAMERA_MODELS:
         known = ", ".join(m for m in _MODEL_IDS if m in _PINHOLES or m in CAMERA_MODELS)
         raise DatasetError(f"{where}: camera {cam_id} has model {model}, which is not supported "
@@ -626,6 +772,11 @@ def _colmap_camera(cam_id: int, model: str, params, where: str) -> tuple[np.ndar
                            f"expected {count}")
     fx, fy = params[0], params[focals - 1]
     cx, cy = params[focals], params[focals + 1]
+    if w < 1 or h < 1:
+        raise DatasetError(f"{where}: camera {cam_id} is {w}x{h} pixels; WIDTH and HEIGHT must "
+                           "be >= 1")
+    _check_intrinsics(f"{where}: camera {cam_id} ({model})", fx, fy, cx, cy, w, h,
+                      ("f", "f", "cx", "cy") if focals == 1 else ("fx", "fy", "cx", "cy"))
     try:
         lens = Distortion(model, tuple(params[focals + 2:]))
     except (TypeError, ValueError) as e:
@@ -661,7 +812,7 @@ def _rotation_to_quat(R: np.ndarray) -> list[float]:
 
 def _text_lines(path: Path):
     """(line number, stripped line) of every line that is not blank or a comment."""
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
         if line.strip() and not line.lstrip().startswith("#"):
             yield n, line.strip()
 
@@ -685,13 +836,13 @@ def _cameras_txt(path: Path) -> dict:
         cam_id, model, w, h = _fields(where, tokens, "isii",
                                       "CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]")
         params = _fields(where, tokens[4:], "f" * len(tokens[4:]), "numeric PARAMS[]")
-        cams[cam_id] = (*_colmap_camera(cam_id, model, params, where), w, h)
+        cams[cam_id] = (*_colmap_camera(cam_id, model, params, where, w, h), w, h)
     return cams
 
 
 def _images_txt(path: Path) -> list:
     images = []  # (name, qvec, tvec, camera id, where)
-    lines = path.read_text().splitlines()
+    lines = _read_text(path).splitlines()
     n = 0
     while n < len(lines):
         line, n = lines[n].strip(), n + 1
@@ -711,7 +862,7 @@ def _images_txt(path: Path) -> list:
 
 
 def _points_txt(path: Path):
-    xyz, rgb = [], []
+    xyz, rgb, lines, ids = [], [], [], []
     for n, line in _text_lines(path):
         tokens = line.split()
         layout = "POINT3D_ID X Y Z R G B ERROR TRACK[] as (IMAGE_ID POINT2D_IDX) pairs"
@@ -720,14 +871,27 @@ def _points_txt(path: Path):
             raise DatasetError(f"{path}:{n}: malformed line (odd TRACK length); expected {layout}")
         xyz.append(values[1:4])
         rgb.append(values[4:7])
-    return _point_arrays(xyz, rgb, path)
+        lines.append(n)
+        ids.append(values[0])
+    return _point_arrays(xyz, rgb, lambda k: f"{path}:{lines[k]}: point {ids[k]}")
 
 
-def _point_arrays(xyz, rgb, path: Path):
+def _point_arrays(xyz, rgb, where):
+    """[P, 3] float64 points and [P, 3] colours in [0, 1]; DatasetError naming the first point
+    (where(k): file and line, or record) whose position is not finite or colour not 0..255."""
     xyz = np.array(xyz, np.float64).reshape(-1, 3)  # [P, 3]
     rgb = np.array(rgb, np.float64).reshape(-1, 3)  # [P, 3]
-    if ((rgb < 0) | (rgb > 255)).any():
-        raise DatasetError(f"{path}: point colours must be 0..255")
+    bad = ~np.isfinite(xyz).all(axis=1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DatasetError(f"{where(first)}: position {xyz[first].tolist()} is not finite "
+                           f"({int(bad.sum())} of {len(xyz)} points are not); remove those "
+                           "points or re-export the model")
+    bad = ((rgb < 0) | (rgb > 255)).any(axis=1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DatasetError(f"{where(first)}: colour {rgb[first].tolist()}: point colours must "
+                           "be 0..255")
     return xyz, rgb / 255.0
 
 
@@ -735,7 +899,7 @@ class _Binary:
     """Little-endian reads from a whole COLMAP .bin file, with errors saying what was read."""
 
     def __init__(self, path: Path):
-        self.path, self.data, self.pos = path, path.read_bytes(), 0
+        self.path, self.data, self.pos = path, _read_bytes(path), 0
 
     def _need(self, size: int, what: str):
         if self.pos + size > len(self.data):
@@ -781,7 +945,7 @@ def _cameras_bin(path: Path) -> dict:
         if name not in _PINHOLES and name not in CAMERA_MODELS:  # refused before its params
             _colmap_camera(cam_id, name, [], str(path))
         params = f.read("d" * n_params, f"the parameters of camera {cam_id}")
-        cams[cam_id] = (*_colmap_camera(cam_id, name, list(params), str(path)), w, h)
+        cams[cam_id] = (*_colmap_camera(cam_id, name, list(params), str(path), w, h), w, h)
     f.finish()
     return cams
 
@@ -802,15 +966,16 @@ def _images_bin(path: Path) -> list:
 
 def _points_bin(path: Path):
     f = _Binary(path)
-    xyz, rgb = [], []
+    xyz, rgb, ids = [], [], []
     (count,) = f.read("Q", "the number of points")
     for k in range(count):
         point_id, x, y, z, r, g, b, _error, track = f.read("Q3d3BdQ", f"point record {k}")
         f.skip(8 * track, f"the track of point {point_id}")  # (image id, point2D idx: int32)
         xyz.append((x, y, z))
         rgb.append((r, g, b))
+        ids.append(point_id)
     f.finish()
-    return _point_arrays(xyz, rgb, path)
+    return _point_arrays(xyz, rgb, lambda k: f"{path}: point {ids[k]} (record {k})")
 
 
 def _exact(values) -> str:

@@ -1,4 +1,5 @@
-"""cameras.Distortion: COLMAP's camera models, their formulas, the inverse, the checks."""
+"""cameras.Distortion: COLMAP's camera models, their formulas, the inverse, the checks; Camera
+and look_at refuse non-finite or impossible inputs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from splat_lion.cameras import CAMERA_MODELS, Distortion
+from splat_lion.cameras import CAMERA_MODELS, Camera, Distortion
 
 # Typical coefficients of real lenses, per model (several for some): phone cameras
 # (SIMPLE_RADIAL k1 = -0.1..0.1), a wide-angle OpenCV calibration with a little tangential
@@ -250,3 +251,29 @@ def test_points_must_be_pairs():
         Distortion("SIMPLE_RADIAL", (0.1,)).distort(np.zeros((4, 3)))
     with pytest.raises(ValueError, match="xy_d: expected shape"):
         Distortion("SIMPLE_RADIAL", (0.1,)).undistort(np.zeros(3))
+
+
+# -- Camera refuses what no capture can mean ----------------------------------------------------
+
+@pytest.mark.parametrize("where, value", [((0, 0), math.nan), ((1, 1), math.inf),
+                                          ((0, 2), math.nan), ((1, 2), -math.inf)],
+                         ids=["fx", "fy", "cx", "cy"])
+def test_camera_refuses_non_finite_intrinsics(where, value):
+    K = np.array([[50.0, 0, 16], [0, 50, 16], [0, 0, 1]])
+    K[where] = value
+    with pytest.raises(ValueError, match=r"K: intrinsics must be finite, got fx="):
+        Camera(K, np.eye(4), 32, 32)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"fov_x_deg": 0}, r"fov_x_deg must be in \(0, 180\) degrees"),
+    ({"fov_x_deg": 180}, r"fov_x_deg must be in \(0, 180\) degrees"),
+    ({"fov_x_deg": math.nan}, r"fov_x_deg must be in \(0, 180\) degrees"),
+    ({"eye": (0, 0, 0)}, r"eye and target are the same point"),
+    ({"eye": (math.nan, 1, 1)}, r"eye must be 3 finite numbers"),
+    ({"target": (0, 0)}, r"target must be 3 finite numbers"),
+], ids=["fov-0", "fov-180", "fov-nan", "eye-at-target", "eye-nan", "target-2d"])
+def test_look_at_refuses_what_no_camera_can_be(kwargs, match):
+    args = {"eye": (3, 0, 1), "target": (0, 0, 0), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        Camera.look_at(args.pop("eye"), args.pop("target"), width=32, height=32, **args)

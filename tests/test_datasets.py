@@ -5,11 +5,14 @@ for every malformed input."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import shutil
 import struct
+import time
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -746,6 +749,54 @@ TRANSFORMS_ERRORS = {
         camera_model="FISHEYE624")), r"frame 4: camera_model 'FISHEYE624' is not supported"),
     "is_fisheye": (lambda r: edit_json(r, lambda m: m.update(is_fisheye="yes")),
                    r"top level: 'is_fisheye' must be true or false, got 'yes'"),
+    # where the inputs enter: finite, plausible intrinsics, fields of view and poses
+    "empty": (lambda r: edit_json(r, lambda m: m.update(frames=[])),
+              r"transforms.json: no frames \('frames' is empty\): list the capture's views"),
+    "focal_nan": (lambda r: edit_json(r, lambda m: m.update(fl_x=float("nan"))),
+                  r"transforms.json: top level: 'fl_x' must be finite, got nan"),
+    "focal_inf_in_frame": (lambda r: edit_json(r, lambda m: m["frames"][2].update(
+        fl_y=float("inf"))), r"transforms.json: frame 2: 'fl_y' must be finite, got inf"),
+    "focal_huge_int": (lambda r: edit_json(r, lambda m: m.update(fl_x=10**400)),
+                       r"top level: 'fl_x' must be finite, got 1000000000"),
+    "focal_zero": (lambda r: edit_json(r, lambda m: m.update(fl_x=0)),
+                   r"transforms.json: top level: focal length fl_x=0 must be a finite number > 0"),
+    "focal_negative_in_frame": (lambda r: edit_json(r, lambda m: m["frames"][1].update(
+        fl_x=30, fl_y=-30)), r"frame 1: focal length fl_y=-30 must be a finite number > 0"),
+    "principal_nan": (lambda r: edit_json(r, lambda m: m.update(cx=float("nan"))),
+                      r"top level: 'cx' must be finite, got nan"),
+    "principal_far": (lambda r: edit_json(r, lambda m: m.update(cy=1e9)),
+                      (r"top level: principal point cy=1000000000.0 must be finite and within "
+                       r"the image or one image height \(24 pixels\) of it")),
+    "angle_zero": (lambda r: edit_json(r, lambda m: [m.pop("fl_x"), m.pop("fl_y"),
+                                                     m.update(camera_angle_x=0)]),
+                   (r"top level: 'camera_angle_x' must be in \(0, pi\) radians, got 0: it is "
+                    r"read as the focal length w / \(2 tan\(angle / 2\)\)")),
+    "angle_180": (lambda r: edit_json(r, lambda m: [m.pop("fl_x"), m.pop("fl_y"),
+                                                    m.update(camera_angle_x=math.pi)]),
+                  r"'camera_angle_x' must be in \(0, pi\) radians, got 3.14159.*give fl_x"),
+    "angle_in_degrees": (lambda r: edit_json(r, lambda m: [m.pop("fl_x"), m.pop("fl_y"),
+                                                           m.update(camera_angle_x=60)]),
+                         r"got 60 \(if that is in degrees: 1.047 radians\)"),
+    "angle_nan": (lambda r: edit_json(r, lambda m: [m.pop("fl_x"), m.pop("fl_y"),
+                                                    m.update(camera_angle_x=float("nan"))]),
+                  r"top level: 'camera_angle_x' must be finite, got nan"),
+    "angle_y_negative": (lambda r: edit_json(r, lambda m: [
+        m.pop("fl_x"), m.pop("fl_y"), m.update(camera_angle_x=1.0, camera_angle_y=-0.5)]),
+        r"top level: 'camera_angle_y' must be in \(0, pi\) radians, got -0.5"),
+    "matrix_huge_int": (lambda r: edit_json(r, lambda m: m["frames"][1]["transform_matrix"][0]
+                                            .__setitem__(3, 10**400)),
+                        r"frame 1: transform_matrix must be 4x4 \(or 3x4\) finite numbers"),
+    "matrix_last_row": (lambda r: edit_json(r, lambda m: m["frames"][1]["transform_matrix"]
+                                            .__setitem__(3, [0, 0, 1, 1])),
+                        r"frame 1: transform_matrix's last row must be \[0, 0, 0, 1\]"),
+    "file_path_not_a_string": (lambda r: edit_json(r, lambda m: m["frames"][2].update(
+        file_path=7)), r"transforms.json: frame 2: 'file_path' must be a string"),
+    "not_utf8": (lambda r: (r / "transforms.json").write_bytes(
+        (r / "transforms.json").read_bytes().replace(b'"frames"', b'"fr\xe9mes"')),
+        r"transforms.json: not UTF-8 text: byte 0xe9 at line \d+, column 6; save the file as "
+        r"UTF-8"),
+    "nested_too_deep": (lambda r: (r / "transforms.json").write_text("[" * 100_000),
+                        r"transforms.json: JSON nested too deeply"),
 }
 
 
@@ -781,6 +832,24 @@ COLMAP_TEXT_ERRORS = {
                            r"cameras.txt:4: camera 3 \(OPENCV\) has 7 parameters, expected 8"),
     "param_count": (CAMERAS, 2, lambda s: "1 PINHOLE 32 24 30 31 16",
                     r"camera 1 \(PINHOLE\) has 3 parameters, expected 4"),
+    "focal_inf": (CAMERAS, 2, lambda s: "1 PINHOLE 32 24 inf 31 16 12",
+                  r"cameras.txt:2: camera 1 \(PINHOLE\): focal length fx=inf must be a finite "
+                  r"number > 0"),
+    "one_focal_nan": (CAMERAS, 3, lambda s: "2 SIMPLE_RADIAL 32 24 nan 16 12 0.01",
+                      r"cameras.txt:3: camera 2 \(SIMPLE_RADIAL\): focal length f=nan"),
+    "focal_negative": (CAMERAS, 2, lambda s: "1 PINHOLE 32 24 30 -31 16 12",
+                       r"camera 1 \(PINHOLE\): focal length fy=-31.0 must be a finite number"),
+    "principal_nan": (CAMERAS, 2, lambda s: "1 PINHOLE 32 24 30 31 nan 12",
+                      r"camera 1 \(PINHOLE\): principal point cx=nan must be finite"),
+    "zero_width": (CAMERAS, 2, lambda s: "1 PINHOLE 0 24 30 31 16 12",
+                   r"cameras.txt:2: camera 1 is 0x24 pixels; WIDTH and HEIGHT must be >= 1"),
+    "nan_translation": (IMAGES, 4, lambda s: " ".join(s.split()[:5] + ["nan"] + s.split()[6:]),
+                        r"images.txt:4: image '0001.png': translation \[nan, .*\] must be finite"),
+    "nan_point": (POINTS, 3, lambda s: " ".join(s.split()[:2] + ["nan"] + s.split()[3:]),
+                  (r"points3D.txt:3: point 2: position \[.*, nan, .*\] is not finite \(1 of 50 "
+                   r"points are not\); remove those points")),
+    "inf_point": (POINTS, 2, lambda s: " ".join(s.split()[:3] + ["1e400"] + s.split()[4:]),
+                  r"points3D.txt:2: point 1: position \[.*, inf\] is not finite"),
 }
 
 
@@ -808,6 +877,15 @@ COLMAP_BINARY_ERRORS = {
             r"cameras.bin: camera 1 has model FOV, which is not supported .*image_undistorter"),
     "unknown_model": ("cameras.bin", lambda b: patch_first_model_id(b, 99),
                       r"camera 1 has unknown model id 99"),
+    # count (8), then camera 1: id, model (4 + 4), width, height (8 + 8), fx (8)
+    "nan_focal": ("cameras.bin", lambda b: b[:32] + struct.pack("<d", math.nan) + b[40:],
+                  r"cameras.bin: camera 1 \(PINHOLE\): focal length fx=nan must be a finite"),
+    "zero_height": ("cameras.bin", lambda b: b[:24] + struct.pack("<Q", 0) + b[32:],
+                    r"cameras.bin: camera 1 is 32x0 pixels"),
+    # count (8), then point 1: id (8), x (8)
+    "nan_point": ("points3D.bin", lambda b: b[:16] + struct.pack("<d", math.nan) + b[24:],
+                  (r"points3D.bin: point 1 \(record 0\): position \[nan, .*\] is not finite "
+                   r"\(1 of 50 points are not\)")),
 }
 
 
@@ -826,6 +904,9 @@ COLMAP_FOLDER_ERRORS = {
                    r"0000.png: is 16x16 but camera 1 is 32x24"),
     "no_model": (lambda r: shutil.rmtree(r / "sparse"), r"no COLMAP model"),
     "no_images": (lambda r: (r / IMAGES).write_text("# nothing\n"), r"no images registered"),
+    "not_utf8": (lambda r: edit_bytes(r / IMAGES, lambda b: b.replace(b"0002.png", b"\xe9.png")),
+                 r"images.txt: not UTF-8 text: byte 0xe9 at line 6, column \d+; save the file as "
+                 "UTF-8"),
 }
 
 
@@ -863,3 +944,79 @@ def test_bad_flags(tmp_path, orbit, option):
     write("transforms", tmp_path, orbit)
     with pytest.raises(TypeError, match=f"{next(iter(option))} must be True or False"):
         load_dataset(tmp_path, **option)
+
+
+# -- inputs checked where they enter: views, images, files ---------------------------------------
+
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_a_capture_of_one_image_is_a_clear_error_or_loads_with_test_every_0(tmp_path, orbit,
+                                                                            binary):
+    write_colmap(tmp_path, orbit["cameras"][:1], orbit["images"][:1], np.zeros((0, 3)),
+                 np.zeros((0, 3)), binary=binary)
+    with pytest.raises(DatasetError, match=r"images.(txt|bin): no training views: its only view "
+                                           r"is held out .* load it with test_every=0"):
+        load_dataset(tmp_path)
+    ds = load_dataset(tmp_path, test_every=0)
+    assert len(ds.train_cameras) == 1 and ds.test_cameras == []
+
+
+def test_split_files_without_training_frames_are_a_clear_error(tmp_path, views):
+    write_transforms(tmp_path, views["cameras"], views["images"], split=["test"] * 6)
+    with pytest.raises(DatasetError, match=r"no training views: all 6 views are held out: give "
+                                           r"transforms_train.json frames"):
+        load_transforms(tmp_path)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """The start of an RGB PNG of width x height pixels: its header and a bit of data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"\0" * 16)
+
+
+@pytest.mark.parametrize("size", [(30000, 30000), (12000, 12000)])
+def test_an_image_too_large_is_refused_before_decoding(tmp_path, orbit, size):
+    """The size comes from the file's header: refused at once (30000x30000 is past Pillow's
+    own limit, 12000x12000 only past ours), naming the file and the size and how to downscale."""
+    write("transforms", tmp_path, orbit)
+    (tmp_path / "images/0001.png").write_bytes(png_header(*size))
+    start = time.perf_counter()
+    with pytest.raises(DatasetError, match=rf"0001.png: the image is {size[0]}x{size[1]} pixels, "
+                                           r"more than the 134217728 splat-lion reads; make "
+                                           r"smaller copies of the images: .*images_4"):
+        load_transforms(tmp_path)
+    assert time.perf_counter() - start < 1
+
+
+def test_float_images_must_be_finite(tmp_path, orbit):
+    write("transforms", tmp_path, orbit)
+    grey = np.full((H, W), 0.5, np.float32)
+    grey[3, 4] = np.nan
+    Image.fromarray(grey, mode="F").save(tmp_path / "images/0001.tiff")
+    edit_json(tmp_path, lambda m: m["frames"][1].update(file_path="images/0001.tiff"))
+    with pytest.raises(DatasetError, match=r"0001.tiff: 1 pixels are NaN or infinite; frame 1"):
+        load_transforms(tmp_path)
+
+
+@pytest.mark.parametrize("kind, file", [
+    ("transforms", "transforms.json"), ("transforms", "images/0001.png"),
+    ("colmap", "sparse/0/cameras.txt"), ("colmap", "sparse/0/points3D.txt"),
+    ("colmap_binary", "sparse/0/images.bin"), ("colmap", "images/0001.png"),
+])
+def test_an_unreadable_file_is_named(tmp_path, views, deny_reading, kind, file):
+    write("colmap" if kind.startswith("colmap") else kind, tmp_path, views,
+          binary=kind == "colmap_binary")
+    deny_reading(tmp_path / file)
+    with pytest.raises(DatasetError, match=rf"{file}: cannot read: Permission denied; check the "
+                                           "file's permissions"):
+        load_dataset(tmp_path, test_every=0)
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path, orbit):
+    write("transforms", tmp_path, orbit)
+    path = tmp_path / "transforms.json"
+    path.write_bytes(codecs.BOM_UTF8 + path.read_bytes())
+    assert_same_cameras(load_transforms(tmp_path, test_every=0).train_cameras, orbit["cameras"])
