@@ -310,10 +310,10 @@ def test_zero_padded_f_rest_names_are_named(tmp_path):
     names = [f"f_rest_{i:02d}" if name.startswith("f_rest_") else name
              for i, name in enumerate(property_names(1), -9)]
     path = write(tmp_path / "z.ply", hand_built(3, 1, names=names))
-    with pytest.raises(PlyError, match=r"z.ply: vertex properties f_rest_00, f_rest_01, f_rest_02, "
-                                       r"... have zero-padded numbers \(9 of 9 f_rest properties\); "
-                                       r"3DGS names them f_rest_0, f_rest_1, ... without leading "
-                                       r"zeros: rename them"):
+    with pytest.raises(PlyError, match=r"z.ply: vertex properties f_rest_00, f_rest_01, "
+                                       r"f_rest_02, ... have zero-padded numbers \(9 of 9 f_rest "
+                                       r"properties\); 3DGS names them f_rest_0, f_rest_1, ... "
+                                       r"without leading zeros: rename them"):
         load_ply(path)
 
 
