@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from splat_lion import Gaussians
+from splat_lion.backend import backend_of
 from splat_lion.gaussians import mean_sq_dist_to_neighbours
 from splat_lion.sh import SH_C0, rgb_to_sh0
+
+
+def host(a) -> np.ndarray:
+    """`a` (on the default backend: CuPy's where a GPU is) as a NumPy array."""
+    return backend_of(a).to_numpy(a)
 
 
 def test_from_points_follows_the_3dgs_initialisation(rng):
@@ -18,11 +24,11 @@ def test_from_points_follows_the_3dgs_initialisation(rng):
     d2 = ((points[:, None] - points[None]) ** 2).sum(-1)
     np.fill_diagonal(d2, np.inf)
     want = np.sort(d2, 1)[:, :3].mean(1)
-    np.testing.assert_allclose(np.exp(2 * g.scales[:, 0]), want, rtol=1e-5)
+    np.testing.assert_allclose(np.exp(2 * host(g.scales[:, 0])), want, rtol=1e-5)
     assert (g.scales[:, 0] == g.scales[:, 2]).all()  # isotropic
-    np.testing.assert_allclose(g.opacity_values(), 0.1, rtol=1e-6)
-    np.testing.assert_array_equal(g.rotations(), np.tile([1, 0, 0, 0], (300, 1)))
-    np.testing.assert_allclose(g.base_colors(), colors, atol=1e-6)
+    np.testing.assert_allclose(host(g.opacity_values()), 0.1, rtol=1e-6)
+    np.testing.assert_array_equal(host(g.rotations()), np.tile([1, 0, 0, 0], (300, 1)))
+    np.testing.assert_allclose(host(g.base_colors()), colors, atol=1e-6)
     assert g.shN.shape == (300, 8, 3) and not g.shN.any()
 
 
@@ -46,10 +52,12 @@ def test_activations():
     g = Gaussians.from_arrays(np.zeros((2, 3)), np.log([[1, 2, 3], [4, 5, 6]]),
                               [[2, 0, 0, 0], [0, 0, 3, 4]], [0.0, np.log(3)],
                               rgb_to_sh0([[0.5, 0, 1], [0.2, 0.4, 0.6]]).reshape(2, 1, 3))
-    np.testing.assert_allclose(g.scale_values(), [[1, 2, 3], [4, 5, 6]], rtol=1e-6)
-    np.testing.assert_allclose(g.opacity_values(), [0.5, 0.75], rtol=1e-6)
-    np.testing.assert_allclose(g.rotations(), [[1, 0, 0, 0], [0, 0, 0.6, 0.8]], rtol=1e-6)
-    np.testing.assert_allclose(g.base_colors(), [[0.5, 0, 1], [0.2, 0.4, 0.6]], atol=1e-6)
+    np.testing.assert_allclose(host(g.scale_values()), [[1, 2, 3], [4, 5, 6]], rtol=1e-6)
+    np.testing.assert_allclose(host(g.opacity_values()), [0.5, 0.75], rtol=1e-6)
+    np.testing.assert_allclose(host(g.rotations()), [[1, 0, 0, 0], [0, 0, 0.6, 0.8]],
+                               rtol=1e-6)
+    np.testing.assert_allclose(host(g.base_colors()), [[0.5, 0, 1], [0.2, 0.4, 0.6]],
+                               atol=1e-6)
     assert SH_C0 == pytest.approx(0.5 / np.sqrt(np.pi))
 
 
@@ -71,8 +79,8 @@ def test_extent_ignores_a_few_outliers():
     assert 1.0 < g.extent() < 2.5
 
 
-def test_moving_between_backends_copies(be):
-    g = Gaussians.random(20, 1, seed=1)
+def test_moving_between_backends_copies(be, cpu):
+    g = Gaussians.random(20, 1, seed=1, backend=cpu)
     h = g.to(be)
     assert h.backend.name == be.name and h.sh_degree == 1
     np.testing.assert_array_equal(be.to_numpy(h.params.data), g.params.data)

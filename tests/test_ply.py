@@ -15,11 +15,17 @@ from plyfile import PlyData, PlyElement, PlyListProperty
 
 from splat_lion import PlyError, load_ply, save_ply
 from splat_lion.errors import OutputError
+from splat_lion.backend import backend_of
 from splat_lion.ply import property_names
 
 
+def host(a) -> np.ndarray:
+    """`a` as a NumPy array: splats load onto the default backend (CuPy's where a GPU is)."""
+    return backend_of(a).to_numpy(a)
+
+
 def same_bits(a, b) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
+    a, b = host(a), host(b)
     return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
@@ -68,10 +74,11 @@ def test_f_rest_is_read_channel_major(tmp_path):
     rest = np.stack([rows[f"f_rest_{i}"] for i in range(45)], 1)  # [N, 45]
     for coef in range(15):
         for channel in range(3):
-            np.testing.assert_array_equal(g.shN[:, coef, channel], rest[:, channel * 15 + coef])
-    np.testing.assert_array_equal(g.sh0[:, 0, 1], rows["f_dc_1"])
-    np.testing.assert_array_equal(g.quats[:, 0], rows["rot_0"])  # w first
-    np.testing.assert_array_equal(g.opacities, rows["opacity"])
+            np.testing.assert_array_equal(host(g.shN[:, coef, channel]),
+                                          rest[:, channel * 15 + coef])
+    np.testing.assert_array_equal(host(g.sh0[:, 0, 1]), rows["f_dc_1"])
+    np.testing.assert_array_equal(host(g.quats[:, 0]), rows["rot_0"])  # w first
+    np.testing.assert_array_equal(host(g.opacities), rows["opacity"])
 
 
 @pytest.mark.parametrize("text,byte_order", [(True, "="), (False, ">")], ids=["ascii", "big-endian"])
@@ -79,7 +86,7 @@ def test_ascii_and_big_endian_files_load_the_same(tmp_path, text, byte_order):
     rows = hand_built(6, 1)
     want = load_ply(write(tmp_path / "le.ply", rows))
     got = load_ply(write(tmp_path / "other.ply", rows, text=text, byte_order=byte_order))
-    np.testing.assert_array_equal(got.params.data, want.params.data)
+    np.testing.assert_array_equal(host(got.params.data), host(want.params.data))
 
 
 def test_double_precision_properties_are_accepted(tmp_path):
@@ -151,7 +158,7 @@ def test_non_finite_values_are_reported_or_dropped(tmp_path):
         load_ply(path)
     with pytest.warns(UserWarning, match="dropped 2 splats"):
         g = load_ply(path, on_nonfinite="drop")
-    np.testing.assert_array_equal(g.means[:, 0], rows["x"][[0, 2, 4]])
+    np.testing.assert_array_equal(host(g.means[:, 0]), rows["x"][[0, 2, 4]])
 
 
 def test_failed_save_keeps_the_previous_file(tmp_path, random_scene, monkeypatch):
@@ -217,9 +224,9 @@ def test_corrupted_files_raise_only_ply_error(tmp_path_factory, tmp_path, random
         g = load_ply(path)
     except PlyError:
         return
-    host = np.asarray(g.params.data)
+    values = host(g.params.data)
     for name in g.layout.names:
-        assert np.isfinite(g.layout.view(host, name)).all()
+        assert np.isfinite(g.layout.view(values, name)).all()
 
 
 # -- sizes: element counts checked against the file before anything is allocated ---------------
