@@ -49,7 +49,9 @@ class Camera:
         if V.shape != (4, 4) or tuple(V[3]) != (0, 0, 0, 1) or not np.isfinite(V).all():
             raise ValueError(f"viewmat: expected a finite 4x4 [R | t; 0 0 0 1], got {V.tolist()}")
         R = V[:3, :3]
-        if not np.allclose(R @ R.T, np.eye(3), atol=1e-4) or np.linalg.det(R) < 0:
+        with np.errstate(all="ignore"):  # huge entries: not a rotation, no overflow warning
+            rotation = np.allclose(R @ R.T, np.eye(3), atol=1e-4) and np.linalg.det(R) > 0
+        if not rotation:
             raise ValueError("viewmat: the upper 3x3 must be a rotation (orthonormal, det +1)")
         for what, v in (("width", self.width), ("height", self.height)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:

@@ -232,8 +232,8 @@ def _read_meta(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, not_ours:
     if meta["format"] != FORMAT:
         raise CheckpointError(f"{path}: format {meta['format']!r}, this "
                               f"version reads {FORMAT!r}")
-    if "tree" not in meta:
-        raise CheckpointError(f"{not_ours}: its {_META} member has no 'tree'")
+    if not isinstance(meta.get("tree"), dict):
+        raise CheckpointError(f"{not_ours}: its {_META} member has no 'tree' of fields")
     digests = meta.get("digests")
     if digests is not None and not (
             isinstance(digests, dict) and all(isinstance(digests.get(k), dict) and all(

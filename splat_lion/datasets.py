@@ -486,12 +486,13 @@ def _transforms_view(path: Path, meta: dict, i: int, frame: dict, file: Path, do
     where = f"frame {i} of {path}"
 
     def place(key) -> str:  # where a key's value comes from: the frame overrides the top level
-        return f"frame {i}" if key in frame else "top level"
+        return f"frame {i}" if frame.get(key) is not None else "top level"
 
-    def number(key, default=None):
-        value = frame.get(key, meta.get(key, default))
+    def number(key, default=None):  # null counts as absent, in the frame and at the top level
+        value = frame.get(key)
+        value = meta.get(key) if value is None else value
         if value is None:
-            return value
+            return default
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise DatasetError(f"{path}: {place(key)}: '{key}' must be a number, got {value!r}")
         if not _finite(value):
@@ -527,7 +528,7 @@ def _transforms_view(path: Path, meta: dict, i: int, frame: dict, file: Path, do
         raise DatasetError(f"{path}: frame {i}: no focal length: give fl_x (and fl_y) or "
                            "camera_angle_x, at the top level or in the frame")
     cx, cy = number("cx", w / 2), number("cy", h / 2)
-    where_k = f"{path}: {place('fl_x' if 'fl_x' in frame else 'cx')}"
+    where_k = f"{path}: {place('fl_x' if frame.get('fl_x') is not None else 'cx')}"
     _check_intrinsics(where_k, fx, fy, cx, cy, w, h, ("fl_x", "fl_y", "cx", "cy"))
     K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], float)
 
@@ -787,7 +788,8 @@ def _colmap_camera(cam_id: int, model: str, params, where: str, w: int = 1,
 def _quat_to_rotation(q, where: str) -> np.ndarray:
     """[3, 3] rotation of a Hamilton quaternion (w, x, y, z), normalised first."""
     q = np.asarray(q, np.float64)
-    n = np.linalg.norm(q)
+    with np.errstate(over="ignore"):  # a huge quaternion: infinite norm, refused below
+        n = np.linalg.norm(q)
     if not np.isfinite(n) or n < 1e-12:
         raise DatasetError(f"{where}: quaternion {q.tolist()} is not a rotation")
     return quat_to_rotmat(q)

@@ -266,3 +266,12 @@ def test_saving_onto_a_folder_is_a_checkpoint_error(tmp_path):
         save_checkpoint(tmp_path, {"step": 1})
     with pytest.raises(CheckpointError, match="does not exist"):
         save_checkpoint(tmp_path / "no" / "c.npz", {"step": 1})
+
+
+def test_a_tree_that_is_not_a_dict_is_refused(tmp_path):
+    """Found by the fuzzer: with verify=False a checkpoint whose tree was made `false` loaded
+    as False."""
+    path = save_checkpoint(tmp_path / "c.npz", small_state())
+    rewrite(path, lambda m: m["meta"].update(tree=False))
+    with pytest.raises(CheckpointError, match=r"its __meta__.json member has no 'tree' of fields"):
+        load_checkpoint(path, verify=False)

@@ -1020,3 +1020,13 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path, orbit):
     path = tmp_path / "transforms.json"
     path.write_bytes(codecs.BOM_UTF8 + path.read_bytes())
     assert_same_cameras(load_transforms(tmp_path, test_every=0).train_cameras, orbit["cameras"])
+
+
+def test_null_keys_count_as_absent(tmp_path, orbit):
+    """JSON null (found by the fuzzer: a TypeError before) means 'not given': fl_y falls back to
+    fl_x, a frame's cx to the top level's."""
+    write("transforms", tmp_path, orbit)
+    edit_json(tmp_path, lambda m: [m.update(fl_y=None, k1=None),
+                                   m["frames"][1].update(cx=None)])
+    ds = load_transforms(tmp_path, test_every=0)
+    assert_same_cameras(ds.train_cameras, orbit["cameras"])  # orbit cameras have fx == fy
