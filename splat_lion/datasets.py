@@ -61,6 +61,7 @@ import codecs
 import json
 import math
 import re
+import stat
 import struct
 import warnings
 from collections import Counter
@@ -115,17 +116,38 @@ class Dataset:
     missing: tuple[str, ...]
 
 
+def _is_file(path: Path) -> bool:
+    """Path.is_file, but a path we may not look at (a folder without permission, a name too
+    long) is a DatasetError naming it instead of an OSError."""
+    return stat.S_ISREG(_mode(path))
+
+
+def _is_dir(path: Path) -> bool:
+    """Path.is_dir, with the errors of _is_file."""
+    return stat.S_ISDIR(_mode(path))
+
+
+def _mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL in the name
+        return 0
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read: {e.strerror or e}; check the permissions of "
+                           "the file and its folders") from None
+
+
 def detect(source) -> str | None:
     """"transforms", "colmap", or None when `source` holds neither."""
     p = Path(source)
-    if p.is_file() and p.suffix == ".json":
+    if _is_file(p) and p.suffix == ".json":
         return "transforms"
-    if not p.is_dir():
+    if not _is_dir(p):
         return None
-    if (p / "transforms.json").is_file() or (p / "transforms_train.json").is_file():
+    if _is_file(p / "transforms.json") or _is_file(p / "transforms_train.json"):
         return "transforms"
-    if (p / "sparse" / "0").is_dir() or (p / "sparse").is_dir() or any(
-            (p / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
+    if _is_dir(p / "sparse" / "0") or _is_dir(p / "sparse") or any(
+            _is_file(p / f"cameras.{ext}") for ext in ("bin", "txt")):
         return "colmap"
     return None
 
@@ -138,7 +160,7 @@ def load_dataset(source, *, downscale: int = 1, background=(0, 0, 0), test_every
     strict: refuse views whose image file is missing instead of skipping them."""
     kind = detect(source)
     if kind is None:
-        what = "not a dataset folder" if Path(source).is_dir() else "no such folder"
+        what = "not a dataset folder" if _is_dir(Path(source)) else "no such folder"
         raise DatasetError(f"{source}: {what}: expected transforms.json or transforms_train.json "
                            "(NeRF, instant-ngp, nerfstudio) or a COLMAP model (cameras, images, "
                            "points3D .bin or .txt) in sparse/0/, sparse/ or the folder itself")
@@ -407,18 +429,18 @@ def load_transforms(root, *, downscale=1, background=(0, 0, 0), test_every=8,
     """A NeRF-synthetic / instant-ngp / nerfstudio folder, or a transforms .json file itself."""
     _check_options(downscale, test_every, max_images, keep_all, strict)
     root = Path(root)
-    if root.is_file():
+    if _is_file(root):
         files, root = [root], root.parent
-    elif not root.is_dir():
+    elif not _is_dir(root):
         raise DatasetError(f"{root}: no such folder")
-    elif (root / "transforms_train.json").is_file():
+    elif _is_file(root / "transforms_train.json"):
         files = [root / "transforms_train.json", root / "transforms_test.json"]
-    elif (root / "transforms.json").is_file():
+    elif _is_file(root / "transforms.json"):
         files = [root / "transforms.json"]
     else:
         raise DatasetError(f"{root}: no transforms.json or transforms_train.json in the folder")
 
-    metas = [(f, _read_json(f)) for f in files if f.is_file()]
+    metas = [(f, _read_json(f)) for f in files if _is_file(f)]
     frames = [(f, meta, i, frame, _find_image(f, frame))  # image: None when missing
               for f, meta in metas for i, frame in enumerate(meta["frames"])]
     absent = []  # (file_path, message) of the frames without their image
@@ -474,10 +496,9 @@ def _find_image(path: Path, frame: dict) -> Path | None:
     """The image file of a frame: file_path as given, or with an image extension added."""
     file = path.parent / frame["file_path"]
     try:
-        found = [p for p in [file] + [Path(str(file) + e) for e in _IMAGE_EXTS] if p.is_file()]
-    except OSError as e:  # a name too long, say
-        raise DatasetError(f"{path}: file_path {frame['file_path']!r}: {e.strerror or e}"
-                           ) from None
+        found = [p for p in [file] + [Path(str(file) + e) for e in _IMAGE_EXTS] if _is_file(p)]
+    except DatasetError as e:  # a name too long, a folder we may not look in
+        raise DatasetError(f"{path}: file_path {frame['file_path']!r}: {e}") from None
     return found[0] if found else None
 
 
@@ -676,12 +697,12 @@ def load_colmap(root, *, downscale=1, background=(0, 0, 0), test_every=8,
     """A COLMAP folder: the model in sparse/0/, sparse/ or the folder, the images in images/."""
     _check_options(downscale, test_every, max_images, keep_all, strict)
     root = Path(root)
-    if not root.is_dir():
+    if not _is_dir(root):
         raise DatasetError(f"{root}: no such folder")
     model = _find_model(root)
-    ext = "bin" if (model / "cameras.bin").is_file() else "txt"
+    ext = "bin" if _is_file(model / "cameras.bin") else "txt"
     for name in ("cameras", "images", "points3D"):
-        if not (model / f"{name}.{ext}").is_file():
+        if not _is_file(model / f"{name}.{ext}"):
             raise DatasetError(f"{model / f'{name}.{ext}'}: missing; a COLMAP model needs "
                                f"cameras.{ext}, images.{ext} and points3D.{ext}")
     binary = ext == "bin"
@@ -697,14 +718,14 @@ def load_colmap(root, *, downscale=1, background=(0, 0, 0), test_every=8,
     images.sort(key=lambda im: im[0])
 
     folder = root / f"images_{downscale}"
-    if downscale == 1 or not folder.is_dir():
+    if downscale == 1 or not _is_dir(folder):
         folder = root / "images"
     missing = _skip_missing(
         model / f"images.{ext}", len(images),
         [(name, f"{folder / name}: image file missing (image {name!r} of {where})")
-         for name, *_, where in images if not (folder / name).is_file()],
+         for name, *_, where in images if not _is_file(folder / name)],
         strict, f"put the images in {folder}")
-    images = [im for im in images if (folder / im[0]).is_file()]
+    images = [im for im in images if _is_file(folder / im[0])]
     splits = _split(images, test_every, max_images)
     _check_count(model / f"images.{ext}", *splits, len(images),
                  "register images with colmap mapper, or put them in " + str(folder))
@@ -742,7 +763,7 @@ def load_colmap(root, *, downscale=1, background=(0, 0, 0), test_every=8,
 
 def _find_model(root: Path) -> Path:
     for d in (root / "sparse" / "0", root / "sparse", root):
-        if any((d / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
+        if any(_is_file(d / f"cameras.{ext}") for ext in ("bin", "txt")):
             return d
     raise DatasetError(f"{root}: no COLMAP model (cameras.bin or cameras.txt) in sparse/0/, "
                        "sparse/ or the folder itself; run colmap feature_extractor, a matcher "

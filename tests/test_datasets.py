@@ -13,6 +13,7 @@ import struct
 import time
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1030,3 +1031,24 @@ def test_null_keys_count_as_absent(tmp_path, orbit):
                                    m["frames"][1].update(cx=None)])
     ds = load_transforms(tmp_path, test_every=0)
     assert_same_cameras(ds.train_cameras, orbit["cameras"])  # orbit cameras have fx == fy
+
+
+@pytest.mark.parametrize("kind, match", [
+    ("transforms", r"transforms.json: file_path 'images/0000.png': .*images/0000.png: cannot read: "
+                   r"Permission denied; check the permissions of the file and its folders"),
+    ("colmap", r"images/0000.png: cannot read: Permission denied; check the permissions"),
+])
+def test_a_folder_without_permission_is_named(tmp_path, views, monkeypatch, kind, match):
+    """What `chmod 000 images` does to a user: looking at a file inside fails (root looks
+    anyway, so Path.stat refuses here as the kernel would)."""
+    write(kind, tmp_path, views)
+    images, real = tmp_path / "images", Path.stat
+
+    def refusing(self, *args, **kwargs):
+        if self.parent == images:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", refusing)
+    with pytest.raises(DatasetError, match=match):
+        load_dataset(tmp_path, test_every=0)
