@@ -8,7 +8,9 @@ f_rest_0..(3*(K-1)-1), opacity, scale_0..2, rot_0..3, all float32, values stored
 activation. f_rest is channel-major: the K-1 red coefficients, then green, then blue.
 The SH degree follows from the f_rest count (0, 9, 24 or 45). Vertex properties beyond these
 are kept in `Gaussians.extra` and written back after them. Any problem with a file raises
-PlyError naming the file and the field.
+PlyError naming the file and the field. Element counts are checked against the file's size
+before anything is allocated for them: a binary body must match its header exactly, an ASCII
+one must be able to hold its rows, and nothing may follow the last element.
 """
 
 from __future__ import annotations
@@ -154,9 +156,10 @@ def _read(path: Path) -> PlyData:
             stream = io.TextIOWrapper(f, "ascii", newline="") if text else f
             try:
                 ply = PlyData.read(stream)  # binary: memory-mapped, one bulk read
-                if text:
-                    rest = stream.read()
-                    left = len(rest.strip())
+                if header is None:  # (plyfile read a header we could not: nothing to compare)
+                    left = 0
+                elif text:
+                    left = len(stream.read().strip())
                 else:
                     left = size - f.tell()
             finally:
