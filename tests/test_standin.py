@@ -70,6 +70,12 @@ def test_joining_and_assigning_host_arrays_are_refused_as_cupy_refuses_them(a):
         cp.exp(a, out=np.empty((3, 4), np.float32))
 
 
+def test_sorts_are_stable_and_take_no_other_kind(a):
+    assert isinstance(cp.argsort(a.ravel(), kind="stable"), cp.ndarray)
+    with pytest.raises(ValueError, match="kind can only be None or 'stable'"):
+        cp.argsort(a.ravel(), kind="quicksort")
+
+
 def test_scalars_mix_freely(a):
     out = a * 2 + np.float32(1) - 0.5
     assert isinstance(out, cp.ndarray) and out.dtype == np.float32

@@ -92,6 +92,12 @@ def _view(a: np.ndarray, of: "ndarray") -> "ndarray":
     return x
 
 
+def _check_kind(kind) -> None:
+    """CuPy sorts stably and takes no other kind (ndarray._check_kind_sort)."""
+    if kind is not None and kind != "stable":
+        raise ValueError("kind can only be None or 'stable'")
+
+
 def _unsupported(x):
     return TypeError(f"Unsupported type {type(x)}")
 
@@ -434,9 +440,11 @@ class ndarray:  # noqa: N801 (CuPy's name)
         return tuple(_new(i) for i in self._a.nonzero())
 
     def argsort(self, axis=-1, kind=None):
+        _check_kind(kind)
         return _result(np.argsort(self._a, axis=axis, kind="stable"), None, "argsort")
 
     def sort(self, axis=-1, kind=None):
+        _check_kind(kind)
         self._a.sort(axis=axis, kind="stable")
         C.op("sort")
 

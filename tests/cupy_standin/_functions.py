@@ -11,6 +11,7 @@ import builtins
 
 import numpy as np
 
+from . import _core
 from . import _counters as C
 from ._core import POOL, _arg, _dev, _new, _out, _result, _view, ndarray
 
@@ -382,6 +383,7 @@ def argsort(a, axis=-1, kind=None):
 
 
 def sort(a, axis=-1, kind=None):
+    _core._check_kind(kind)
     return _result(np.sort(_dev(a), axis=axis, kind="stable"), None, "sort")
 
 
