@@ -1,0 +1,125 @@
+"""Budgets of one fit step on the CUDA path, counted by the CuPy stand-in (tests/cupy_standin):
+host syncs, device operations, RawKernel launches and allocations of a steady-state,
+non-logging step of `planet` at 64x64 with Lion, densification off.
+
+Each budget is today's count (measured, then written down): a change that adds a sync, an
+operation, a launch or an allocation to the step fails here and says where. A later issue
+(the step's performance) lowers them; lower the constants with it. DESIGN §3's goal: one
+host sync per step (the intersection count) and a few dozen device operations.
+
+How a step is isolated: after a warm-up fit (kernels compiled, every view's camera table on
+the device), fit() runs k and k + 1 steps from the same start and seed; the second run's
+counts minus the first's are those of one step in the middle of a fit (neither step 0 nor a
+log step: log_every is larger than the run).
+
+Runs in this process under SPLAT_LION_TEST_STANDIN=1, else in a subprocess that installs
+the stand-in (a few seconds).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cupy_standin
+import pytest
+
+# Host syncs per step, each a device -> host read the step waits on: the intersection count
+# (binning.py, sizes the sort), the L1 and SSIM values (loss.py's float()), and the NaN checks
+# of gradients and parameters (fit.py's bool()). DESIGN §3's goal: 1.
+MAX_SYNCS = 5
+# CuPy calls that launch device work (elementwise, reductions, copies, fills, sorts), RawKernel
+# launches not included. 455 measured: nearly all in loss.py, SSIM's separable blurs (11 taps
+# x 2 passes x 8 blurs, a multiply and an add per tap) and its other array arithmetic.
+# DESIGN §3's goal: a few dozen.
+MAX_DEVICE_OPS = 455
+# RawKernel launches: project_fwd, binning_keys, tile_ranges, rasterize_fwd, rasterize_bwd,
+# project_bwd, lion_step.
+MAX_LAUNCHES = 7
+# New device arrays (each a pool allocation on CuPy): 468 measured, one per array operation's
+# result (in-place ones make none), the kernels' outputs, and two small host-to-device copies
+# (the background colour, the step's learning-rate table).
+MAX_ALLOCATIONS = 468
+
+SCENE = "planet"
+RESOLUTION = 64
+STEPS = 4  # the shorter of the two fits; the longer runs STEPS + 1
+
+TESTS = Path(__file__).parent
+
+
+def measure() -> dict:
+    """Counts of one non-logging fit step on the cuda backend (the stand-in must be installed
+    as `cupy`): {"syncs", "ops", "allocations", "launches", "transfers", "sync_sites",
+    "op_sites" (the most frequent operation sites)}."""
+    from splat_lion import FitConfig, ProblemConfig, fit, get_backend, load_problem
+
+    be = get_backend("cuda")
+    assert be.xp is cupy_standin.module(), "the stand-in is not splat-lion's cupy"
+    problem = load_problem(SCENE, ProblemConfig(resolution=RESOLUTION), backend=be)
+
+    def run(steps: int, trace: bool = False):
+        config = FitConfig(optimizer="lion", steps=steps, densify=None, log_every=10_000,
+                           seed=0)
+        g = problem.fresh_start()
+        with cupy_standin.counting(trace=trace) as c:
+            fit(g, problem.train_cameras, problem.train_images, config)
+        return c
+
+    run(len(problem.train_cameras) + 1)  # warm-up: compiles, and puts every camera's table
+    short, long = run(STEPS, trace=True), run(STEPS + 1, trace=True)
+    step = {f: getattr(long, f) - getattr(short, f) for f in
+            ("syncs", "ops", "allocations", "launches", "transfers")}
+    sites = collections.Counter(long.sync_sites)
+    sites.subtract(collections.Counter(short.sync_sites))
+    step["sync_sites"] = sorted(sites.elements())
+    ops = long.op_sites.copy()
+    ops.subtract(short.op_sites)
+    step["op_sites"] = [f"{n:4d} x {s}" for s, n in ops.most_common(12) if n > 0]
+    return step
+
+
+def _measured() -> dict:
+    if cupy_standin.installed():
+        return measure()
+    code = ("import json, cupy_standin; cupy_standin.install(); import test_budgets; "
+            "print('BUDGETS ' + json.dumps(test_budgets.measure()))")
+    env = {k: v for k, v in os.environ.items() if k != "SPLAT_LION_BACKEND"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=TESTS, env=env, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    line = [x for x in run.stdout.splitlines() if x.startswith("BUDGETS ")][-1]
+    return json.loads(line[len("BUDGETS "):])
+
+
+@pytest.fixture(scope="module")
+def step_counts():
+    counts = _measured()
+    print(f"\none fit step of {SCENE} at {RESOLUTION}x{RESOLUTION} (Lion, no densify) on the "
+          f"CuPy stand-in: {counts['syncs']} syncs, {counts['ops']} device operations, "
+          f"{counts['launches']} RawKernel launches, {counts['allocations']} allocations, "
+          f"{counts['transfers']} host-to-device copies")
+    for s in counts["sync_sites"]:
+        print(f"  sync: {s}")
+    print("  busiest operation sites:")
+    for s in counts["op_sites"]:
+        print(f"  {s}")
+    return counts
+
+
+@pytest.mark.parametrize("what, budget", [
+    ("syncs", MAX_SYNCS), ("ops", MAX_DEVICE_OPS), ("launches", MAX_LAUNCHES),
+    ("allocations", MAX_ALLOCATIONS)])
+def test_a_fit_step_stays_within_its_budget(step_counts, what, budget):
+    got = step_counts[what]
+    detail = "\n".join(step_counts["sync_sites"] if what == "syncs" else step_counts["op_sites"])
+    assert got <= budget, f"one fit step: {got} {what}, budget {budget}:\n{detail}"
+
+
+def test_every_sync_of_a_step_is_reported_with_its_call_site(step_counts):
+    assert len(step_counts["sync_sites"]) == step_counts["syncs"]
+    assert all("splat_lion/" in s for s in step_counts["sync_sites"]), step_counts["sync_sites"]
