@@ -7,6 +7,8 @@ stand-in (tests/cupy_standin) is installed as `cupy` before splat_lion makes a b
 the automatic choice, as on a machine with a GPU:
     SPLAT_LION_TEST_STANDIN=1 python -m pytest -m gpu     # the GPU tests on the stand-in
     SPLAT_LION_TEST_STANDIN=1 python -m pytest            # everything, cuda by default
+(SPLAT_LION_BACKEND=cpu keeps cpu the default while cuda stays available to the gpu tests.)
+tests/cupy_standin/__init__.py says what the stand-in refuses and counts.
 """
 
 from __future__ import annotations
