@@ -473,3 +473,22 @@ def test_a_fit_that_cannot_fit_in_memory_is_refused_before_it_allocates(tmp_path
     assert main(["fit", "planet", "--out", str(tmp_path), "--init", "random", "--init-points",
                  "20000000", "--quiet"]) == 2
     assert "a random start of 20,000,000 splats needs about 19,531 MiB" in capsys.readouterr().err
+
+
+def test_ctrl_c_before_the_first_checkpoint_does_not_ask_for_checkpoint_every(tmp_path, capsys,
+                                                                            monkeypatch):
+    import importlib
+
+    fit_module = importlib.import_module("splat_lion.fit")
+
+    def interrupted(*a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_module, "photometric_loss", interrupted)
+    args = ["fit", "planet", "--out", str(tmp_path), "--steps", "10", "--resolution", "16",
+            "--quiet"]
+    assert main([*args, "--checkpoint-every", "5"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; no checkpoint was written yet" in err and "--checkpoint-every" not in err
+    assert main(args) == 130
+    assert "no checkpoint: --checkpoint-every N makes resumable runs" in capsys.readouterr().err
