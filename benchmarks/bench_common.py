@@ -9,6 +9,7 @@ Results go to benchmarks/results/<date>-<backend>-<device>-<name>[-quick].json (
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import re
@@ -62,6 +63,34 @@ def make_timer(be) -> Callable[[Callable[[], object]], float]:
             be.synchronize()
             return (time.perf_counter() - t0) * 1e3
     return timed
+
+
+class PhaseTimer:
+    """Times named phases: CUDA events on a GPU (read after the step), else the wall clock
+    around a synchronize. Accumulates into `spans` (name -> ms)."""
+
+    def __init__(self, be, spans: dict) -> None:
+        self.be, self.spans, self.pending = be, spans, []
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        if self.be.name == "cuda":
+            start, end = self.be.xp.cuda.Event(), self.be.xp.cuda.Event()
+            start.record()
+            yield
+            end.record()
+            self.pending.append((name, start, end))
+        else:
+            t0 = time.perf_counter()
+            yield
+            self.spans[name] = self.spans.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
+
+    def collect(self) -> None:
+        for name, start, end in self.pending:
+            end.synchronize()
+            ms = float(self.be.xp.cuda.get_elapsed_time(start, end))
+            self.spans[name] = self.spans.get(name, 0.0) + ms
+        self.pending.clear()
 
 
 def repeat(timed, fn, repeats: int) -> list[float]:

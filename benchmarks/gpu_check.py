@@ -22,7 +22,6 @@ beside it. Timings are marked `"gpu_timing": false` unless they came from a real
 from __future__ import annotations
 
 import argparse
-import contextlib
 import re
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import REPO, make_timer, result_fields, write_result
+from bench_common import REPO, PhaseTimer, make_timer, result_fields, write_result
 
 import splat_lion as sl
 from splat_lion import kernels, selftest
@@ -195,7 +194,7 @@ def step_phases(be, log, n: int, size: tuple[int, int], steps: int) -> dict:
     target = be.zeros((h, w, 3), np.float32, tag="loss")
     opt = sl.Lion.for_splats(backend=be)
     spans: dict[str, float] = {}
-    timer = _PhaseTimer(be, spans)
+    timer = PhaseTimer(be, spans)
 
     def step():
         out = sl.render(g, cam, phase=timer.phase)
@@ -232,34 +231,6 @@ def step_phases(be, log, n: int, size: tuple[int, int], steps: int) -> dict:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-class _PhaseTimer:
-    """Times named phases: CUDA events on a GPU (read after the step), else the wall clock
-    around a synchronize. Accumulates into `spans` (name -> ms)."""
-
-    def __init__(self, be, spans: dict) -> None:
-        self.be, self.spans, self.pending = be, spans, []
-
-    @contextlib.contextmanager
-    def phase(self, name: str):
-        if self.be.name == "cuda":
-            start, end = self.be.xp.cuda.Event(), self.be.xp.cuda.Event()
-            start.record()
-            yield
-            end.record()
-            self.pending.append((name, start, end))
-        else:
-            t0 = time.perf_counter()
-            yield
-            self.spans[name] = self.spans.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
-
-    def collect(self) -> None:
-        for name, start, end in self.pending:
-            end.synchronize()
-            ms = float(self.be.xp.cuda.get_elapsed_time(start, end))
-            self.spans[name] = self.spans.get(name, 0.0) + ms
-        self.pending.clear()
-
 
 def _median(timed, fn, repeats: int = 5) -> float:
     return float(np.median([timed(fn) for _ in range(repeats)]))

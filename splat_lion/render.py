@@ -90,20 +90,24 @@ class Gradients(Flat):
         return super().__getattr__(name)
 
 
-def render_backward(out: RenderOutput, v_image, v_alpha=None) -> Gradients:
+def render_backward(out: RenderOutput, v_image, v_alpha=None, *, phase=None) -> Gradients:
     """Gradients of a loss with respect to every parameter, given its gradient with respect
-    to out.image [H, W, 3] (and optionally out.alpha [H, W])."""
+    to out.image [H, W, 3] (and optionally out.alpha [H, W]). phase(name): a context manager
+    entered around each stage ("rasterize_bwd", "project_bwd"), as render's."""
     g, cam = out.gaussians, out.camera
     be = g.backend
+    phase = phase or _no_phase
     check_array("v_image", v_image, np.float32, (cam.height, cam.width, 3), be.xp)
-    if v_alpha is None:
-        v_alpha = be.zeros((cam.height, cam.width), np.float32, tag="loss")
     p = out.projected
-    v2d = rasterize_bwd(out.bins["ranges"], out.bins["ids"], p["means2d"], p["conics"],
-                        p["colors"], g.opacities, out.background, cam.width, cam.height,
-                        out.alpha, out.last, v_image, v_alpha, be)
-    v3d = project_bwd(g, cam, p["radii"], v2d["means2d"], v2d["conics"], v2d["colors"],
-                      out.sh_degree)
+    with phase("rasterize_bwd"):
+        if v_alpha is None:
+            v_alpha = be.zeros((cam.height, cam.width), np.float32, tag="loss")
+        v2d = rasterize_bwd(out.bins["ranges"], out.bins["ids"], p["means2d"], p["conics"],
+                            p["colors"], g.opacities, out.background, cam.width, cam.height,
+                            out.alpha, out.last, v_image, v_alpha, be)
+    with phase("project_bwd"):
+        v3d = project_bwd(g, cam, p["radii"], v2d["means2d"], v2d["conics"], v2d["colors"],
+                          out.sh_degree)
     grads = Gradients(g.layout, g.layout.zeros(tag="grads", backend=be))
     for name in ("means", "scales", "quats", "sh0"):
         grads[name][...] = v3d[name]

@@ -97,3 +97,17 @@ def test_gpu_check_runs_every_section_and_writes_json_and_log(tmp_path, monkeypa
     assert set(sections["step"]["data"]["phase_ms"]) == {"project", "binning", "rasterize",
                                                          "loss", "backward", "optimizer"}
     assert out.with_suffix(".log").read_text().startswith("gpu_check on cpu")
+
+
+def test_bench_step_times_every_phase_and_writes_json(tmp_path, monkeypatch):
+    import bench_step
+
+    monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
+    out = tmp_path / "step.json"
+    assert bench_step.main(["--quick", "--repeats", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(c))
+    for case in ("knot", "synthetic"):
+        row = result["cases"][case]
+        assert list(row["phases"]) == list(bench_step.PHASES)
+        assert row["counts"]["launches"] == 7 and row["intersections"] > 0
+        assert all(p["bytes"] > 0 and p["ms"] > 0 for p in row["phases"].values())
