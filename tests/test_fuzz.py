@@ -30,7 +30,9 @@ from splat_lion.cameras import orbit_cameras
 from splat_lion.checkpoint import load_checkpoint, save_checkpoint
 from splat_lion.datasets import load_colmap, load_transforms, write_colmap, write_transforms
 from splat_lion.errors import SplatLionError
-from splat_lion.ply import load_ply
+from splat_lion.backend import get_backend
+from splat_lion.gaussians import Gaussians
+from splat_lion.ply import load_ply, save_ply
 
 # skipped views are a warning, not an error: fine here
 pytestmark = pytest.mark.filterwarnings("ignore::splat_lion.datasets.MissingImagesWarning")
@@ -379,3 +381,29 @@ def test_ascii_ply_mutations(ascii_ply, tmp_path, edits, count):
     g = read_or_our_error(load_ply, path)
     if g is not None:
         assert np.isfinite(g.backend.to_numpy(g.params.data)).all()
+
+
+@pytest.fixture(scope="module")
+def binary_ply(tmp_path_factory):
+    """A valid binary PLY of 5 splats at SH degree 1 with extra properties."""
+    rng = np.random.default_rng(0)
+    g = Gaussians.from_arrays(rng.normal(size=(5, 3)), rng.normal(size=(5, 3)) - 3,
+                              rng.normal(size=(5, 4)), rng.normal(size=5),
+                              rng.normal(size=(5, 1, 3)), rng.normal(size=(5, 3, 3)),
+                              backend=get_backend("cpu"))
+    g.extra["label"] = np.arange(5, dtype=np.int32)
+    return save_ply(g, tmp_path_factory.mktemp("ply") / "v.ply").read_bytes()
+
+
+@FUZZ
+@given(edits=EDITS)
+def test_binary_ply_mutations(binary_ply, tmp_path, edits):
+    """Corrupted binary PLY files raise PlyError (or load), never anything else, and a file
+    that loads holds no non-finite splat."""
+    path = tmp_path / "b.ply"
+    path.write_bytes(edit_bytes(binary_ply, edits))
+    g = read_or_our_error(load_ply, path)
+    if g is not None:
+        values = g.backend.to_numpy(g.params.data)
+        for name in g.layout.names:
+            assert np.isfinite(g.layout.view(values, name)).all()
