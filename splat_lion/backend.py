@@ -20,12 +20,19 @@ Every allocation names what it is for (a tag from
 TAGS, DESIGN §7) and is counted under it while it lives: `be.memory` (a Ledger,
 splat_lion/ledger.py) holds the bytes per tag now and at peak; `be.track(a, tag=...)` counts an array made with
 `xp` directly.
+
+Per-step scratch (binning's sort buffers, the backward pass's intermediates) comes from
+`be.workspace(key, shape, dtype, tag=...)`: a view of a buffer kept for `key` between calls and
+grown to the largest size asked, so a fit step allocates nothing once its sizes have been seen
+(Workspaces below). The buffers are counted under their tag while they are kept.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +83,73 @@ class BackendFallbackWarning(UserWarning):
     """CuPy is installed, yet the automatic choice runs on the CPU: the cuda probe failed."""
 
 
+class Workspaces:
+    """Buffers kept between calls for per-step scratch, one list of buffers per key.
+
+    `get(key, shape, dtype, tag=...)` returns a [shape] view of a kept buffer of the key that
+    nothing else holds any more (no view of it is alive outside this object: the previous
+    step's outputs were dropped), growing it when it is too small; when every kept buffer of
+    the key is still held (two renders alive at once), another one is made, and kept if the
+    key has fewer than SLOTS. So a view handed out is never handed out again while it is alive,
+    and a fit step, which drops its outputs before the next, allocates nothing after warm-up.
+    Growth is to max(size asked, 5/4 x the old size): sizes that creep up from step to step
+    (intersections per view) settle after a few growths. With `zeros=True` new buffers start
+    zeroed (a key's users may keep them zero between uses, as the sort's counters do); their
+    contents are otherwise whatever the last user left.
+
+    "Held" is read from reference counts: a view keeps its buffer alive (NumPy, CuPy and the
+    CuPy stand-in all point a view's `base` at the buffer that owns the memory), so a buffer
+    whose only reference is this object's list is free.
+    """
+
+    SLOTS = 2  # buffers kept per key; beyond that, one is made per call and not kept
+
+    def __init__(self, backend: "Backend") -> None:
+        self._backend = backend
+        self._slots: dict[str, list] = {}
+        self._kinds: dict[str, tuple] = {}  # key -> (dtype, tag, zeros)
+
+    def get(self, key: str, shape, dtype, *, tag: str, zeros: bool = False):
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+        dtype = np.dtype(dtype)
+        kind = (dtype, tag, bool(zeros))
+        if self._kinds.setdefault(key, kind) != kind:
+            raise ValueError(f"workspace {key!r}: asked as {kind}, made as {self._kinds[key]}")
+        size = math.prod(shape)
+        slots = self._slots.setdefault(key, [])
+        for i in range(len(slots)):
+            if not self._held(slots, i):
+                if slots[i].size < size:
+                    old = slots.pop(i).size  # the old buffer goes before the new one is made
+                    slots.insert(i, self._make(max(size, old * 5 // 4), kind))
+                return slots[i][:size].reshape(shape)
+        buf = self._make(size, kind)
+        if len(slots) < self.SLOTS:
+            slots.append(buf)
+        return buf[:size].reshape(shape)
+
+    def drop(self, prefix: str = "", *, keep: str | None = None) -> None:
+        """Let go of the kept buffers whose key starts with `prefix` (all by default), but
+        those of key `keep`: a free one is freed, a held one lives on with its holder and is
+        forgotten here."""
+        for key in [k for k in self._slots if k.startswith(prefix) and k != keep]:
+            del self._slots[key]
+
+    def buffers(self) -> list:
+        """Every kept buffer (tests, memory accounting)."""
+        return [b for slots in self._slots.values() for b in slots]
+
+    def _make(self, size: int, kind):
+        dtype, tag, zeros = kind
+        make = self._backend.zeros if zeros else self._backend.empty
+        return make((size,), dtype, tag=tag)
+
+    @staticmethod
+    def _held(slots: list, i: int) -> bool:
+        # references: the list's, and getrefcount's argument; any more are views alive
+        return sys.getrefcount(slots[i]) > 2
+
+
 class Backend:
     """Array module, allocation, kernel launch and a few array primitives for one device kind."""
 
@@ -86,6 +160,7 @@ class Backend:
         self.launch_count = 0  # kernel launches so far (tests count launches per step)
         self._tables: dict[tuple, Any] = {}
         self.memory = Ledger()  # bytes per tag of the arrays alive now, and at peak
+        self.workspaces = Workspaces(self)  # per-step scratch kept between calls
 
     # -- allocation --------------------------------------------------------------------
     def empty(self, shape, dtype=np.float32, *, tag: str):
@@ -107,6 +182,13 @@ class Backend:
         while it lives, unless counted already or a view of another array's memory."""
         check_tag(tag)
         return self.memory.adopt(a, tag)
+
+    def workspace(self, key: str, shape, dtype=np.float32, *, tag: str, zeros: bool = False):
+        """A [shape] view of a buffer kept for `key` between calls, grown to the largest size
+        asked and counted under `tag` while kept; never one a live view still uses
+        (Workspaces). zeros=True: made zeroed (the caller keeps it zero between uses)."""
+        check_tag(tag)
+        return self.workspaces.get(key, shape, dtype, tag=tag, zeros=zeros)
 
     def table(self, host: np.ndarray):
         """A small read-only table (kernel parameters: segments, learning rates) on this
@@ -144,9 +226,12 @@ class Backend:
     def _argsort(self, keys):
         return self.xp.argsort(keys, kind="stable")
 
-    def cumsum(self, a, dtype=None, *, tag: str = "scratch"):
-        """Inclusive prefix sum of a 1-D array, counted under `tag`."""
+    def cumsum(self, a, dtype=None, *, tag: str = "scratch", out=None):
+        """Inclusive prefix sum of a 1-D array, counted under `tag`; into `out` (a 1-D array
+        of a's size, counted already) when given."""
         check_tag(tag)
+        if out is not None:
+            return self.xp.cumsum(a, dtype=dtype, out=out)
         return self.memory.add(self.xp.cumsum(a, dtype=dtype), tag)
 
     def to_numpy(self, a) -> np.ndarray:

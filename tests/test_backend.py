@@ -284,3 +284,75 @@ def test_launch_counts_launches(be):
     be.launch(k, (1,), (32,), (x, x, np.float32(1), np.int64(10)))
     be.launch(k, (1,), (32,), (x, x, np.float32(1), np.int64(10)))
     assert be.launch_count == before + 2
+
+
+def test_cumsum_into_out_allocates_nothing(be, rng):
+    counts = be.asarray(rng.integers(0, 9, 100).astype(np.int32), tag="scratch")
+    out = be.empty(100, np.int32, tag="scratch")
+    before = be.memory.current_bytes()
+    got = be.cumsum(counts, out=out)
+    assert be.memory.current_bytes() == before
+    np.testing.assert_array_equal(be.to_numpy(got), np.cumsum(be.to_numpy(counts)))
+    np.testing.assert_array_equal(be.to_numpy(out), np.cumsum(be.to_numpy(counts)))
+
+
+# -- workspaces ------------------------------------------------------------------------------
+
+def test_a_workspace_is_handed_out_again_once_its_views_are_gone(be):
+    a = be.workspace("test.ws", (4, 5), np.float32, tag="scratch")
+    a.fill(3)
+    assert a.shape == (4, 5) and a.dtype == np.float32
+    del a
+    before = be.memory.current_bytes()
+    b = be.workspace("test.ws", (2, 10), np.float32, tag="scratch")
+    assert be.memory.current_bytes() == before and len(be.workspaces.buffers()) >= 1
+    assert (be.to_numpy(b) == 3).all()  # the same memory, as the last user left it
+    del b
+    be.workspaces.drop("test.")
+
+
+def test_a_held_workspace_is_never_handed_out_again(be):
+    a = be.workspace("test.held", 8, np.int32, tag="scratch")
+    view_of_a = a[2:].reshape(2, 3)  # a view of a view still holds the buffer
+    del a
+    b = be.workspace("test.held", 8, np.int32, tag="scratch")
+    c = be.workspace("test.held", 8, np.int32, tag="scratch")  # beyond SLOTS: not kept
+    view_of_a.fill(1)
+    b.fill(2)
+    c.fill(3)
+    assert (be.to_numpy(view_of_a) == 1).all() and (be.to_numpy(b) == 2).all()
+    assert len([1 for k in be.workspaces._slots if k == "test.held"]) == 1
+    assert len(be.workspaces._slots["test.held"]) == be.workspaces.SLOTS
+    be.workspaces.drop("test.")
+
+
+def test_workspaces_grow_to_the_largest_size_asked(be):
+    def kept():  # sizes of the kept buffers (holding none of them)
+        return [b.size for b in be.workspaces._slots["test.grow"]]
+
+    be.workspace("test.grow", 100, np.float32, tag="scratch")
+    be.workspace("test.grow", 50, np.float32, tag="scratch")
+    assert kept() == [100]  # smaller: the same buffer
+    be.workspace("test.grow", 101, np.float32, tag="scratch")
+    assert kept() == [125]  # 5/4 of the old size
+    be.workspace("test.grow", 400, np.float32, tag="scratch")
+    assert kept() == [400]
+    be.workspaces.drop("test.")
+
+
+def test_workspaces_are_counted_under_their_tag_while_kept(be):
+    before = be.memory.current_bytes("intersections")
+    be.workspace("test.count", 256, np.uint32, tag="intersections")
+    assert be.memory.current_bytes("intersections") - before == 1024
+    be.workspaces.drop("test.")
+    assert be.memory.current_bytes("intersections") == before
+
+
+def test_zeroed_workspaces_start_zero_and_a_key_keeps_its_kind(be):
+    z = be.workspace("test.zero", 1000, np.int32, tag="scratch", zeros=True)
+    assert not be.to_numpy(z).any()
+    with pytest.raises(ValueError, match="test.zero"):
+        be.workspace("test.zero", 10, np.float32, tag="scratch", zeros=True)
+    with pytest.raises(ValueError, match="allocation tag"):
+        be.workspace("test.other", 10, np.float32, tag="nonsense")
+    be.workspaces.drop("test.")
