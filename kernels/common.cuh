@@ -62,6 +62,22 @@ __device__ __forceinline__ void warp_sum_atomic_add_full(float* dst, float v) {
 #endif
 }
 
+// Whether the lanes of a full warp in lockstep must make the warp_sum_atomic_add_full calls
+// that follow, `has_values` telling whether this lane has anything to add. Guard only calls
+// that a lane without values would make with v = 0 (and work whose results only they use):
+// the skip must not change what is added. GPU: whether any lane of the warp has values
+// (__any_sync: the same answer on every lane, so the warp skips or goes on as one and no lane
+// leaves a collective). CPU (the sanctioned difference above): this lane's own has_values:
+// every lane adds directly there, so a lane with nothing to add skips alone, with no fiber
+// switch per call; what is added, and in which order, is the same as without the skip.
+__device__ __forceinline__ bool warp_sums_needed(bool has_values) {
+#if defined(__CUDACPU__) && !defined(SPLAT_LION_WARP_SUM_ON_CPU)
+    return has_values;
+#else
+    return __any_sync(FULL_WARP_MASK, has_values);
+#endif
+}
+
 // bfloat16 as raw 16-bit words (no cuda_bf16.h: the CPU runtime has none).
 // The top half of a float32; rounding to it is round-to-nearest-even, NaN stays NaN.
 __device__ __forceinline__ float bf16_to_float(unsigned short h) {

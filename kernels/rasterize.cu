@@ -14,8 +14,12 @@
 // Mapping: one block per TILE x TILE tile, one thread per pixel; the tile's splats are
 //          loaded into shared memory in batches of one per thread; the block stops when
 //          __syncthreads_count says every pixel is done.
-//          Backward sums each splat's gradient over a warp before one atomic add
-//          (warp_sum_atomic_add_full): every pixel of a warp visits the same splat together.
+//          Backward: each block walks back from the furthest last contributor of its pixels,
+//          each warp from that of its own lanes; a splat that no lane of the warp takes (all
+//          beyond their last, or skipped by the forward pass) is passed over as one
+//          (warp_sums_needed); the others' gradients are summed over the warp before one atomic
+//          add (warp_sum_atomic_add_full): every pixel of a warp visits the same splat together.
+//          BWD_SKIPS=0 (tests) walks every splat of the tile with every warp: same results.
 // Layout:  ranges: [T, 2] int32; ids: [M] int32; means2d: [N, 2]; conics: [N, 3];
 //          colors: [N, 3]; opacities: [N] (logits); background: [3];
 //          image: [H, W, 3]; alpha: [H, W]; last: [H, W] int32; v_image: [H, W, 3];
@@ -24,6 +28,19 @@
 #include "common.cuh"
 
 #define BATCH (TILE * TILE)
+#ifndef BWD_SKIPS
+#define BWD_SKIPS 1  // rasterize_bwd passes over what no pixel needs (0: tests, walk everything)
+#endif
+static_assert(BATCH % 32 == 0, "a tile is made of full warps (rasterize_bwd sums over warps)");
+
+// rasterize_bwd's minimum of resident blocks per SM, hence its register bound: where an SM
+// holds 2048 threads (sm_80, sm_90), 1280 threads at 48 registers (5 blocks of 256); unbounded,
+// ptxas takes 52 and fits 4. sm_75 holds 1024 threads: no bound (ptxas warns at 5).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define BWD_MIN_BLOCKS (1280 / BATCH)
+#else
+#define BWD_MIN_BLOCKS 1
+#endif
 
 // This thread's pixel in its block's TILE x TILE tile, and the tile's run of sorted splats.
 struct TilePixel {
@@ -111,7 +128,7 @@ rasterize_fwd(const int* __restrict__ ranges, const int* __restrict__ ids,
     }
 }
 
-extern "C" __global__ void __launch_bounds__(BATCH)
+extern "C" __global__ void __launch_bounds__(BATCH, BWD_MIN_BLOCKS)
 rasterize_bwd(const int* __restrict__ ranges, const int* __restrict__ ids,
               const float* __restrict__ means2d, const float* __restrict__ conics,
               const float* __restrict__ colors, const float* __restrict__ opacities,
@@ -124,12 +141,30 @@ rasterize_bwd(const int* __restrict__ ranges, const int* __restrict__ ids,
     __shared__ float2 s_xy[BATCH];
     __shared__ float4 s_conic_opacity[BATCH];
     __shared__ float3 s_color[BATCH];
+    __shared__ int s_warp_last[BATCH / 32];
     const TilePixel t = tile_pixel(ranges, width, height);
     const int pix = t.inside ? t.py * width + t.px : 0;
+    const int warp = t.rank / 32;
 
     const float T_final = t.inside ? 1.0f - alpha_out[pix] : 1.0f;
     float T = T_final;
     const int my_last = t.inside ? last[pix] : 0;
+
+    // The furthest last contributor of this warp and of the block: the walk starts at the
+    // block's, and each warp skips the splats behind its own (s_id is free until the first
+    // batch loads).
+    s_id[t.rank] = my_last;
+    __syncthreads();
+    int warp_last = 0;
+    for (int k = 0; k < 32; k++) warp_last = max(warp_last, s_id[32 * warp + k]);
+    if (t.rank % 32 == 0) s_warp_last[warp] = warp_last;
+    __syncthreads();
+    int block_last = 0;  // at most the tile's splats, whatever `last` holds
+    for (int k = 0; k < BATCH / 32; k++) block_last = max(block_last, s_warp_last[k]);
+    block_last = min(block_last, t.end - t.start);
+    if (!BWD_SKIPS) block_last = warp_last = t.end - t.start;
+    const int rounds = (block_last + BATCH - 1) / BATCH;
+
     float gp[3] = {0.0f, 0.0f, 0.0f};
     float g_alpha_out = 0.0f;
     if (t.inside) {
@@ -139,11 +174,12 @@ rasterize_bwd(const int* __restrict__ ranges, const int* __restrict__ ids,
     const float bg_dot = background[0] * gp[0] + background[1] * gp[1] + background[2] * gp[2];
     float behind[3] = {0.0f, 0.0f, 0.0f};  // S: colour composited behind, normalised
     float last_alpha = 0.0f, last_color[3] = {0.0f, 0.0f, 0.0f};
-    int position = t.end - t.start;  // tile-list position of the splat about to be visited, + 1
 
-    for (int r = 0; r < t.rounds; r++) {
-        __syncthreads();  // the previous batch is no longer read
-        const int idx = t.end - 1 - (r * BATCH + t.rank);  // batches from the back
+    for (int r = 0; r < rounds; r++) {
+        // the previous batch is no longer read (before the first: the barrier above)
+        if (r > 0) __syncthreads();
+        // batches from the block's furthest last contributor to the front
+        const int idx = t.start + block_last - 1 - (r * BATCH + t.rank);
         if (idx >= t.start) {
             const int id = ids[idx];
             s_id[t.rank] = id;
@@ -154,20 +190,31 @@ rasterize_bwd(const int* __restrict__ ranges, const int* __restrict__ ids,
             s_color[t.rank] = make_float3(colors[3 * id], colors[3 * id + 1], colors[3 * id + 2]);
         }
         __syncthreads();
-        const int batch = min(BATCH, t.end - t.start - r * BATCH);
-        for (int j = 0; j < batch; j++) {
-            // Every lane runs every iteration to the reductions at the end (lanes with
-            // nothing to add pass 0), so the warp sums stay in lockstep.
-            position--;
+        // slot j holds tile-list position block_last - 1 - r * BATCH - j; the slots before
+        // `first` lie behind every last contributor of this warp (warp-uniform)
+        const int batch = min(BATCH, block_last - r * BATCH);
+        const int first = max(0, block_last - r * BATCH - warp_last);
+        for (int j = first; j < batch; j++) {
+            const int position = block_last - 1 - r * BATCH - j;
             const float4 co = s_conic_opacity[j];
-            const float dx = s_xy[j].x - t.pfx, dy = s_xy[j].y - t.pfy;
-            const float power = -0.5f * (co.x * dx * dx + co.z * dy * dy) - co.y * dx * dy;
-            const float gauss = expf(fminf(power, 0.0f));
-            const float raw_alpha = co.w * gauss;
-            const float alpha = fminf(0.99f, raw_alpha);
             // behind this pixel's last contributor, or skipped by the forward pass: nothing
-            const bool valid = t.inside && position < my_last && power <= 0.0f &&
-                               alpha >= 1.0f / 255.0f;
+            bool valid = position < my_last;
+            float dx = 0.0f, dy = 0.0f, gauss = 0.0f, raw_alpha = 0.0f, alpha = 0.0f;
+            if (valid) {
+                dx = s_xy[j].x - t.pfx;
+                dy = s_xy[j].y - t.pfy;
+                const float power = -0.5f * (co.x * dx * dx + co.z * dy * dy) - co.y * dx * dy;
+                if (power <= 0.0f) {
+                    gauss = expf(power);
+                    raw_alpha = co.w * gauss;
+                    alpha = fminf(0.99f, raw_alpha);
+                }
+                valid = alpha >= 1.0f / 255.0f;  // alpha is 0 where power > 0 (or NaN)
+            }
+            // A splat no lane of the warp takes costs no warp sums. Past this point every
+            // lane of the warp runs the iteration to the reductions at its end (lanes with
+            // nothing to add pass 0), so the warp sums stay in lockstep.
+            if (BWD_SKIPS && !warp_sums_needed(valid)) continue;
             float g_color = 0.0f, g_power = 0.0f, g_raw = 0.0f;  // g_color = dC/dc_i = a T
             if (valid) {
                 T = T / (1.0f - alpha);  // transmittance in front of this splat

@@ -1,5 +1,6 @@
 """kernels/rasterize.cu vs reference/rasterize.py: forward, backward (vs the reference and vs
-finite differences of the forward reference), and the backward's two atomic-add variants."""
+finite differences of the forward reference), the backward's two atomic-add variants, and its
+skips (of what no pixel of a warp or block needs), which change no result."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from splat_lion.binning import bin_intersections
+from splat_lion.kernels import TILE, num_tiles
 from splat_lion.project import project_fwd
 from splat_lion.rasterize import rasterize_bwd, rasterize_fwd
 from splat_lion.reference import rasterize as ref
@@ -38,6 +40,31 @@ def small_inputs(be, rng, random_scene, camera):
                   scale=(0.15, 0.4), background=(0.3, 0.1, 0.2))
 
 
+def long_walk_inputs(be, rng, random_scene, camera):
+    """700 splats in the middle of 40 x 40 pixels (3 x 3 tiles, the last row and column
+    overhanging the image by 8 pixels): tiles of up to 700 splats (3 batches), nine in ten
+    faint (long walks), one in ten nearly opaque (early stops). Per tile, `last` then varies
+    from warp to warp, whole warps have none (outside the image or the splats), and the
+    block's furthest last contributor falls short of the tile's list."""
+    n = 700
+    opacity = np.where(rng.random(n) < 0.9, rng.uniform(-5, -2, n), rng.uniform(2, 5, n))
+    args = inputs(be, rng, random_scene, camera(40, 40), n, 0, spread=0.5)
+    args[5][:] = be.asarray(opacity.astype(np.float32), tag="params")
+    return args
+
+
+def warp_and_block_lasts(last, width, height):
+    """[tiles, warps] the furthest last contributor of each warp (TILE x TILE pixels, warps of
+    32 consecutive pixels in row-major order, pixels outside the image count 0), and [tiles]
+    that of each block."""
+    tx, ty = num_tiles(width, height)
+    padded = np.zeros((ty * TILE, tx * TILE), np.int64)
+    padded[:height, :width] = last
+    tiles = padded.reshape(ty, TILE, tx, TILE).transpose(0, 2, 1, 3).reshape(tx * ty, -1, 32)
+    warp = tiles.max(2)
+    return warp, warp.max(1)
+
+
 def host(be, args):
     return tuple(be.to_numpy(a) if hasattr(a, "shape") else a for a in args)
 
@@ -61,20 +88,25 @@ def test_forward_matches_reference(be, rng, random_scene, camera, size, degree):
     assert want_alpha.max() > 0.5, "the scene should cover part of the image"
 
 
-def test_backward_matches_reference(be, rng, random_scene, camera):
-    """Many splats and tiles: the kernel's back-to-front recurrence and float32 atomics vs the
-    reference's direct sums in float64, from the same forward pass."""
-    cam = camera(64, 48)
-    args = inputs(be, rng, random_scene, cam, 300)
+@pytest.mark.parametrize("scene", ["many_tiles", "long_walks"])
+def test_backward_matches_reference(be, rng, random_scene, camera, scene):
+    """Many splats and tiles, or long walks that the skips cut short: the kernel's
+    back-to-front recurrence and float32 atomics vs the reference's direct sums in float64,
+    from the same forward pass."""
+    if scene == "many_tiles":
+        args = inputs(be, rng, random_scene, camera(64, 48), 300)
+    else:
+        args = long_walk_inputs(be, rng, random_scene, camera)
+    width, height = args[-2:]
     _, alpha, last = rasterize_fwd(*args, be)
-    v_image, v_alpha = cotangents(rng, cam.width, cam.height)
+    v_image, v_alpha = cotangents(rng, width, height)
     got = rasterize_bwd(*args, alpha, last, be.asarray(v_image, tag="loss"),
                         be.asarray(v_alpha, tag="loss"), be)
     want = ref.rasterize_bwd(*host(be, args), be.to_numpy(alpha), be.to_numpy(last), v_image,
                              v_alpha)
     for name in NAMES:
         scale = np.abs(want[name]).max()
-        assert scale > 0.1, name  # the test has teeth
+        assert scale > 0.01, name  # the test has teeth
         g = be.to_numpy(got[name])
         # float32 vs float64 may flip the alpha >= 1/255 test at a few splat-pixel pairs
         close = np.isclose(g, want[name], atol=1e-3 * scale, rtol=1e-3)
@@ -136,6 +168,57 @@ def test_backward_warp_sums_agree_with_direct_atomics(cpu, rng, random_scene, ca
     for name in direct:
         np.testing.assert_allclose(warp[name], direct[name], rtol=1e-4, atol=1e-5, err_msg=name)
     assert np.abs(direct["means2d"]).max() > 0
+
+
+def test_long_walks_give_the_skips_something_to_skip(cpu, rng, random_scene, camera):
+    """The scene of the skip tests below has each kind of skip: tiles of several batches,
+    blocks whose furthest last contributor is short of the tile's list, warps short of their
+    block's, and warps with no contributor in a tile that has splats."""
+    args = long_walk_inputs(cpu, rng, random_scene, camera)
+    ranges, width, height = args[0], args[-2], args[-1]
+    _, _, last = rasterize_fwd(*args, cpu)
+    warp_last, block_last = warp_and_block_lasts(last, width, height)
+    listed = ranges[:, 1] - ranges[:, 0]
+    assert listed.max() > 2 * TILE * TILE
+    assert (block_last < listed).sum() >= 2 and (block_last > 0).sum() >= 2
+    assert (warp_last < block_last[:, None]).sum() >= 8
+    assert ((warp_last == 0) & (listed[:, None] > 0)).sum() >= 8
+
+
+@pytest.mark.parametrize("scene", ["many_tiles", "long_walks"])
+def test_backward_skips_change_no_bit_on_the_cpu(cpu, rng, random_scene, camera, scene):
+    """Each lane adds its own gradients on the CPU (common.cuh): passing over what no lane
+    needs leaves out only zeros, so the sums, in the same order, are bit for bit those of
+    the walk over every splat of every tile (BWD_SKIPS=0). Fits resume exactly on this."""
+    if scene == "many_tiles":
+        args = inputs(cpu, rng, random_scene, camera(64, 48), 300)
+    else:
+        args = long_walk_inputs(cpu, rng, random_scene, camera)
+    _, alpha, last = rasterize_fwd(*args, cpu)
+    v_image, v_alpha = cotangents(rng, *args[-2:])
+    skipping = rasterize_bwd(*args, alpha, last, v_image, v_alpha, cpu)
+    walking = rasterize_bwd(*args, alpha, last, v_image, v_alpha, cpu, defines={"BWD_SKIPS": 0})
+    for name in NAMES:
+        np.testing.assert_array_equal(skipping[name], walking[name], err_msg=name)
+    assert np.abs(skipping["opacities"]).max() > 0
+
+
+def test_backward_skips_keep_the_warp_sums(cpu, rng, random_scene, camera):
+    """The GPU variant (a warp-uniform vote, then warp sums; through the runtime's shuffle
+    emulation) with and without the skips: the same sums up to the order in which warps'
+    atomics land."""
+    args = long_walk_inputs(cpu, rng, random_scene, camera)
+    _, alpha, last = rasterize_fwd(*args, cpu)
+    v_image, v_alpha = cotangents(rng, *args[-2:])
+    warp = {"SPLAT_LION_WARP_SUM_ON_CPU": 1}
+    skipping = rasterize_bwd(*args, alpha, last, v_image, v_alpha, cpu, defines=warp)
+    walking = rasterize_bwd(*args, alpha, last, v_image, v_alpha, cpu,
+                            defines={**warp, "BWD_SKIPS": 0})
+    for name in NAMES:
+        scale = np.abs(walking[name]).max()
+        assert scale > 0, name
+        np.testing.assert_allclose(skipping[name], walking[name], rtol=1e-5, atol=1e-6 * scale,
+                                   err_msg=name)
 
 
 def test_wrappers_check_their_arguments(cpu, rng, random_scene, camera):
