@@ -89,93 +89,102 @@ __device__ __forceinline__ unsigned short float_to_bf16(float f) {
     return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-// sign(x) with sign(0) = 0 and sign(NaN) = NaN (so a NaN is never silently dropped).
-// On bits, so compilers emit selects, not branches (random signs defeat a predictor).
+// sign(x) with sign(+-0) = +0 (as NumPy's sign) and sign(NaN) = NaN (so a NaN is never
+// silently dropped). On bits, so compilers emit selects, not branches (random signs defeat a
+// predictor).
 __device__ __forceinline__ float sign_or_nan(float x) {
     const unsigned u = __float_as_uint(x);
     const unsigned magnitude = u & 0x7fffffffu;
-    const unsigned one = magnitude != 0u ? 0x3f800000u : 0u;  // 1.0f, or 0 for +-0
-    return __uint_as_float(magnitude > 0x7f800000u ? u : (u & 0x80000000u) | one);
+    const unsigned one = (u & 0x80000000u) | 0x3f800000u;  // +-1.0f
+    return __uint_as_float(magnitude > 0x7f800000u ? u : magnitude != 0u ? one : 0u);
 }
 
-// One thread's share of a fused optimizer step: 4 consecutive floats of a flat buffer and
-// the segment (attribute) they lie in. segments: [S, 3] int64 (begin, end, width), sorted,
-// the first beginning at 0, each at a multiple of 4; hyper: [S, 2] float32 (lr, wd).
-struct Chunk {
-    long long i;               // first element
-    int n;                     // elements in the chunk (< 4 only at the tail of a lone tensor)
-    long long begin, end;      // the segment's elements; e >= end is padding
-    long long width;           // floats per splat in the segment
-    float lr, wd;              // the segment's learning rate and weight decay
+// -- fused optimizer steps (lion.cu, adam.cu) ---------------------------------------------
+//
+// The segment table travels by value as ONE kernel parameter (an OptimTable: on the GPU the
+// parameter space is a constant bank, so no device table and no dependent loads; the CPU
+// runtime copies it). Each entry is an attribute of the flat layout, or a piece of one cut at
+// a splat boundary, of fewer than 2^30 elements. A block works on ONE entry, chosen by its
+// index alone (first_block), so every segment value is uniform across the block; each of its
+// BLOCK threads takes OPTIM_CHUNKS chunks of 4 consecutive floats (16-byte loads), BLOCK
+// chunks apart. splat_lion/optim/base.py builds the table and the grid, and passes its
+// CHUNKS_PER_THREAD and MAX_SEGMENTS as OPTIM_CHUNKS and OPTIM_MAX_SEGMENTS (the defaults
+// here are for tools that compile without them).
+#ifndef OPTIM_CHUNKS
+#define OPTIM_CHUNKS 4
+#endif
+#ifndef OPTIM_MAX_SEGMENTS
+#define OPTIM_MAX_SEGMENTS 8
+#endif
+// The `step` argument that records nothing (INT_MAX: also what the optimizer's flag holds
+// while no non-finite value has been seen).
+#define OPTIM_NO_STEP 0x7fffffff
+
+struct OptimSegment {
+    long long begin;       // first element in the flat buffers (a multiple of 4)
+    unsigned len;          // elements (< 2^30); a last chunk of fewer than 4 is partial
+    unsigned width;        // floats per splat
+    unsigned magic;        // the splat of element offset e is (e * magic) >> shift (base.py)
+    unsigned shift;
+    unsigned splat0;       // index of the entry's first splat in the visibility mask
+    int first_block;       // the entry's first block (unused entries: INT_MAX)
+    float lr, wd;          // learning rate and weight decay
 };
 
-__device__ __forceinline__ Chunk chunk_at(long long c, long long total, const long long* segments,
-                                          const float* hyper, int num_segments) {
-    Chunk k;
-    k.i = 4 * c;
-    k.n = total - k.i < 4 ? (int)(total - k.i) : 4;
+struct OptimTable {
+    OptimSegment seg[OPTIM_MAX_SEGMENTS];
+};
+
+// This block's entry: the last whose first_block it has reached (unrolled: no loop, no
+// dependent loads; the same on every thread of the block).
+__device__ __forceinline__ int optim_block_segment(const OptimTable& t) {
     int s = 0;
-    while (s + 1 < num_segments && k.i >= segments[3 * (s + 1)]) s++;
-    k.begin = segments[3 * s];
-    k.end = segments[3 * s + 1];
-    k.width = segments[3 * s + 2];
-    k.lr = hyper[2 * s];
-    k.wd = hyper[2 * s + 1];
-    return k;
-}
-
-// Whether element e of the chunk is updated: not padding, and (with a mask) of a visible
-// splat; element e belongs to splat (e - begin) / width.
-__device__ __forceinline__ bool element_active(const Chunk& k, long long e,
-                                               const unsigned char* visible, int has_visible) {
-    return e < k.end && (!has_visible || visible[(e - k.begin) / k.width]);
-}
-
-// Up to 4 consecutive values from x + i as floats, with one 16-byte (float) or 8-byte
-// (bfloat16 words) access when n == 4; x + i must then be aligned to that size. n < 4 only
-// at the tail of a buffer whose size is no multiple of 4.
-__device__ __forceinline__ void load4(const float* x, long long i, int n, float v[4]) {
-    if (n == 4) {
-        const float4 q = *reinterpret_cast<const float4*>(x + i);
-        v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
-    } else {
-        #pragma unroll
-        for (int k = 0; k < 4; k++) v[k] = k < n ? x[i + k] : 0.0f;
-    }
-}
-__device__ __forceinline__ void store4(float* x, long long i, int n, const float v[4]) {
-    if (n == 4) {
-        *reinterpret_cast<float4*>(x + i) = make_float4(v[0], v[1], v[2], v[3]);
-    } else {
-        #pragma unroll
-        for (int k = 0; k < 4; k++)
-            if (k < n) x[i + k] = v[k];
-    }
-}
-__device__ __forceinline__ void load4(const unsigned short* x, long long i, int n, float v[4]) {
-    if (n == 4) {
-        const uint2 q = *reinterpret_cast<const uint2*>(x + i);
-        v[0] = bf16_to_float((unsigned short)(q.x & 0xffffu));
-        v[1] = bf16_to_float((unsigned short)(q.x >> 16));
-        v[2] = bf16_to_float((unsigned short)(q.y & 0xffffu));
-        v[3] = bf16_to_float((unsigned short)(q.y >> 16));
-    } else {
-        #pragma unroll
-        for (int k = 0; k < 4; k++) v[k] = k < n ? bf16_to_float(x[i + k]) : 0.0f;
-    }
-}
-__device__ __forceinline__ void store4(unsigned short* x, long long i, int n, const float v[4]) {
-    unsigned short h[4];
     #pragma unroll
-    for (int k = 0; k < 4; k++) h[k] = float_to_bf16(v[k]);
-    if (n == 4) {
-        *reinterpret_cast<uint2*>(x + i) = make_uint2((unsigned)h[0] | ((unsigned)h[1] << 16),
-                                                      (unsigned)h[2] | ((unsigned)h[3] << 16));
-    } else {
-        #pragma unroll
-        for (int k = 0; k < 4; k++)
-            if (k < n) x[i + k] = h[k];
-    }
+    for (int k = 1; k < OPTIM_MAX_SEGMENTS; k++) s += (int)blockIdx.x >= t.seg[k].first_block;
+    return s;
+}
+
+// The splat of element offset e of entry s (relative to its splat0): e / width by one
+// multiply and shift, exact for e < 2^30 (optim/base.py, division_magic). For width >= 2 the
+// shift is >= 32, so the product's high word does: one IMAD.HI and one shift.
+__device__ __forceinline__ unsigned optim_splat(const OptimSegment& s, unsigned e) {
+    return (unsigned)(((unsigned long long)e * s.magic) >> s.shift);
+}
+
+// Visibility of the 4 elements of the full chunk at offset `off` (a multiple of 4) of entry
+// s, as a word whose byte k is non-zero iff element off + k is visible; vis: the mask from the
+// entry's first splat. Element off + k lies in splat q + d_k, where q = off / width (the
+// chunk's one division) and d_k = (r + k) / width, r = off - q * width. Width 1: d_k = k, and
+// the 4 bytes vis[q .. q + 3] are one aligned word (q = off; splat0 and the mask are
+// 4-aligned). Width >= 2: d_k = (k >= t), t = width - r >= 1 (as r + 3 < 2 * width, r being 0
+// for width 2), so bytes k < t come from vis[q], the others from vis[q + 1], read only when
+// t < 4. Either way most chunks of wide attributes read 1 byte.
+__device__ __forceinline__ unsigned optim_chunk_visibility(const OptimSegment& s,
+                                                           const unsigned char* __restrict__ vis,
+                                                           unsigned off) {
+    const unsigned w = s.width;
+    if (w == 1u) return *reinterpret_cast<const unsigned*>(vis + off);
+    const unsigned q = __umulhi(off, s.magic) >> (s.shift - 32u);
+    const unsigned t = w - (off - q * w);
+    const unsigned here = vis[q];
+    const unsigned next = t < 4u ? vis[q + 1] : 0u;
+    // byte k: byte 0 of `here` (selector 0) for k < t, of `next` (selector 4) from k = t on
+    const unsigned select = 0x4444u << (4u * (t < 4u ? t : 4u));
+    return __byte_perm(here, next, select);
+}
+
+// Whether x is neither infinite nor NaN (one compare on the GPU).
+__device__ __forceinline__ bool optim_finite(float x) {
+    return fabsf(x) < __int_as_float(0x7f800000);
+}
+
+// The 4 floats of a full chunk: one 16-byte access; x must be aligned to it.
+__device__ __forceinline__ void load4(const float* __restrict__ x, float v[4]) {
+    const float4 q = *reinterpret_cast<const float4*>(x);
+    v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
+}
+__device__ __forceinline__ void store4(float* __restrict__ x, const float v[4]) {
+    *reinterpret_cast<float4*>(x) = make_float4(v[0], v[1], v[2], v[3]);
 }
 
 // Tiles a splat at mean2d with this radius touches: [x0, x1) x [y0, y1), clamped to the

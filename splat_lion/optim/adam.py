@@ -14,17 +14,20 @@ import numpy as np
 
 from .. import kernels
 from ..backend import Backend, get_backend
-from .base import (BLOCK, FusedOptimizer, check_flat_arrays, check_number, check_tables, grid_for,
-                   visible_arg)
+from .base import (BLOCK, DEFINES, FusedOptimizer, check_flat_arrays, check_nonfinite,
+                   check_number, check_tables, dummy_arg, launch_tables, struct_arg, visible_arg)
 from .lr_table import ADAM_3DGS_LR, LrTable
 
 
 def adam_step(params, grads, exp_avg, exp_avg_sq, segments, hyper, beta1, beta2, eps, step,
-              visible=None, *, backend: Backend | None = None) -> None:
+              visible=None, *, nonfinite=None, record_step=None,
+              backend: Backend | None = None) -> None:
     """One fused Adam step in place over a flat buffer (kernels/adam.cu; reference/adam.py).
 
     params, grads, exp_avg, exp_avg_sq: [total] float32; segments: [S, 3] int64 host table;
-    hyper: [S, 2] float32 host table (lr, weight decay); step: t >= 1; visible: [N] bool.
+    hyper: [S, 2] float32 host table (lr, weight decay); step: t >= 1; visible: [N] bool
+    (4-byte aligned); nonfinite: int32 [1] device array or None: where a gradient or an
+    updated parameter is not finite, the kernel lowers it to `record_step` (an int >= 0).
     """
     be = backend or get_backend()
     total = check_flat_arrays(be, params, grads, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq})
@@ -32,17 +35,22 @@ def adam_step(params, grads, exp_avg, exp_avg_sq, segments, hyper, beta1, beta2,
         if a.dtype != np.float32:
             raise TypeError(f"{name}: expected dtype float32, got {a.dtype}")
     num_splats = check_tables(segments, hyper, total)
-    mask, has_mask = visible_arg(be, visible, num_splats)
+    mask = visible_arg(be, visible, num_splats)
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
         raise ValueError(f"step: expected an int >= 1 (the 1-based count of this update), "
                          f"got {step!r}")
+    flag, record = check_nonfinite(be, nonfinite, record_step)
     # torch.optim.Adam's bias corrections in float64, rounded once to the kernel's float32
     inv_bc1 = np.float32(1.0 / (1.0 - float(beta1) ** int(step)))
     inv_sqrt_bc2 = np.float32(1.0 / math.sqrt(1.0 - float(beta2) ** int(step)))
-    be.launch(kernels.function("adam", "adam_step", backend=be), grid_for(total), (BLOCK,),
-              (params, grads, exp_avg, exp_avg_sq, be.table(segments), be.table(hyper),
-               np.int32(segments.shape[0]), mask, has_mask, np.float32(beta1), np.float32(beta2),
-               np.float32(eps), inv_bc1, inv_sqrt_bc2, np.int64(total)))
+    kernel = kernels.function("adam", "adam_step" if mask is None else "adam_step_masked",
+                              DEFINES, backend=be)
+    mask = dummy_arg(be, np.uint8) if mask is None else mask
+    for table, grid in launch_tables(segments, hyper):
+        be.launch(kernel, grid, (BLOCK,),
+                  (struct_arg(be, table), params, grads, exp_avg, exp_avg_sq, mask,
+                   np.float32(beta1), np.float32(beta2), np.float32(eps), inv_bc1, inv_sqrt_bc2,
+                   flag, record))
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,6 +90,8 @@ class Adam(FusedOptimizer):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
                 "weight_decay": self.weight_decay}
 
-    def _launch(self, be, params, grads, states, segments, hyper, visible, step) -> None:
+    def _launch(self, be, params, grads, states, segments, hyper, visible, count, nonfinite,
+                step) -> None:
         adam_step(params, grads, states["exp_avg"], states["exp_avg_sq"], segments, hyper,
-                  self.beta1, self.beta2, self.eps, step, visible, backend=be)
+                  self.beta1, self.beta2, self.eps, count, visible, nonfinite=nonfinite,
+                  record_step=step, backend=be)

@@ -12,6 +12,7 @@ A fused optimizer is a frozen dataclass of hyper-parameters plus one mutable par
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -30,9 +31,12 @@ class Optimizer(Protocol):
     def step(self, name: str, param, grad) -> None:
         """Update one named tensor in place (state created on first use)."""
 
-    def step_all(self, params: Flat, grads: Flat, visible=None) -> None:
+    def step_all(self, params: Flat, grads: Flat, visible=None, *,
+                 check_finite: bool = False) -> None:
         """Update every attribute of a flat layout in place, in one launch; `visible` [N]
-        bool skips invisible splats entirely (no update, no state decay)."""
+        bool skips invisible splats entirely (no update, no state decay). `check_finite`:
+        the launch also notes, on the device, the first iteration at which a gradient or an
+        updated parameter is infinite or NaN (read it with nonfinite_step())."""
 
     def end_iteration(self) -> None:
         """Advance the iteration the learning-rate schedules read."""
@@ -46,6 +50,39 @@ class Optimizer(Protocol):
 
 
 # -- launch helpers shared by the fused kernels' wrappers ----------------------------------
+
+# Chunks of 4 floats each thread of the fused kernels takes, and the entries one launch's
+# segment table holds: passed to kernels/common.cuh as OPTIM_CHUNKS and OPTIM_MAX_SEGMENTS
+# (its defaults are for tools that compile without them), so this is their one home.
+CHUNKS_PER_THREAD = 4
+MAX_SEGMENTS = 8
+DEFINES = {"OPTIM_CHUNKS": CHUNKS_PER_THREAD, "OPTIM_MAX_SEGMENTS": MAX_SEGMENTS}
+# Elements one table entry may hold: the kernels' offsets into it are 32-bit and their division
+# by the width is exact below 2^30 (division_magic). Larger attributes are cut into pieces.
+MAX_ENTRY_ELEMENTS = 1 << 30
+# The step that records nothing (common.cuh, OPTIM_NO_STEP): INT_MAX.
+NO_STEP = np.iinfo(np.int32).max
+
+# One entry of the segment table (common.cuh, struct OptimSegment), and the table: one kernel
+# parameter, passed by value.
+SEGMENT_DTYPE = np.dtype([("begin", "<i8"), ("len", "<u4"), ("width", "<u4"), ("magic", "<u4"),
+                          ("shift", "<u4"), ("splat0", "<u4"), ("first_block", "<i4"),
+                          ("lr", "<f4"), ("wd", "<f4")], align=True)
+TABLE_DTYPE = np.dtype([("seg", SEGMENT_DTYPE, (MAX_SEGMENTS,))], align=True)
+
+
+def division_magic(width: int) -> tuple[int, int]:
+    """(magic, shift) such that (e * magic) >> shift == e // width for every 0 <= e < 2^30: the
+    kernels' one division per chunk. With l = ceil(log2 width) and shift = max(32, 30 + l),
+    magic = ceil(2^shift / width) exceeds 2^shift / width by err / width, err < width <= 2^l,
+    so e * magic / 2^shift = e / width + e * err / (width 2^shift), the last term below
+    1 / width: the floor is kept. For width >= 2, shift >= 32 and magic < 2^32, so the GPU
+    takes the high word of one 32-bit product (IMAD.HI) and shifts it; width 1 is (1, 0)."""
+    if width == 1:
+        return 1, 0
+    shift = max(32, 30 + (width - 1).bit_length())
+    return -(-(1 << shift) // width), shift
+
 
 def check_tables(segments: np.ndarray, hyper: np.ndarray, total: int) -> int | None:
     """Validate the host segment and hyper-parameter tables of a fused step; return the
@@ -62,6 +99,9 @@ def check_tables(segments: np.ndarray, hyper: np.ndarray, total: int) -> int | N
             or ((end - begin) % width).any()):
         raise ValueError(f"segments: not a valid layout table for a buffer of {total} elements: "
                          f"{segments.tolist()}")
+    if (width > MAX_ENTRY_ELEMENTS // ALIGN).any():
+        raise ValueError(f"segments: a splat of more than {MAX_ENTRY_ELEMENTS // ALIGN} floats "
+                         f"is not supported, got widths {width.tolist()}")
     if not np.isfinite(hyper).all() or (hyper < 0).any():
         raise ValueError(f"hyper: learning rates and weight decays must be finite and >= 0, "
                          f"got {hyper.tolist()}")
@@ -69,22 +109,88 @@ def check_tables(segments: np.ndarray, hyper: np.ndarray, total: int) -> int | N
     return counts.pop() if len(counts) == 1 else None
 
 
+@functools.lru_cache(maxsize=64)
+def _plan(segments_key: bytes) -> tuple[tuple[np.ndarray, np.ndarray, int], ...]:
+    """Per launch: (its table without learning rates, the segment each entry comes from,
+    blocks). Entries hold at most MAX_ENTRY_ELEMENTS elements, cut at splat boundaries that
+    are multiples of 4 splats (so every entry starts 16-byte aligned, and a width-1 entry's
+    mask bytes 4-aligned); empty segments have none."""
+    segments = np.frombuffer(segments_key, np.int64).reshape(-1, 3)
+    entries = []  # (segment index, begin, len, width, splat0)
+    for i, (begin, end, width) in enumerate(segments.tolist()):
+        splats = (end - begin) // width
+        per_entry = MAX_ENTRY_ELEMENTS // width // ALIGN * ALIGN
+        for s0 in range(0, splats, per_entry):
+            n = min(per_entry, splats - s0)
+            entries.append((i, begin + s0 * width, n * width, width, s0))
+    chunks_per_block = BLOCK * CHUNKS_PER_THREAD
+    out = []
+    for lo in range(0, len(entries), MAX_SEGMENTS):
+        table = np.zeros(1, TABLE_DTYPE)
+        seg = table["seg"][0]
+        seg["first_block"] = np.iinfo(np.int32).max  # unused entries: never reached
+        source = np.zeros(MAX_SEGMENTS, np.int64)
+        blocks = 0
+        for j, (i, begin, length, width, s0) in enumerate(entries[lo:lo + MAX_SEGMENTS]):
+            magic, shift = division_magic(width)
+            seg[j] = (begin, length, width, magic, shift, s0, blocks, 0.0, 0.0)
+            source[j] = i
+            chunks = -(-length // ALIGN)
+            blocks += -(-chunks // chunks_per_block)
+        table.setflags(write=False)
+        out.append((table, source, blocks))
+    return tuple(out)
+
+
+def launch_tables(segments: np.ndarray, hyper: np.ndarray):
+    """Per launch of a fused step over `segments` (one for any layout of up to MAX_SEGMENTS
+    attributes below 2^30 elements each): (the OptimTable record, a NumPy array of one
+    TABLE_DTYPE element, with each entry's learning rate and weight decay; its grid)."""
+    out = []
+    for base, source, blocks in _plan(np.ascontiguousarray(segments, np.int64).tobytes()):
+        table = base.copy()
+        seg = table["seg"][0]
+        seg["lr"] = hyper[source, 0]
+        seg["wd"] = hyper[source, 1]
+        out.append((table, (max(1, blocks),)))
+    return out
+
+
+def struct_arg(be: Backend, record: np.ndarray):
+    """A struct kernel parameter from a NumPy array of one structured element: CuPy passes a
+    size-one NumPy array by value (its bytes); the CPU runtime takes the structured scalar."""
+    return record[0] if be.xp is np else record
+
+
 def visible_arg(be: Backend, visible, num_splats: int | None):
-    """(uint8 mask array, has_visible) kernel arguments; a 1-element dummy without a mask."""
+    """The uint8 mask kernel argument, or None without a mask. 4-byte aligned: a width-1
+    attribute reads the mask bytes of its 4 splats as one word."""
     if visible is None:
-        return be.zeros((1,), np.uint8, tag="scratch"), np.int32(0)
+        return None
     check_array("visible", visible, np.bool_, (None,), be.xp)
     if num_splats is None or visible.shape[0] != num_splats:
         raise ValueError(f"visible: expected one entry per splat ({num_splats}), got "
                          f"{visible.shape[0]}")
-    return visible.view(np.uint8), np.int32(1)
+    check_aligned("visible", visible, 4)
+    return visible.view(np.uint8)
 
 
-def grid_for(total: int) -> tuple[int]:
-    """One thread per 4-float chunk. (The kernels also loop grid-stride, but a capped grid
-    makes each CPU-run thread stride through memory: 8x slower at 3M splats there.)"""
-    chunks = (total + 3) // 4
-    return (max(1, (chunks + BLOCK - 1) // BLOCK),)
+def dummy_arg(be: Backend, dtype, value=0):
+    """A 1-element device array for a pointer argument the kernel does not use (no mask) or
+    never writes (no non-finite record): cached, made once per backend."""
+    return be.table(np.full(1, value, dtype))
+
+
+def check_nonfinite(be: Backend, nonfinite, step) -> tuple[object, np.int32]:
+    """(flag array, step) kernel arguments: nonfinite an int32 [1] device array the kernel
+    lowers to `step` where a value turns non-finite, or None (a dummy, and NO_STEP)."""
+    if nonfinite is None:
+        return dummy_arg(be, np.int32, NO_STEP), np.int32(NO_STEP)
+    check_array("nonfinite", nonfinite, np.int32, (1,), be.xp)
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or \
+            not 0 <= step < NO_STEP:
+        raise ValueError(f"step: expected an int in [0, {NO_STEP}) to record, got {step!r}")
+    return nonfinite, np.int32(step)
 
 
 def check_flat_arrays(be: Backend, params, grads, states: dict[str, Any]) -> int:
@@ -119,6 +225,9 @@ class OptimizerState:
     flat_layout: Layout | None = None
     # step_all(): the updates applied so far (Adam's t)
     flat_steps: int = 0
+    # step_all(check_finite=True): int32 [1] device array, the first iteration at which a
+    # gradient or an updated parameter was not finite, NO_STEP (INT_MAX) if none (not saved)
+    nonfinite: Any = None
 
     def replace_with(self, other: "OptimizerState") -> None:
         """Take every value of `other` (load_state_dict checks everything first, then swaps)."""
@@ -150,7 +259,10 @@ class FusedOptimizer:
     def state_dtype(self, name: str) -> np.dtype:
         raise NotImplementedError
 
-    def _launch(self, be, params, grads, states, segments, hyper, visible, step) -> None:
+    def _launch(self, be, params, grads, states, segments, hyper, visible, count, nonfinite,
+                step) -> None:
+        """One fused step: `count` is this update's 1-based count (Adam's t); `nonfinite` the
+        flag array to lower to `step` where a value turns non-finite, or None."""
         raise NotImplementedError
 
     def config(self) -> dict:
@@ -206,9 +318,14 @@ class FusedOptimizer:
         segments = np.array([[0, param.size, 1]], np.int64)
         self._launch(be, param.reshape(-1), grad.reshape(-1),
                      {k: v.reshape(-1) for k, v in buffers.items()}, segments,
-                     self._hyper([name]), None, st.named_steps[name])
+                     self._hyper([name]), None, st.named_steps[name], None, None)
 
-    def step_all(self, params: Flat, grads: Flat, visible=None) -> None:
+    def step_all(self, params: Flat, grads: Flat, visible=None, *,
+                 check_finite: bool = False) -> None:
+        """Update every attribute in one launch (Optimizer.step_all). check_finite=True: the
+        kernel also lowers the optimizer's flag to the current iteration where a gradient or
+        an updated parameter of the updated splats is infinite or NaN; nothing is read back
+        (nonfinite_step() reads it, reset_nonfinite() clears it)."""
         if not isinstance(params, Flat) or not isinstance(grads, Flat):
             raise TypeError("step_all(params, grads): both must be Flat buffers "
                             f"(got {type(params).__name__}, {type(grads).__name__})")
@@ -227,8 +344,30 @@ class FusedOptimizer:
                 f"made for {st.flat_layout.count}: after adding or removing splats, call "
                 "optimizer.gather(index, new_count) with the index used for the parameters")
         st.flat_steps += 1
+        nonfinite = None
+        if check_finite:
+            if st.nonfinite is None:
+                st.nonfinite = be.asarray(np.full(1, NO_STEP, np.int32), tag="optimizer")
+            nonfinite = st.nonfinite
         self._launch(be, params.data, grads.data, st.flat, layout.segment_table(),
-                     self._hyper(layout.names), visible, st.flat_steps)
+                     self._hyper(layout.names), visible, st.flat_steps, nonfinite,
+                     st.iteration)
+
+    # -- non-finite values ---------------------------------------------------------------
+    def nonfinite_step(self) -> int | None:
+        """The first iteration whose step_all(check_finite=True) met a gradient or an updated
+        parameter that is infinite or NaN, None if none has (since reset_nonfinite()). ONE
+        host read (a device sync); find the attribute on the host afterwards."""
+        st = self.state
+        if st.nonfinite is None:
+            return None
+        value = int(self._be().to_numpy(st.nonfinite)[0])
+        return None if value == NO_STEP else value
+
+    def reset_nonfinite(self) -> None:
+        """Forget what nonfinite_step() reports (on the device; nothing is read)."""
+        if self.state.nonfinite is not None:
+            self.state.nonfinite.fill(NO_STEP)
 
     # -- state surgery --------------------------------------------------------------------
     @property

@@ -16,7 +16,8 @@ import numpy as np
 
 from .. import kernels
 from ..backend import Backend, get_backend
-from .base import BLOCK, FusedOptimizer, check_flat_arrays, check_tables, grid_for, visible_arg
+from .base import (BLOCK, DEFINES, FusedOptimizer, check_flat_arrays, check_nonfinite,
+                   check_tables, dummy_arg, launch_tables, struct_arg, visible_arg)
 from .lr_table import LION_DEFAULT_LR, LrTable
 
 # momentum_dtype -> how the buffer is stored
@@ -24,12 +25,14 @@ MOMENTUM_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(np.uint
 
 
 def lion_step(params, grads, momentum, segments, hyper, beta1, beta2, visible=None, *,
-              backend: Backend | None = None) -> None:
+              nonfinite=None, record_step=None, backend: Backend | None = None) -> None:
     """One fused Lion step in place over a flat buffer (kernels/lion.cu; reference/lion.py).
 
     params, grads: [total] float32; momentum: [total] float32 or uint16 (bfloat16 words);
     segments: [S, 3] int64 host table (begin, end, width); hyper: [S, 2] float32 host table
-    (lr, weight decay) per segment; visible: [N] bool or None.
+    (lr, weight decay) per segment; visible: [N] bool (4-byte aligned) or None; nonfinite:
+    int32 [1] device array or None: where a gradient or an updated parameter is not finite,
+    the kernel lowers it to `record_step` (an int >= 0), reading nothing back.
     """
     be = backend or get_backend()
     if getattr(momentum, "dtype", None) not in MOMENTUM_DTYPES.values():
@@ -37,12 +40,16 @@ def lion_step(params, grads, momentum, segments, hyper, beta1, beta2, visible=No
                         f"{getattr(momentum, 'dtype', type(momentum).__name__)}")
     total = check_flat_arrays(be, params, grads, {"momentum": momentum})
     num_splats = check_tables(segments, hyper, total)
-    mask, has_mask = visible_arg(be, visible, num_splats)
-    name = "lion_step_bf16" if momentum.dtype == np.uint16 else "lion_step"
-    be.launch(kernels.function("lion", name, backend=be), grid_for(total), (BLOCK,),
-              (params, grads, momentum, be.table(segments), be.table(hyper),
-               np.int32(segments.shape[0]), mask, has_mask, np.float32(beta1),
-               np.float32(beta2), np.int64(total)))
+    mask = visible_arg(be, visible, num_splats)
+    flag, record = check_nonfinite(be, nonfinite, record_step)
+    name = ("lion_step_bf16" if momentum.dtype == np.uint16 else "lion_step") + \
+        ("" if mask is None else "_masked")
+    kernel = kernels.function("lion", name, DEFINES, backend=be)
+    mask = dummy_arg(be, np.uint8) if mask is None else mask
+    for table, grid in launch_tables(segments, hyper):
+        be.launch(kernel, grid, (BLOCK,),
+                  (struct_arg(be, table), params, grads, momentum, mask, np.float32(beta1),
+                   np.float32(beta2), flag, record))
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,6 +93,7 @@ class Lion(FusedOptimizer):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2,
                 "weight_decay": self.weight_decay, "momentum_dtype": self.momentum_dtype}
 
-    def _launch(self, be, params, grads, states, segments, hyper, visible, step) -> None:
+    def _launch(self, be, params, grads, states, segments, hyper, visible, count, nonfinite,
+                step) -> None:
         lion_step(params, grads, states["momentum"], segments, hyper, self.beta1, self.beta2,
-                  visible, backend=be)
+                  visible, nonfinite=nonfinite, record_step=step, backend=be)
