@@ -1,5 +1,5 @@
 """kernels/lion.cu against reference/lion.py, and the Lion optimizer: sign(0), NaN, named
-tensors, bfloat16 momentum, its state size."""
+tensors, bfloat16 momentum (ties, NaN), its state size."""
 
 from __future__ import annotations
 
@@ -40,6 +40,21 @@ def test_sign_of_zero_is_zero_and_nan_is_not_dropped(be, kind):
     np.testing.assert_array_equal(got[[0, 1, 2, 4]],
                                   np.float32([1.0 - lr, -2.0 + lr, 3.0, 5.0]))
     assert np.isnan(got[3]), "a NaN gradient must surface in the parameter"
+
+
+@pytest.mark.parametrize("kind", ["lion", "lion-bf16"])
+def test_sign_of_minus_zero_is_plus_zero_as_numpys(be, kind):
+    """c = -0 (m = -0, g = -0) with p = -0 and no weight decay: p - lr * (+0 + -0) = -0 - +0 =
+    -0, where sign(-0) = -0 would give -0 - -0 = +0. The reference's np.sign(-0.0) is +0."""
+    p0 = np.float32([-0.0, -0.0, 1.0, -0.0])
+    m0 = np.float32([-0.0, 0.0, -0.0, -0.0])
+    g0 = np.float32([-0.0, -0.0, -0.0, 0.0])
+    segments, hyper = np.array([[0, 4, 1]], np.int64), np.float32([[0.1, 0.0]])
+    m_host = float_to_bf16(m0) if kind == "lion-bf16" else m0
+    want_p, _ = lion_ref(p0, g0, m_host, segments, hyper, 0.9, 0.99)
+    p, m = be.asarray(p0.copy(), tag="params"), be.asarray(m_host.copy(), tag="optimizer")
+    lion_step(p, be.asarray(g0, tag="grads"), m, segments, hyper, 0.9, 0.99, backend=be)
+    np.testing.assert_array_equal(be.to_numpy(p).view(np.uint32), want_p.view(np.uint32))
 
 
 def test_step_works_on_any_named_array_and_checks_shape(cpu, rng):
@@ -99,3 +114,29 @@ def test_bf16_kernel_rounding_matches_reference(be, rng):
     opt.step("x", be.zeros(n, np.float32, tag="params"), be.asarray(g, tag="grads"))
     got = be.to_numpy(opt.state_dict()["named"]["x"]["momentum"])
     np.testing.assert_array_equal(got, float_to_bf16(g))
+
+
+def test_bf16_rounding_breaks_ties_to_even(be):
+    """Momenta exactly halfway between two bfloat16 values, with even and odd lower neighbours,
+    positive and negative, across the hot path (full chunks) and the cold path (the tail)."""
+    words = np.uint32([0x3f80, 0x3f81, 0xc040, 0xc041, 0x0d80, 0x617f, 0x7f7f])  # even, odd
+    ties = ((words << 16) | 0x8000).view(np.float32)  # halfway to the next bfloat16
+    g = np.tile(ties, 3)[:17]  # 17: four full chunks and a partial one
+    opt = Lion(0.0, beta2=0.0, momentum_dtype="bfloat16", backend=be)
+    opt.step("x", be.zeros(g.size, np.float32, tag="params"), be.asarray(g, tag="grads"))
+    got = be.to_numpy(opt.state_dict()["named"]["x"]["momentum"])
+    np.testing.assert_array_equal(got, float_to_bf16(g))
+
+
+def test_bf16_momentum_that_turns_nan_stays_nan(be):
+    """beta2 = 0 and an infinite momentum: m = 0 * inf + g is NaN (the cold path rounds it: the
+    hot path's rounding would carry a NaN into the sign bit)."""
+    segments, hyper = np.array([[0, 8, 1]], np.int64), np.float32([[0.1, 0.0]])
+    m0 = float_to_bf16(np.float32([np.inf, 1.0, -np.inf, 2.0, 3.0, 4.0, 5.0, 6.0]))
+    g0 = np.float32([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+    m = be.asarray(m0.copy(), tag="optimizer")
+    p = be.zeros(8, np.float32, tag="params")
+    lion_step(p, be.asarray(g0, tag="grads"), m, segments, hyper, 0.9, 0.0, backend=be)
+    got = bf16_to_float(be.to_numpy(m))
+    assert np.isnan(got[[0, 2]]).all()
+    np.testing.assert_array_equal(got[4:], bf16_to_float(float_to_bf16(g0[4:])))

@@ -55,7 +55,7 @@ def lion_step(params, grads, momentum, segments, hyper, beta1, beta2, visible=No
 @dataclass(frozen=True, eq=False)
 class Lion(FusedOptimizer):
     """c = b1*m + (1-b1)*g;  p -= lr*s*(sign(c) + wd*p);  m = b2*m + (1-b2)*g,
-    s = lr_scale(attribute), sign(0) = 0. Builders return new optimizers with fresh state."""
+    s = lr_scale(attribute), sign(+-0) = +0. Builders return new optimizers with fresh state."""
 
     # base learning rate (each attribute's lr is this times its lr_scale)
     lr: float

@@ -12,7 +12,7 @@ def lion_step(params, grads, momentum, segments, hyper, beta1, beta2, visible=No
 
     For each segment s (attribute) with lr_s, wd_s = hyper[s], and each active element:
         c = b1*m + (1-b1)*g;  p -= lr_s * (sign(c) + wd_s * p);  m = b2*m + (1-b2)*g
-    sign(0) = 0, sign(NaN) = NaN. Active: inside the segment (not padding) and, with
+    sign(+-0) = +0 and sign(NaN) = NaN (np.sign). Active: inside the segment (not padding) and, with
     `visible`, of a visible splat; inactive elements keep p and m unchanged.
     Arithmetic in float32, in the kernel's order; bfloat16 momentum (uint16 words) is decoded
     before and rounded to nearest even after.
