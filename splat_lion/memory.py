@@ -9,10 +9,10 @@
     cap = max_splats_within(budget, w, h, sh_degree, "lion", image_bytes=...)
 
 What is counted (ledger.py keeps the counts): every array the backend hands out (`empty`,
-`zeros`, `asarray` when it makes or first sees an array, `table`, `argsort`, `cumsum`), and
-arrays made with `xp` that the wrappers hand to `be.track(a, tag=...)` where they make them
-(the sorted keys and ids in binning.py, the visibility mask in render.py, dL/dimage in
-loss.py, means2d_norm). Not counted: other `xp` temporaries (SSIM's blurs in loss.py).
+`zeros`, `asarray` when it makes or first sees an array, `table`, `argsort`, `cumsum`,
+`workspace`: binning's buffers), and arrays made with `xp` that the wrappers hand to
+`be.track(a, tag=...)` where they make them (dL/dimage in loss.py, means2d_norm). Not
+counted: other `xp` temporaries (SSIM's blurs in loss.py).
 CuPy's pool rounds each block up to 512 bytes and keeps freed blocks; `cross_check()` sets
 the tracked total beside the pool's and the driver's numbers. Tables and plots of these
 results: report.py.
@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from .backend import Backend, get_backend
+from .binning import workspace_bytes as binning_workspace_bytes
 from .errors import ConfigError, MemoryBudgetError
 from .kernels import TILE, num_tiles
 from .layout import Layout
@@ -107,10 +108,12 @@ def profile_step(gaussians, camera, target, optimizer, *, background=(0.0, 0.0, 
     Counted: the parameters, the optimizer state (if it exists already: then
     "optimizer_state_resident" is true, as in every step of a fit but the first), the
     target (tag "loss") and everything the step allocates, including the arrays the
-    wrappers make with xp and count through be.track: the sorted keys and ids
-    ("intersections"), the visibility mask ("projection"), dL/dimage ("loss") and
-    means2d_norm ("grads"). Not counted: other temporaries made with xp (SSIM's). The
-    render runs through render(..., phase=tracker.phase): the same code as a fit step.
+    wrappers make with xp and count through be.track (dL/dimage, "loss"; means2d_norm,
+    "grads"). Not counted: other temporaries made with xp (SSIM's). The backend's workspaces
+    (binning's buffers) are let go of first, so the step makes them in the phase that uses
+    them, as a fit's first step does; later steps hold them from the start, at the same
+    peak. The render runs through render(..., phase=tracker.phase): the same code as a fit
+    step.
 
     Returns the JSON of `splat-lion profile`: {"peak_bytes": int, "by_tag": {tag: its own
     peak}, "by_phase": {phase: peak total}, "at_peak": {tag: bytes when the total peaked},
@@ -122,6 +125,7 @@ def profile_step(gaussians, camera, target, optimizer, *, background=(0.0, 0.0, 
     be = g.backend
     degree = g.sh_degree if sh_degree is None else sh_degree
     state = dict(getattr(optimizer, "flat_state", {}) or {})
+    be.workspaces.drop()  # made again inside: counted in their phases
     with track(be) as t:
         t.include(g.params.data, "params")
         for flat in state.values():
@@ -188,11 +192,11 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
       params      4·P, P = Layout.gaussians(N, d).total floats (attributes padded to 4)
       optimizer   state buffers x P x 4 bytes (Lion 1, bf16 Lion 1 x 2 bytes, Adam 2)
       projection  project_fwd: radii, means2d, depths, conics, colors, tiles_touched: 44·N;
-                  + the visibility mask N (bool)
-      binning     cumsum 8·N + argsort 8·M (scratch) + unsorted keys 8·M, ids 4·M; then the
-                  sorted keys 8·M replace the unsorted (20·M at once), sorted ids 4·M, and
-                  tile ranges 8·T
-      image       rasterize_fwd: image 12·HW, alpha 4·HW, last 4·HW (+ background 12)
+                  + the visibility mask N (bool, written by binning)
+      binning     workspaces, kept from then on (binning.workspace_bytes): the depth sort
+                  of N (16·N + its counters), tile counts and their prefix sum 8·N, tile
+                  ids and ids 8·M, the tile sort (8·M + its counters), tile ranges 8·T
+      image       rasterize_fwd: image 12·HW, alpha 4·HW, last 4·HW
       loss        target 12·HW, dL/dimage 12·HW, dL/dalpha 4·HW (backward)
       grads       rasterize_bwd 36·N + project_bwd (52 + 12·(K-1))·N + the flat grads 4·P,
                   all alive at once; after: flat grads 4·P, means2d 8·N, means2d_norm 4·N
@@ -240,15 +244,14 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
 
     base = {"params": 4 * p, "loss": 12 * hw,
             "optimizer": state if optimizer_state_resident else 0}
-    projected = {"projection": 44 * n, "image": 12}
-    rendered = {**projected, "projection": 45 * n, "intersections": 12 * m + 8 * t,
-                "image": 12 + 20 * hw}
+    projected = {"projection": 44 * n}
+    binned = binning_workspace_bytes(n, m, width, height)
+    binned = {**projected, "projection": 44 * n + binned["projection"],
+              "intersections": binned["intersections"]}
+    rendered = {**binned, "image": 20 * hw}
     moments = [
         ("project", {**projected, "scratch": dummy}),
-        # unsorted keys and ids 12·M, the sort's order 8·M, then the sorted keys 8·M (the
-        # unsorted ones go as the sorted replace them), then tile ranges 8·T
-        ("binning", {**projected, "scratch": 8 * n + 8 * m, "intersections": 20 * m}),
-        ("binning", {**projected, "scratch": 8 * n + 8 * m, "intersections": 12 * m + 8 * t}),
+        ("binning", binned),
         ("rasterize", rendered),
         ("loss", {**rendered, "loss": 24 * hw}),
         ("backward", {**rendered, "loss": 28 * hw,

@@ -60,7 +60,7 @@ def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0),
     phase = phase or _no_phase
     degree = g.sh_degree if sh_degree is None else sh_degree
     with phase("project"):
-        bg = be.asarray(np.asarray(background, np.float32).reshape(3), tag="image")
+        bg = be.table(np.asarray(background, np.float32).reshape(3))  # cached per colour
         projected = project_fwd(g, camera, degree)
     with phase("binning"):
         bins = bin_intersections(projected, camera.width, camera.height, be)
@@ -68,7 +68,7 @@ def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0),
         image, alpha, last = rasterize_fwd(bins["ranges"], bins["ids"], projected["means2d"],
                                            projected["conics"], projected["colors"],
                                            g.opacities, bg, camera.width, camera.height, be)
-        visible = be.track(projected["radii"] > 0, tag="projection")
+        visible = bins["visible"]  # radii > 0, written by binning
     return RenderOutput(image=image, alpha=alpha, visible=visible, projected=projected,
                         bins=bins, last=last, gaussians=g, camera=camera, background=bg,
                         sh_degree=degree)

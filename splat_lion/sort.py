@@ -131,13 +131,15 @@ def radix_scatter(keys_in, vals_in, shift: int, bits: int, geo: Geometry, counts
 
 
 def radix_sort(keys, values=None, key_bits: int = 32, be: Backend | None = None, *,
-               key: str = "sort", gather=None):
+               key: str = "sort", gather=None, in_place: bool = False):
     """(keys, values) [n] stably sorted by the low `key_bits` bits of the keys (uint32);
     values [n] int32, or None for the indices (then values is the sorting permutation).
     Bits above key_bits are ignored. gather=(src, dst): dst[i] = src[values[i]] too.
     Two launches per pass (radix_count, radix_scatter). The results are views of workspaces
     `key`.* (a later sort with that key makes new ones while these are held); for key_bits 0
-    the keys are the input itself."""
+    the keys are the input itself. in_place=True (values given): the inputs serve as one of
+    the two buffers the passes alternate between (their contents are lost; the results may
+    be the inputs themselves), which saves a copy of the pairs in memory."""
     from .backend import get_backend
 
     be = be or get_backend()
@@ -147,6 +149,12 @@ def radix_sort(keys, values=None, key_bits: int = 32, be: Backend | None = None,
     if values is not None:
         check_array("values", values, np.int32, (n,), xp)
     plan = digits(key_bits)
+    if in_place and values is None:
+        raise ValueError("in_place needs the values: the indices have no buffer to sort in")
+    if in_place and not plan:
+        if gather is not None:
+            xp.take(gather[0], values, out=gather[1])
+        return keys, values
     if not plan or n == 0:
         out = be.workspace(f"{key}.values.0", n, np.int32, tag="intersections")
         if values is not None:
@@ -160,7 +168,9 @@ def radix_sort(keys, values=None, key_bits: int = 32, be: Backend | None = None,
     counts, block_counts, done = counters(geo, max(b for _, b in plan), be, key)
     bufs = [(be.workspace(f"{key}.keys.{i}", n, np.uint32, tag="intersections"),
              be.workspace(f"{key}.values.{i}", n, np.int32, tag="intersections"))
-            for i in (0, 1)]
+            for i in ((0,) if in_place else (0, 1))]
+    if in_place:
+        bufs.append((keys, values))
     src = (keys, values)
     for p, (shift, bits) in enumerate(plan):
         c, b = geo.counter_entries(bits)
@@ -170,6 +180,17 @@ def radix_sort(keys, values=None, key_bits: int = 32, be: Backend | None = None,
                       gather=gather if p == len(plan) - 1 else None)
         src = dst
     return src
+
+
+def workspace_bytes(n: int, key_bits: int, *, in_place: bool = False) -> int:
+    """Bytes of the workspaces radix_sort keeps for n keys of key_bits bits (the memory
+    predictor's arithmetic): the two buffers of pairs (one with in_place) and the counters."""
+    plan = digits(key_bits)
+    if not plan or n == 0:
+        return 0 if in_place else 4 * n
+    geo = Geometry.of(n)
+    c, b = geo.counter_entries(max(bits for _, bits in plan))
+    return (1 if in_place else 2) * 8 * n + 4 * (c + b + 1)
 
 
 def counters(geo: Geometry, bits: int, be: Backend, key: str = "sort"):

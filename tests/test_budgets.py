@@ -37,9 +37,11 @@ MAX_SYNCS = 5
 # x 2 passes x 8 blurs, a multiply and an add per tap) and its other array arithmetic.
 # DESIGN §3's goal: a few dozen.
 MAX_DEVICE_OPS = 455
-# RawKernel launches: project_fwd, binning_keys, tile_ranges, rasterize_fwd, rasterize_bwd,
-# project_bwd, lion_step.
-MAX_LAUNCHES = 7
+# RawKernel launches: project_fwd, binning's 12 (the depth sort's 4 passes and the tile sort's
+# 1 at 16 tiles, each radix_count + radix_scatter; binning_keys, tile_ranges; they replace
+# CuPy's argsort and gathers, which are several kernels each on a GPU), rasterize_fwd,
+# rasterize_bwd, project_bwd, lion_step. (Raised from 7 with binning's own sort, issue 14.)
+MAX_LAUNCHES = 17
 # New device arrays (each a pool allocation on CuPy): 468 measured, one per array operation's
 # result (in-place ones make none), the kernels' outputs, and two small host-to-device copies
 # (the background colour, the step's learning-rate table).

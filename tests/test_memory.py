@@ -231,7 +231,8 @@ def test_predicted_intersections_follow_the_count_given():
     b = memory.predict_memory(1000, 64, 64, 0, "lion", intersections_per_splat=5.0)
     assert a == b and a["num_intersections"] == 5000
     more = memory.predict_memory(1000, 64, 64, 0, "lion", num_intersections=6000)
-    assert more["intersections"] - a["intersections"] == 20 * 1000  # unsorted + sorted keys
+    # the tile ids and ids written, the tile sort's other buffer, and its counters
+    assert 16 * 1000 <= more["intersections"] - a["intersections"] < 16 * 1000 + 256
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -3,9 +3,11 @@
 Same functions and arguments as splat_lion/binning.py, less the backend `be`:
 
     tile_rect        which tiles a splat touches (kernels/common.cuh's tile_rect)
-    binning_keys     one (tile | depth) key per splat-tile intersection, at the splat's offset
+    depth_order      the splats front to back (binning.py sorts with kernels/sort.cu)
+    binning_keys     one tile-id key per splat-tile intersection, the splats in depth order
     tile_ranges      each tile's [start, end) in the sorted keys
-    bin_intersections  all three: tiles touched -> offsets -> keys -> stable sort -> ranges
+    bin_intersections  the whole step, written as its spec: a stable sort of
+                     (tile << 32 | depth bits) keys, splats in index order
 """
 
 from __future__ import annotations
@@ -36,41 +38,56 @@ def tile_rect(means2d, radii, width, height):
             clamp(np.ceil((m[:, 1] + r) / tile), grid_y))
 
 
-def binning_keys(means2d, radii, depths, offsets, num_intersections, width, height):
-    """(keys [M] uint64, ids [M] int32), M = num_intersections, unsorted.
+def depth_order(depths):
+    """[N] int32: the splats front to back, a stable sort of the float32 bits of depths
+    (positive floats order like their bits; culled splats, whatever their depth, touch no
+    tile, so their place does not matter)."""
+    return np.argsort(np.asarray(depths, np.float32).view(np.uint32), kind="stable"
+                      ).astype(np.int32)
 
-    Splat i with radii[i] > 0 writes one intersection per tile of its tile_rect, row by row,
-    at offsets[i], offsets[i] + 1, ...: key = (tile id << 32) | float32 bits of depths[i]
-    (positive floats order like their bits), id = i; tile id = ty * tiles_x + tx.
-    means2d [N, 2], radii [N], depths [N], offsets [N] (the exclusive prefix sum of
-    project_fwd's tiles_touched). ValueError unless every slot is written exactly once.
+
+def binning_keys(order, ends, means2d, radii, num_intersections, width, height):
+    """(keys [M] uint32, ids [M] int32, visible [N] bool), M = num_intersections.
+
+    The k-th splat in `order`, i = order[k], with radii[i] > 0 writes one intersection per
+    tile of its tile_rect, row by row, at ends[k - 1], ends[k - 1] + 1, ... (from 0 for
+    k = 0): key = tile id = ty * tiles_x + tx, id = i. ends [N]: the inclusive prefix sum of
+    the splats' tile counts in that order. visible = radii > 0. ValueError unless every slot
+    is written exactly once.
     """
     x0, x1, y0, y1 = tile_rect(means2d, radii, width, height)
     tiles_x, _ = num_tiles(width, height)
-    depth_bits = np.asarray(depths, np.float32).view(np.uint32).astype(np.uint64)
-    offsets = np.asarray(offsets, np.int64)
-    keys = np.zeros(num_intersections, np.uint64)
+    order = np.asarray(order, np.int64)
+    ends = np.asarray(ends, np.int64)
+    starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+    radii = np.asarray(radii)
+    keys = np.zeros(num_intersections, np.uint32)
     ids = np.zeros(num_intersections, np.int32)
     writes = np.zeros(num_intersections, np.int64)
-    for i in np.nonzero(np.asarray(radii) != 0)[0]:
+    for k, i in enumerate(order):
+        if radii[i] == 0:
+            continue
         ty, tx = np.mgrid[y0[i]:y1[i], x0[i]:x1[i]]
-        tile = (ty * tiles_x + tx).ravel().astype(np.uint64)
-        at = offsets[i] + np.arange(tile.size)
-        keys[at] = (tile << np.uint64(32)) | depth_bits[i]
+        tile = (ty * tiles_x + tx).ravel()
+        at = starts[k] + np.arange(tile.size)
+        if at.size and (at[-1] >= num_intersections or at[-1] >= ends[k]):
+            writes[:] = 0  # fails below
+            break
+        keys[at] = tile
         ids[at] = i
         np.add.at(writes, at, 1)
     if (writes != 1).any():
-        raise ValueError(f"offsets and num_intersections={num_intersections} do not give each "
-                         "intersection one slot: offsets must be the exclusive prefix sum of "
-                         "the splats' tile counts")
-    return keys, ids
+        raise ValueError(f"ends and num_intersections={num_intersections} do not give each "
+                         "intersection one slot: ends must be the inclusive prefix sum of the "
+                         "splats' tile counts, in `order`")
+    return keys, ids, radii > 0
 
 
 def tile_ranges(sorted_keys, width, height):
     """[T, 2] int32: for each tile t (T = tiles_x * tiles_y), [start, end) of its run in
-    sorted_keys [M] uint64 (keys sorted by tile, then depth); (0, 0) for a tile with none."""
+    sorted_keys [M] (tile ids, sorted); (0, 0) for a tile with none."""
     tiles_x, tiles_y = num_tiles(width, height)
-    tiles = (np.asarray(sorted_keys, np.uint64) >> np.uint64(32)).astype(np.int64)
+    tiles = np.asarray(sorted_keys).astype(np.int64)
     ranges = np.zeros((tiles_x * tiles_y, 2), np.int32)
     for t in np.unique(tiles):
         where = np.nonzero(tiles == t)[0]
@@ -80,14 +97,23 @@ def tile_ranges(sorted_keys, width, height):
 
 def bin_intersections(projected, width, height):
     """The binning step of a render, from project_fwd's outputs `projected` (radii, means2d,
-    depths, tiles_touched): offsets = exclusive prefix sum of tiles_touched, binning_keys,
-    a stable sort by key (tile, then depth, then splat index), tile_ranges. Returns keys [M],
-    ids [M] (sorted), ranges [T, 2] and num_intersections M."""
-    counts = np.asarray(projected["tiles_touched"], np.int64)
-    offsets = np.cumsum(counts) - counts
-    m = int(counts.sum())
-    keys, ids = binning_keys(projected["means2d"], projected["radii"], projected["depths"],
-                             offsets, m, width, height)
+    depths, tiles_touched): every splat-tile intersection, sorted by tile, then depth, then
+    splat index (a stable sort of the keys (tile << 32) | float32 bits of depth, the splats
+    in index order). Returns keys [M] (the sorted tile ids, uint32), ids [M] int32 (sorted),
+    ranges [T, 2] (tile_ranges), num_intersections M and visible [N] (radii > 0)."""
+    x0, x1, y0, y1 = tile_rect(projected["means2d"], projected["radii"], width, height)
+    tiles_x, _ = num_tiles(width, height)
+    radii = np.asarray(projected["radii"])
+    depth_bits = np.asarray(projected["depths"], np.float32).view(np.uint32).astype(np.uint64)
+    keys, ids = [], []
+    for i in np.nonzero(radii != 0)[0]:
+        ty, tx = np.mgrid[y0[i]:y1[i], x0[i]:x1[i]]
+        tile = (ty * tiles_x + tx).ravel().astype(np.uint64)
+        keys.append((tile << np.uint64(32)) | depth_bits[i])
+        ids.append(np.full(tile.size, i, np.int32))
+    keys = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+    ids = np.concatenate(ids) if ids else np.zeros(0, np.int32)
     order = np.argsort(keys, kind="stable")
-    return {"keys": keys[order], "ids": ids[order],
-            "ranges": tile_ranges(keys[order], width, height), "num_intersections": m}
+    tiles = (keys[order] >> np.uint64(32)).astype(np.uint32)
+    return {"keys": tiles, "ids": ids[order], "ranges": tile_ranges(tiles, width, height),
+            "num_intersections": int(keys.size), "visible": radii > 0}
