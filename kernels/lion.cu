@@ -41,11 +41,12 @@ __device__ __forceinline__ void lion_element(float& p, float& m, float g, float 
     m = b.b2 * m + b.c2 * g;
 }
 
-// sign(c) for a c that is not NaN, as sign_or_nan gives it (a NaN gives -1: the hot path sends
-// it to the cold path): 2 * clamp(c * 2^127 + 1/2, 0, 1) - 1, as subnormals are zero and
-// 2^-126 * 2^127 = 2; sign(+-0) = +0, as NumPy's sign.
+// sign(c) for a c that is not NaN, as sign_or_nan gives it (a NaN gives +-1: the hot path
+// sends it to the cold path), sign(+-0) = +0 as NumPy's. On bits: selects, no branch (random
+// signs would defeat a CPU's branch predictor).
 __device__ __forceinline__ float sign_of_number(float c) {
-    return 2.0f * __saturatef(c * 0x1p127f + 0.5f) - 1.0f;
+    const unsigned u = __float_as_uint(c);
+    return __uint_as_float((u & 0x7fffffffu) ? (u & 0x80000000u) | 0x3f800000u : 0u);
 }
 
 // The momentum buffer's element type: float32 as is, or bfloat16 words.
