@@ -34,6 +34,7 @@ from .loss import photometric_loss
 from .optim.registry import optimizer_name, optimizer_spec
 from .render import render, render_backward
 from .sh import sh_rest
+from .ssim import num_partials
 
 # The phases of a fit step, in order (profile_step's "by_phase").
 PHASES = ("project", "binning", "rasterize", "loss", "backward", "optimizer")
@@ -197,10 +198,13 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
                   of N (16·N + its counters), tile counts and their prefix sum 8·N, tile
                   ids and ids 8·M, the tile sort (8·M + its counters), tile ranges 8·T
       image       rasterize_fwd: image 12·HW, alpha 4·HW, last 4·HW
-      loss        target 12·HW, dL/dimage 12·HW, dL/dalpha 4·HW (backward)
+      loss        target 12·HW; from the loss on: the target's SSIM statistics 24·HW (kept
+                  with it), the fused loss's scratch 36·HW + 4·B, its value 4 and
+                  dL/dimage 12·HW (workspaces, kept); dL/dalpha 4·HW (backward)
       grads       rasterize_bwd 36·N + project_bwd (52 + 12·(K-1))·N + the flat grads 4·P,
                   all alive at once; after: flat grads 4·P, means2d 8·N, means2d_norm 4·N
-    with N splats, M intersections, T tiles of 16², K = (d + 1)² SH coefficients.
+    with N splats, M intersections, T tiles of 16², K = (d + 1)² SH coefficients, B blocks
+    of the fused loss (ssim.num_partials).
     """
     _check_int("num_splats", num_splats, 0)
     _check_int("width", width, 1)
@@ -249,15 +253,18 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
     binned = {**projected, "projection": 44 * n + binned["projection"],
               "intersections": binned["intersections"]}
     rendered = {**binned, "image": 20 * hw}
+    # the loss tag from the loss on (C = 3): target, statistics, scratch, dL/dimage, value
+    loss_bytes = 84 * hw + 4 * num_partials(int(height), int(width), 3) + 4
     moments = [
         ("project", {**projected, "scratch": dummy}),
         ("binning", binned),
         ("rasterize", rendered),
-        ("loss", {**rendered, "loss": 24 * hw}),
-        ("backward", {**rendered, "loss": 28 * hw,
+        ("loss", {**rendered, "loss": loss_bytes}),
+        ("backward", {**rendered, "loss": loss_bytes + 4 * hw,
                       "grads": 36 * n + (52 + 12 * rest) * n + dummy + 4 * p}),
-        ("backward", {**rendered, "loss": 24 * hw, "grads": 4 * p + 12 * n}),
-        ("optimizer", {**rendered, "loss": 24 * hw, "grads": 4 * p + 12 * n, "optimizer": state}),
+        ("backward", {**rendered, "loss": loss_bytes, "grads": 4 * p + 12 * n}),
+        ("optimizer", {**rendered, "loss": loss_bytes, "grads": 4 * p + 12 * n,
+                       "optimizer": state}),
     ]
     by_tag = dict.fromkeys(TAGS, 0)
     by_phase = dict.fromkeys(PHASES, 0)
