@@ -289,16 +289,17 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
             view = order.pop()
             degree = min(g.sh_degree, step // config.sh_interval)
             out = render(g, cameras[view], config.background, degree)
-            value, grad = photometric_loss(out.image, targets[view], masks[view])
-            if not np.isfinite(value):
-                raise NonFiniteError(f"step {step}: the loss is {value}; the parameters or the "
-                                     "learning rate: lower the learning rate")
+            value, grad = photometric_loss(out.image, targets[view], masks[view])  # on device
             grads = render_backward(out, grad)
             _check_finite(be, grads, step, "gradients")
             opt.step_all(g.params, grads, visible=out.visible if config.selective else None)
             opt.end_iteration()
             _check_finite(be, g.params, step, "parameters")
             if step % config.log_every == 0 or step == config.steps - 1:
+                value = float(value)  # the loss is read back on logging steps only
+                if not np.isfinite(value):
+                    raise NonFiniteError(f"step {step}: the loss is {value}; the parameters or "
+                                         "the learning rate: lower the learning rate")
                 runaway.check(g.params, step, value)
                 p = psnr(out.image, targets[view], masks[view])
                 result.loss_history.append((step, value))

@@ -49,10 +49,12 @@ def rasterize_fwd(ranges, ids, means2d, conics, colors, opacities, background, w
 
 def rasterize_bwd(ranges, ids, means2d, conics, colors, opacities, background, width: int,
                   height: int, alpha, last, v_image, v_alpha, be: Backend,
-                  defines: dict | None = None) -> dict:
+                  defines: dict | None = None, out: dict | None = None) -> dict:
     """Gradients with respect to means2d [N,2], conics [N,3], colors [N,3] and opacities [N]
     (logits), given those with respect to the image [H,W,3] and alpha [H,W]. `defines`
-    (tests): compile-time options, e.g. the warp-sum variant on the CPU."""
+    (tests): compile-time options, e.g. the warp-sum variant on the CPU. `out`: those four
+    arrays to add into (zeroed by the caller: views of render_backward's buffers), instead of
+    new zeroed ones."""
     xp = be.xp
     n = means2d.shape[0]
     tx, ty = _check_inputs(ranges, ids, means2d, conics, colors, opacities, background, width,
@@ -61,10 +63,12 @@ def rasterize_bwd(ranges, ids, means2d, conics, colors, opacities, background, w
     check_array("last", last, np.int32, (height, width), xp)
     check_array("v_image", v_image, np.float32, (height, width, 3), xp)
     check_array("v_alpha", v_alpha, np.float32, (height, width), xp)
-    out = {"means2d": be.zeros((n, 2), np.float32, tag="grads"),
-           "conics": be.zeros((n, 3), np.float32, tag="grads"),
-           "colors": be.zeros((n, 3), np.float32, tag="grads"),
-           "opacities": be.zeros((n,), np.float32, tag="grads")}
+    shapes = {"means2d": (n, 2), "conics": (n, 3), "colors": (n, 3), "opacities": (n,)}
+    if out is None:
+        out = {k: be.zeros(shape, np.float32, tag="grads") for k, shape in shapes.items()}
+    else:
+        out = {k: check_array(f"out[{k!r}]", out[k], np.float32, shape, xp)
+               for k, shape in shapes.items()}
     be.launch(kernels.function("rasterize", "rasterize_bwd", defines, backend=be), (tx, ty),
               (TILE, TILE),
               (ranges, ids, means2d, conics, colors, opacities, background, np.int32(width),

@@ -7,9 +7,13 @@
 
     grads = render_backward(out, v_image)   # grads.means, grads.scales, ... (flat layout)
     grads.means2d                           # [N, 2] dL/d mean2d in pixels, what densify reads
-    grads.means2d_norm                      # [N] its norm
+    grads.means2d_norm                      # [N] its norm (computed when first read)
 
-`render` reads the current parameter values on every call (no caches).
+`render` reads the current parameter values on every call (no caches). Binning's buffers and
+the backward pass's (the flat gradients, the screen-space gradients) are workspaces of the
+backend (backend.py): a fit step, which drops its RenderOutput and Gradients before the
+next, allocates none of them after warm-up; while one is held, the next call gets other
+buffers, so a held result is never overwritten.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend import backend_of
 from .binning import bin_intersections
 from .cameras import Camera
 from .checks import check_array
@@ -78,42 +83,72 @@ def _no_phase(name: str):
     return nullcontext()
 
 
+def _flat_gradients(layout, be):
+    """[layout.total] float32, padding zero: a workspace made zeroed for this layout's size
+    (render.grads.<total>; a densify step changes the size and drops the old one), whose
+    padding nothing writes."""
+    key = f"render.grads.{layout.total}"
+    be.workspaces.drop("render.grads.", keep=key)
+    return be.workspace(key, layout.total, np.float32, tag="grads", zeros=True)
+
+
 class Gradients(Flat):
     """Gradients on the Gaussians' flat layout (grads.means, ...), plus the screen-space
     gradient means2d [N, 2] (per pixel of offset) and its norm means2d_norm [N]."""
 
-    __slots__ = ("means2d", "means2d_norm")
+    __slots__ = ("means2d", "_means2d_norm")
 
     def __getattr__(self, name: str):
         if name == "shN" and name not in self.layout:  # SH degree 0: empty, as Gaussians.shN
             return empty_shN(self.data, self.layout.count)
         return super().__getattr__(name)
 
+    @property
+    def means2d_norm(self):
+        """[N] |means2d| per splat, computed on first read (tag "grads")."""
+        try:
+            return self._means2d_norm
+        except AttributeError:
+            be = backend_of(self.means2d)
+            self._means2d_norm = be.track(be.xp.linalg.norm(self.means2d, axis=1), tag="grads")
+            return self._means2d_norm
+
 
 def render_backward(out: RenderOutput, v_image, v_alpha=None, *, phase=None) -> Gradients:
     """Gradients of a loss with respect to every parameter, given its gradient with respect
     to out.image [H, W, 3] (and optionally out.alpha [H, W]). phase(name): a context manager
-    entered around each stage ("rasterize_bwd", "project_bwd"), as render's."""
+    entered around each stage ("rasterize_bwd", "project_bwd"), as render's.
+
+    The kernels write straight into the flat gradient buffer: rasterize_bwd adds the opacity
+    gradients into its opacities segment (zeroed first) and project_bwd writes every other
+    attribute's segment; the screen-space gradients (means2d, conics, colors) go to one
+    buffer beside it, zeroed in one fill. Both buffers are workspaces (render.grads,
+    render.v2d): two fills and no allocation per step after warm-up."""
     g, cam = out.gaussians, out.camera
     be = g.backend
+    n = g.count
     phase = phase or _no_phase
     check_array("v_image", v_image, np.float32, (cam.height, cam.width, 3), be.xp)
     p = out.projected
+    grads = Gradients(g.layout, _flat_gradients(g.layout, be))
     with phase("rasterize_bwd"):
-        if v_alpha is None:
-            v_alpha = be.zeros((cam.height, cam.width), np.float32, tag="loss")
-        v2d = rasterize_bwd(out.bins["ranges"], out.bins["ids"], p["means2d"], p["conics"],
-                            p["colors"], g.opacities, out.background, cam.width, cam.height,
-                            out.alpha, out.last, v_image, v_alpha, be)
+        if v_alpha is None:  # made zeroed, never written
+            v_alpha = be.workspace("render.v_alpha_zero", (cam.height, cam.width), np.float32,
+                                   tag="loss", zeros=True)
+        v2d = be.workspace("render.v2d", 8 * n, np.float32, tag="grads")  # [N, 2 + 3 + 3]
+        v2d.fill(0)
+        grads.opacities.fill(0)
+        v_rasterized = {"means2d": v2d[:2 * n].reshape(n, 2),
+                        "conics": v2d[2 * n:5 * n].reshape(n, 3),
+                        "colors": v2d[5 * n:].reshape(n, 3), "opacities": grads.opacities}
+        rasterize_bwd(out.bins["ranges"], out.bins["ids"], p["means2d"], p["conics"],
+                      p["colors"], g.opacities, out.background, cam.width, cam.height,
+                      out.alpha, out.last, v_image, v_alpha, be, out=v_rasterized)
     with phase("project_bwd"):
-        v3d = project_bwd(g, cam, p["radii"], v2d["means2d"], v2d["conics"], v2d["colors"],
-                          out.sh_degree)
-    grads = Gradients(g.layout, g.layout.zeros(tag="grads", backend=be))
-    for name in ("means", "scales", "quats", "sh0"):
-        grads[name][...] = v3d[name]
-    if g.sh_degree > 0:
-        grads["shN"][...] = v3d["shN"]
-    grads["opacities"][...] = v2d["opacities"]
-    grads.means2d = v2d["means2d"]
-    grads.means2d_norm = be.track(be.xp.linalg.norm(v2d["means2d"], axis=1), tag="grads")
+        into = {name: grads[name] for name in ("means", "scales", "quats", "sh0")}
+        if "shN" in g.layout:
+            into["shN"] = grads["shN"]
+        project_bwd(g, cam, p["radii"], v_rasterized["means2d"], v_rasterized["conics"],
+                    v_rasterized["colors"], out.sh_degree, out=into)
+    grads.means2d = v_rasterized["means2d"]
     return grads

@@ -121,3 +121,38 @@ def test_backward_matches_finite_differences(be, rng, random_scene, camera, fini
         scale = max(np.abs(fd).max(initial=0.0), 1e-2)
         np.testing.assert_allclose(got, fd, atol=2e-3 * scale, rtol=2e-3, err_msg=name)
     assert np.abs(be.to_numpy(grads.opacities)).max() > 1e-3  # the test has teeth
+
+
+def test_backward_writes_into_the_flat_gradients_and_allocates_nothing_once_warm(be, rng,
+                                                                                random_scene,
+                                                                                camera):
+    g = random_scene(201, 1, be)  # 201 x 3 floats: padding after means and scales
+    cam = camera(48, 40)
+    v_image = be.asarray(rng.standard_normal((40, 48, 3)).astype(np.float32), tag="loss")
+    out = render(g, cam)
+    want = {n: be.to_numpy(a).copy() for n, a in render_backward(out, v_image).items()}
+    before = be.memory.current_bytes()
+    grads = render_backward(out, v_image)  # the first one's buffers are free again: reused
+    assert be.memory.current_bytes() == before
+    assert grads.data.shape == (g.layout.total,) and grads.means.base is not None
+    for name, a in grads.items():
+        np.testing.assert_array_equal(be.to_numpy(a), want[name], err_msg=name)
+    padding = np.ones(g.layout.total, bool)
+    for s in g.layout.segments:
+        padding[s.begin:s.end] = False
+    assert padding.any() and not be.to_numpy(grads.data)[padding].any()
+
+
+def test_gradients_held_are_not_overwritten_by_the_next_backward(be, rng, random_scene,
+                                                                 camera):
+    g = random_scene(100, 0, be)
+    cam = camera(40, 32)
+    out = render(g, cam)
+    first = render_backward(out, be.asarray(np.ones((32, 40, 3), np.float32), tag="loss"))
+    kept = be.to_numpy(first.data).copy(), be.to_numpy(first.means2d).copy()
+    second = render_backward(out, be.asarray(-np.ones((32, 40, 3), np.float32), tag="loss"))
+    np.testing.assert_array_equal(be.to_numpy(first.data), kept[0])
+    np.testing.assert_array_equal(be.to_numpy(first.means2d), kept[1])
+    np.testing.assert_allclose(be.to_numpy(second.data), -kept[0], atol=1e-6)
+    norm = be.to_numpy(first.means2d_norm)
+    np.testing.assert_allclose(norm, np.linalg.norm(kept[1], axis=1), rtol=1e-6)
