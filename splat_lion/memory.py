@@ -10,9 +10,9 @@
 
 What is counted (ledger.py keeps the counts): every array the backend hands out (`empty`,
 `zeros`, `asarray` when it makes or first sees an array, `table`, `argsort`, `cumsum`,
-`workspace`: binning's buffers), and arrays made with `xp` that the wrappers hand to
-`be.track(a, tag=...)` where they make them (dL/dimage in loss.py, means2d_norm). Not
-counted: other `xp` temporaries (SSIM's blurs in loss.py).
+`workspace`: binning's buffers, the backward pass's), and arrays made with `xp` that the
+wrappers hand to `be.track(a, tag=...)` where they make them (dL/dimage in loss.py,
+means2d_norm). Not counted: other `xp` temporaries (SSIM's blurs in loss.py).
 CuPy's pool rounds each block up to 512 bytes and keeps freed blocks; `cross_check()` sets
 the tracked total beside the pool's and the driver's numbers. Tables and plots of these
 results: report.py.
@@ -109,9 +109,9 @@ def profile_step(gaussians, camera, target, optimizer, *, background=(0.0, 0.0, 
     Counted: the parameters, the optimizer state (if it exists already: then
     "optimizer_state_resident" is true, as in every step of a fit but the first), the
     target (tag "loss") and everything the step allocates, including the arrays the
-    wrappers make with xp and count through be.track (dL/dimage, "loss"; means2d_norm,
-    "grads"). Not counted: other temporaries made with xp (SSIM's). The backend's workspaces
-    (binning's buffers) are let go of first, so the step makes them in the phase that uses
+    wrappers make with xp and count through be.track (dL/dimage, "loss"). Not counted: other
+    temporaries made with xp (SSIM's). The backend's workspaces (binning's buffers, the
+    backward pass's) are let go of first, so the step makes them in the phase that uses
     them, as a fit's first step does; later steps hold them from the start, at the same
     peak. The render runs through render(..., phase=tracker.phase): the same code as a fit
     step.
@@ -200,9 +200,10 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
       image       rasterize_fwd: image 12·HW, alpha 4·HW, last 4·HW
       loss        target 12·HW; from the loss on: the target's SSIM statistics 24·HW (kept
                   with it), the fused loss's scratch 36·HW + 4·B, its value 4 and
-                  dL/dimage 12·HW (workspaces, kept); dL/dalpha 4·HW (backward)
-      grads       rasterize_bwd 36·N + project_bwd (52 + 12·(K-1))·N + the flat grads 4·P,
-                  all alive at once; after: flat grads 4·P, means2d 8·N, means2d_norm 4·N
+                  dL/dimage 12·HW (workspaces, kept); the zero dL/dalpha 4·HW (a workspace,
+                  from the backward pass on)
+      grads       the flat grads 4·P and the screen-space gradients (means2d, conics,
+                  colors) 32·N, both workspaces the kernels write into
     with N splats, M intersections, T tiles of 16², K = (d + 1)² SH coefficients, B blocks
     of the fused loss (ssim.num_partials).
     """
@@ -253,6 +254,8 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
     binned = {**projected, "projection": 44 * n + binned["projection"],
               "intersections": binned["intersections"]}
     rendered = {**binned, "image": 20 * hw}
+    v_alpha = 4 * hw  # render_backward's zero dL/dalpha, a workspace
+    grads = 4 * p + 32 * n  # flat grads + means2d, conics, colors: workspaces
     # the loss tag from the loss on (C = 3): target, statistics, scratch, dL/dimage, value
     loss_bytes = 84 * hw + 4 * num_partials(int(height), int(width), 3) + 4
     moments = [
@@ -260,10 +263,8 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
         ("binning", binned),
         ("rasterize", rendered),
         ("loss", {**rendered, "loss": loss_bytes}),
-        ("backward", {**rendered, "loss": loss_bytes + 4 * hw,
-                      "grads": 36 * n + (52 + 12 * rest) * n + dummy + 4 * p}),
-        ("backward", {**rendered, "loss": loss_bytes, "grads": 4 * p + 12 * n}),
-        ("optimizer", {**rendered, "loss": loss_bytes, "grads": 4 * p + 12 * n,
+        ("backward", {**rendered, "loss": loss_bytes + v_alpha, "grads": grads}),
+        ("optimizer", {**rendered, "loss": loss_bytes + v_alpha, "grads": grads,
                        "optimizer": state}),
     ]
     by_tag = dict.fromkeys(TAGS, 0)

@@ -51,10 +51,12 @@ def project_fwd(g: Gaussians, camera: Camera, sh_degree: int | None = None) -> d
 
 
 def project_bwd(g: Gaussians, camera: Camera, radii, v_means2d, v_conics, v_colors,
-                sh_degree: int | None = None) -> dict:
+                sh_degree: int | None = None, out: dict | None = None) -> dict:
     """Gradients of a loss with respect to means [N,3], scales [N,3], quats [N,4], sh0
     [N,1,3] and shN [N,K-1,3], given its gradients with respect to project_fwd's means2d,
-    conics and colors (radii from that forward pass)."""
+    conics and colors (radii from that forward pass). `out`: arrays of those shapes to write
+    into (every element is written; e.g. views of a flat gradient buffer), shN only when
+    K > 1, instead of new ones; then the arrays given are returned."""
     be = g.backend
     n, xp = g.count, be.xp
     check_array("radii", radii, np.int32, (n,), xp)
@@ -62,16 +64,24 @@ def project_bwd(g: Gaussians, camera: Camera, radii, v_means2d, v_conics, v_colo
     check_array("v_conics", v_conics, np.float32, (n, 3), xp)
     check_array("v_colors", v_colors, np.float32, (n, 3), xp)
     rest = sh_rest(g.sh_degree)
-    out = {"means": be.empty((n, 3), np.float32, tag="grads"),
-           "scales": be.empty((n, 3), np.float32, tag="grads"),
-           "quats": be.empty((n, 4), np.float32, tag="grads"),
-           "sh0": be.empty((n, 1, 3), np.float32, tag="grads"),
-           "shN": be.empty((n, rest, 3) if rest else (1,), np.float32, tag="grads")}
+    shapes = {"means": (n, 3), "scales": (n, 3), "quats": (n, 4), "sh0": (n, 1, 3),
+              "shN": (n, rest, 3) if rest else (1,)}
+    given = out is not None
+    if not given:
+        out = {k: be.empty(shape, np.float32, tag="grads") for k, shape in shapes.items()}
+    else:
+        out = {k: check_array(f"out[{k!r}]", out[k], np.float32, shapes[k], xp)
+               for k in shapes if k != "shN" or rest}
+        if not rest:  # the kernel's shN argument: never written at degree 0
+            out["shN"] = be.table(np.zeros(1, np.float32))
     if n:
         be.launch(kernels.function("project", "project_bwd", backend=be),
                   ((n + BLOCK - 1) // BLOCK,), (BLOCK,),
                   (*_common_args(g, camera, sh_degree, be), radii, v_means2d, v_conics, v_colors,
                    *out.values()))
     if not rest:
-        out["shN"] = empty_shN(out["shN"], n)
+        if given:
+            del out["shN"]  # the dummy; the caller gave none
+        else:
+            out["shN"] = empty_shN(out["shN"], n)
     return out
