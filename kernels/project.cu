@@ -7,9 +7,13 @@
 //          MAX_RADIUS) (NaN: culled); tiles touched; colour = max(sum_k Y_k(d) sh_k + 0.5, 0), d = normalise(mu - campos).
 //          Backward: exact derivatives of the same (the clamp of u, v and of the colour
 //          passes no gradient where active); gradients are v_<x>.
-// Mapping: one thread per splat.
+// Mapping: one thread per splat. One kernel per SH degree D evaluated (the active degree,
+//          which ramps up during a fit): project_fwd_sh<D> and project_bwd_sh<D>, D = 0..3, all
+//          compiled at once from the templates project_fwd<D> and project_bwd<D>, so that
+//          every loop over the (D+1)^2 coefficients unrolls and nothing goes to local memory.
 // Layout:  means, scales: [N, 3]; quats: [N, 4] (w, x, y, z); sh0: [N, 1, 3];
-//          shN: [N, num_rest, 3] (a dummy when num_rest == 0); viewmat: [4, 4] row-major.
+//          shN: [N, num_rest, 3] (a dummy when num_rest == 0; num_rest >= (D+1)^2 - 1, the
+//          scene's degree may exceed D); viewmat: [4, 4] row-major.
 //          Outputs: radii [N] int32 (0: culled), means2d [N, 2], depths [N], conics [N, 3]
 //          (A, B, C of [[A, B], [B, C]]), colors [N, 3], tiles_touched [N] int32.
 #include "common.cuh"
@@ -18,53 +22,94 @@
 #define MAX_RADIUS 16777216.0f  // 2^24 pixels: exact as float and int, wider than any image
 #define SH_C1 0.4886025119029199f
 
-// Real SH basis of 3DGS up to `degree` at unit direction (x, y, z): out[k], k < (degree+1)^2,
-// and, if grad != 0, d out[k] / d(x, y, z) into grad[3 * k + axis].
-__device__ __forceinline__ void sh_basis(int degree, float x, float y, float z, float* out,
-                                         float* grad) {
+#define SH_COEFFS(D) (((D) + 1) * ((D) + 1))  // coefficients per channel up to degree D
+
+// Real SH basis of 3DGS up to degree D at unit direction (x, y, z): b[k], k < SH_COEFFS(D),
+// and, with GRAD, d b[k] / d(x, y, z) into d[3 * k + axis] (d unused without GRAD).
+template <int D, bool GRAD>
+__device__ __forceinline__ void sh_basis(float x, float y, float z, float* b, float* d) {
+    static_assert(D >= 0 && D <= 3, "SH degree 0..3");
     const float C2[5] = {1.0925484305920792f, -1.0925484305920792f, 0.31539156525252005f,
                          -1.0925484305920792f, 0.5462742152960396f};
     const float C3[7] = {-0.5900435899266435f, 2.890611442640554f, -0.4570457994644658f,
                          0.3731763325901154f, -0.4570457994644658f, 1.445305721320277f,
                          -0.5900435899266435f};
     const float xx = x * x, yy = y * y, zz = z * z;
-    float b[16], d[48];
-    for (int k = 0; k < 48; k++) d[k] = 0.0f;
+    if constexpr (GRAD) {
+        #pragma unroll
+        for (int k = 0; k < 3 * SH_COEFFS(D); k++) d[k] = 0.0f;
+    }
     b[0] = SH_C0;
-    if (degree > 0) {
-        b[1] = -SH_C1 * y;  d[3 * 1 + 1] = -SH_C1;
-        b[2] = SH_C1 * z;   d[3 * 2 + 2] = SH_C1;
-        b[3] = -SH_C1 * x;  d[3 * 3 + 0] = -SH_C1;
+    if constexpr (D > 0) {
+        b[1] = -SH_C1 * y;
+        b[2] = SH_C1 * z;
+        b[3] = -SH_C1 * x;
+        if constexpr (GRAD) {
+            d[3 * 1 + 1] = -SH_C1;
+            d[3 * 2 + 2] = SH_C1;
+            d[3 * 3 + 0] = -SH_C1;
+        }
     }
-    if (degree > 1) {
-        b[4] = C2[0] * x * y;               d[12] = C2[0] * y;  d[13] = C2[0] * x;
-        b[5] = C2[1] * y * z;               d[16] = C2[1] * z;  d[17] = C2[1] * y;
-        b[6] = C2[2] * (2 * zz - xx - yy);  d[18] = -2 * C2[2] * x;  d[19] = -2 * C2[2] * y;
-                                            d[20] = 4 * C2[2] * z;
-        b[7] = C2[3] * x * z;               d[21] = C2[3] * z;  d[23] = C2[3] * x;
-        b[8] = C2[4] * (xx - yy);           d[24] = 2 * C2[4] * x;  d[25] = -2 * C2[4] * y;
+    if constexpr (D > 1) {
+        b[4] = C2[0] * x * y;
+        b[5] = C2[1] * y * z;
+        b[6] = C2[2] * (2 * zz - xx - yy);
+        b[7] = C2[3] * x * z;
+        b[8] = C2[4] * (xx - yy);
+        if constexpr (GRAD) {
+            d[12] = C2[0] * y;  d[13] = C2[0] * x;
+            d[16] = C2[1] * z;  d[17] = C2[1] * y;
+            d[18] = -2 * C2[2] * x;  d[19] = -2 * C2[2] * y;  d[20] = 4 * C2[2] * z;
+            d[21] = C2[3] * z;  d[23] = C2[3] * x;
+            d[24] = 2 * C2[4] * x;  d[25] = -2 * C2[4] * y;
+        }
     }
-    if (degree > 2) {
+    if constexpr (D > 2) {
         b[9] = C3[0] * y * (3 * xx - yy);
-        d[27] = 6 * C3[0] * x * y;  d[28] = C3[0] * (3 * xx - 3 * yy);
         b[10] = C3[1] * x * y * z;
-        d[30] = C3[1] * y * z;  d[31] = C3[1] * x * z;  d[32] = C3[1] * x * y;
         b[11] = C3[2] * y * (4 * zz - xx - yy);
-        d[33] = -2 * C3[2] * x * y;  d[34] = C3[2] * (4 * zz - xx - 3 * yy);  d[35] = 8 * C3[2] * y * z;
         b[12] = C3[3] * z * (2 * zz - 3 * xx - 3 * yy);
-        d[36] = -6 * C3[3] * x * z;  d[37] = -6 * C3[3] * y * z;
-        d[38] = C3[3] * (6 * zz - 3 * xx - 3 * yy);
         b[13] = C3[4] * x * (4 * zz - xx - yy);
-        d[39] = C3[4] * (4 * zz - 3 * xx - yy);  d[40] = -2 * C3[4] * x * y;  d[41] = 8 * C3[4] * x * z;
         b[14] = C3[5] * z * (xx - yy);
-        d[42] = 2 * C3[5] * x * z;  d[43] = -2 * C3[5] * y * z;  d[44] = C3[5] * (xx - yy);
         b[15] = C3[6] * x * (xx - 3 * yy);
-        d[45] = C3[6] * (3 * xx - 3 * yy);  d[46] = -6 * C3[6] * x * y;
+        if constexpr (GRAD) {
+            d[27] = 6 * C3[0] * x * y;  d[28] = C3[0] * (3 * xx - 3 * yy);
+            d[30] = C3[1] * y * z;  d[31] = C3[1] * x * z;  d[32] = C3[1] * x * y;
+            d[33] = -2 * C3[2] * x * y;  d[34] = C3[2] * (4 * zz - xx - 3 * yy);
+            d[35] = 8 * C3[2] * y * z;
+            d[36] = -6 * C3[3] * x * z;  d[37] = -6 * C3[3] * y * z;
+            d[38] = C3[3] * (6 * zz - 3 * xx - 3 * yy);
+            d[39] = C3[4] * (4 * zz - 3 * xx - yy);  d[40] = -2 * C3[4] * x * y;
+            d[41] = 8 * C3[4] * x * z;
+            d[42] = 2 * C3[5] * x * z;  d[43] = -2 * C3[5] * y * z;  d[44] = C3[5] * (xx - yy);
+            d[45] = C3[6] * (3 * xx - 3 * yy);  d[46] = -6 * C3[6] * x * y;
+        }
     }
-    const int num = (degree + 1) * (degree + 1);
-    for (int k = 0; k < num; k++) out[k] = b[k];
-    if (grad)
-        for (int k = 0; k < 3 * num; k++) grad[k] = d[k];
+}
+
+// Splat i's SH coefficients up to degree D: sh[k][c], k < SH_COEFFS(D) (sh0, then shN's first
+// SH_COEFFS(D) - 1 of its num_rest).
+template <int D>
+__device__ __forceinline__ void load_sh(const float* __restrict__ sh0, const float* __restrict__ shN,
+                                        int num_rest, long long i, float (*sh)[3]) {
+    #pragma unroll
+    for (int c = 0; c < 3; c++) sh[0][c] = sh0[3 * i + c];
+    #pragma unroll
+    for (int k = 1; k < SH_COEFFS(D); k++)
+        #pragma unroll
+        for (int c = 0; c < 3; c++) sh[k][c] = shN[(i * num_rest + k - 1) * 3 + c];
+}
+
+// The unit view direction of splat i: normalise(mean - camera centre), the centre -W^T T.
+__device__ __forceinline__ void view_dir(const float* __restrict__ means, const float* W, long long i,
+                                         float dir[3], float* inv_len) {
+    float d[3];
+    #pragma unroll
+    for (int k = 0; k < 3; k++)
+        d[k] = means[3 * i + k] + (W[k] * W[3] + W[4 + k] * W[7] + W[8 + k] * W[11]);
+    *inv_len = rsqrtf(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+    #pragma unroll
+    for (int k = 0; k < 3; k++) dir[k] = d[k] * *inv_len;
 }
 
 // Row-major 3x3 rotation from a quaternion (w, x, y, z), normalised here.
@@ -141,13 +186,30 @@ __device__ __forceinline__ bool project_one(const float* means, const float* sca
     return p.det > 0.0f;
 }
 
-extern "C" __global__ void project_fwd(
-    const float* __restrict__ means, const float* __restrict__ scales,
-    const float* __restrict__ quats, const float* __restrict__ sh0, const float* __restrict__ shN,
-    int num_rest, int sh_degree, const float* __restrict__ viewmat, float fx, float fy, float cx,
-    float cy, int width, int height, float near, float far, long long n, int* __restrict__ radii,
-    float* __restrict__ means2d, float* __restrict__ depths, float* __restrict__ conics,
-    float* __restrict__ colors, int* __restrict__ tiles_touched) {
+// The arguments the forward and backward kernels share, and those of each (macros: the
+// eight kernels at the end of the file take the same lists).
+#define PROJECT_PARAMS                                                                        \
+    const float* __restrict__ means, const float* __restrict__ scales,                        \
+    const float* __restrict__ quats, const float* __restrict__ sh0,                           \
+    const float* __restrict__ shN, int num_rest, const float* __restrict__ viewmat, float fx,  \
+    float fy, float cx, float cy, int width, int height, float near, float far, long long n
+#define PROJECT_ARGS \
+    means, scales, quats, sh0, shN, num_rest, viewmat, fx, fy, cx, cy, width, height, near, far, n
+#define PROJECT_FWD_PARAMS                                                                    \
+    PROJECT_PARAMS, int* __restrict__ radii, float* __restrict__ means2d,                     \
+    float* __restrict__ depths, float* __restrict__ conics, float* __restrict__ colors,       \
+    int* __restrict__ tiles_touched
+#define PROJECT_FWD_ARGS PROJECT_ARGS, radii, means2d, depths, conics, colors, tiles_touched
+#define PROJECT_BWD_PARAMS                                                                    \
+    PROJECT_PARAMS, const int* __restrict__ radii, const float* __restrict__ v_means2d,       \
+    const float* __restrict__ v_conics, const float* __restrict__ v_colors,                   \
+    float* __restrict__ v_means, float* __restrict__ v_scales, float* __restrict__ v_quats,   \
+    float* __restrict__ v_sh0, float* __restrict__ v_shN
+#define PROJECT_BWD_ARGS \
+    PROJECT_ARGS, radii, v_means2d, v_conics, v_colors, v_means, v_scales, v_quats, v_sh0, v_shN
+
+template <int D>
+__device__ __forceinline__ void project_fwd(PROJECT_FWD_PARAMS) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     Projected p;
@@ -182,34 +244,24 @@ extern "C" __global__ void project_fwd(
     conics[3 * i] = p.cov2[2] / p.det;
     conics[3 * i + 1] = -p.cov2[1] / p.det;
     conics[3 * i + 2] = p.cov2[0] / p.det;
-    // colour from the view direction: camera centre = -W^T T
-    float campos[3], d[3];
-    for (int k = 0; k < 3; k++)
-        campos[k] = -(viewmat[k] * viewmat[3] + viewmat[4 + k] * viewmat[7] + viewmat[8 + k] * viewmat[11]);
-    for (int k = 0; k < 3; k++) d[k] = means[3 * i + k] - campos[k];
-    const float inv_len = rsqrtf(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
-    float basis[16];
-    sh_basis(sh_degree, d[0] * inv_len, d[1] * inv_len, d[2] * inv_len, basis, 0);
-    const int num = (sh_degree + 1) * (sh_degree + 1);
+    // colour from the view direction
+    float dir[3], inv_len, basis[SH_COEFFS(D)], sh[SH_COEFFS(D)][3];
+    view_dir(means, viewmat, i, dir, &inv_len);
+    sh_basis<D, false>(dir[0], dir[1], dir[2], basis, nullptr);
+    load_sh<D>(sh0, shN, num_rest, i, sh);
+    #pragma unroll
     for (int c = 0; c < 3; c++) {
-        float rgb = basis[0] * sh0[3 * i + c];
-        for (int k = 1; k < num; k++) rgb += basis[k] * shN[(i * num_rest + k - 1) * 3 + c];
+        float rgb = basis[0] * sh[0][c];
+        #pragma unroll
+        for (int k = 1; k < SH_COEFFS(D); k++) rgb += basis[k] * sh[k][c];
         colors[3 * i + c] = fmaxf(rgb + 0.5f, 0.0f);
     }
 }
 
-extern "C" __global__ void project_bwd(
-    const float* __restrict__ means, const float* __restrict__ scales,
-    const float* __restrict__ quats, const float* __restrict__ sh0, const float* __restrict__ shN,
-    int num_rest, int sh_degree, const float* __restrict__ viewmat, float fx, float fy, float cx,
-    float cy, int width, int height, float near, float far, long long n,
-    const int* __restrict__ radii, const float* __restrict__ v_means2d,
-    const float* __restrict__ v_conics, const float* __restrict__ v_colors,
-    float* __restrict__ v_means, float* __restrict__ v_scales, float* __restrict__ v_quats,
-    float* __restrict__ v_sh0, float* __restrict__ v_shN) {
+template <int D>
+__device__ __forceinline__ void project_bwd(PROJECT_BWD_PARAMS) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    const int num = (sh_degree + 1) * (sh_degree + 1);
     for (int k = 0; k < 3; k++) { v_means[3 * i + k] = 0.0f; v_scales[3 * i + k] = 0.0f;
                                   v_sh0[3 * i + k] = 0.0f; }
     for (int k = 0; k < 4; k++) v_quats[4 * i + k] = 0.0f;
@@ -300,29 +352,29 @@ extern "C" __global__ void project_bwd(
     for (int k = 0; k < 4; k++) v_quats[4 * i + k] = (vq[k] - dot * p.q[k]) * inv_norm;
 
     // 8. colour: v_sh_k = Y_k v_raw; the view direction feeds back into the mean
-    float campos[3], d[3];
-    for (int k = 0; k < 3; k++)
-        campos[k] = -(W[k] * W[3] + W[4 + k] * W[7] + W[8 + k] * W[11]);
-    for (int k = 0; k < 3; k++) d[k] = means[3 * i + k] - campos[k];
-    const float inv_len = rsqrtf(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
-    const float dir[3] = {d[0] * inv_len, d[1] * inv_len, d[2] * inv_len};
-    float basis[16], dbasis[48];
-    sh_basis(sh_degree, dir[0], dir[1], dir[2], basis, dbasis);
+    float dir[3], inv_len, basis[SH_COEFFS(D)], dbasis[3 * SH_COEFFS(D)], sh[SH_COEFFS(D)][3];
+    view_dir(means, W, i, dir, &inv_len);
+    sh_basis<D, true>(dir[0], dir[1], dir[2], basis, dbasis);
+    load_sh<D>(sh0, shN, num_rest, i, sh);
     float v_raw[3];
+    #pragma unroll
     for (int c = 0; c < 3; c++) {
-        float rgb = basis[0] * sh0[3 * i + c];
-        for (int k = 1; k < num; k++) rgb += basis[k] * shN[(i * num_rest + k - 1) * 3 + c];
+        float rgb = basis[0] * sh[0][c];
+        #pragma unroll
+        for (int k = 1; k < SH_COEFFS(D); k++) rgb += basis[k] * sh[k][c];
         v_raw[c] = rgb + 0.5f > 0.0f ? v_colors[3 * i + c] : 0.0f;
     }
     float v_dir[3] = {0.0f, 0.0f, 0.0f};
-    for (int k = 0; k < num; k++) {
+    #pragma unroll
+    for (int k = 0; k < SH_COEFFS(D); k++) {
         float sh_dot = 0.0f;
+        #pragma unroll
         for (int c = 0; c < 3; c++) {
-            const float coeff = k == 0 ? sh0[3 * i + c] : shN[(i * num_rest + k - 1) * 3 + c];
-            sh_dot += coeff * v_raw[c];
+            sh_dot += sh[k][c] * v_raw[c];
             if (k == 0) v_sh0[3 * i + c] = basis[0] * v_raw[c];
             else v_shN[(i * num_rest + k - 1) * 3 + c] = basis[k] * v_raw[c];
         }
+        #pragma unroll
         for (int a = 0; a < 3; a++) v_dir[a] += dbasis[3 * k + a] * sh_dot;
     }
     const float vd_dot = v_dir[0] * dir[0] + v_dir[1] * dir[1] + v_dir[2] * dir[2];
@@ -332,3 +384,13 @@ extern "C" __global__ void project_bwd(
         v_means[3 * i + k] = W[k] * v_t[0] + W[4 + k] * v_t[1] + W[8 + k] * v_t[2] +
                              (v_dir[k] - vd_dot * dir[k]) * inv_len;
 }
+
+// The kernels, one per SH degree evaluated; splat_lion/project.py picks the active degree's.
+extern "C" __global__ void project_fwd_sh0(PROJECT_FWD_PARAMS) { project_fwd<0>(PROJECT_FWD_ARGS); }
+extern "C" __global__ void project_fwd_sh1(PROJECT_FWD_PARAMS) { project_fwd<1>(PROJECT_FWD_ARGS); }
+extern "C" __global__ void project_fwd_sh2(PROJECT_FWD_PARAMS) { project_fwd<2>(PROJECT_FWD_ARGS); }
+extern "C" __global__ void project_fwd_sh3(PROJECT_FWD_PARAMS) { project_fwd<3>(PROJECT_FWD_ARGS); }
+extern "C" __global__ void project_bwd_sh0(PROJECT_BWD_PARAMS) { project_bwd<0>(PROJECT_BWD_ARGS); }
+extern "C" __global__ void project_bwd_sh1(PROJECT_BWD_PARAMS) { project_bwd<1>(PROJECT_BWD_ARGS); }
+extern "C" __global__ void project_bwd_sh2(PROJECT_BWD_PARAMS) { project_bwd<2>(PROJECT_BWD_ARGS); }
+extern "C" __global__ void project_bwd_sh3(PROJECT_BWD_PARAMS) { project_bwd<3>(PROJECT_BWD_ARGS); }

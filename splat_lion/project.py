@@ -19,17 +19,25 @@ from .kernels import BLOCK
 from .sh import empty_shN, sh_rest
 
 
-def _common_args(g: Gaussians, camera: Camera, sh_degree: int | None, be: Backend):
+def _common_args(g: Gaussians, camera: Camera, sh_degree: int | None,
+                 be: Backend) -> tuple[int, tuple]:
+    """(the SH degree evaluated, the arguments both kernels begin with)."""
     degree = g.sh_degree if sh_degree is None else sh_degree
     if not 0 <= degree <= g.sh_degree:
         raise ValueError(f"sh_degree must lie in 0..{g.sh_degree} (the scene's), got {degree}")
     num_rest = sh_rest(g.sh_degree)
     shN = g.shN if num_rest else be.zeros((1,), np.float32, tag="scratch")  # noqa: N806
     viewmat = be.table(camera.viewmat.astype(np.float32))
-    return (g.means, g.scales, g.quats, g.sh0, shN, np.int32(num_rest), np.int32(degree), viewmat,
-            np.float32(camera.fx), np.float32(camera.fy), np.float32(camera.cx),
-            np.float32(camera.cy), np.int32(camera.width), np.int32(camera.height),
-            np.float32(camera.near), np.float32(camera.far), np.int64(g.count))
+    return degree, (g.means, g.scales, g.quats, g.sh0, shN, np.int32(num_rest), viewmat,
+                    np.float32(camera.fx), np.float32(camera.fy), np.float32(camera.cx),
+                    np.float32(camera.cy), np.int32(camera.width), np.int32(camera.height),
+                    np.float32(camera.near), np.float32(camera.far), np.int64(g.count))
+
+
+def _kernel(name: str, degree: int, be: Backend):
+    """project.cu's kernel `name` for SH degree `degree`: one of the variants compiled
+    together (project_fwd_sh0 .. _sh3), so a degree ramping up during a fit compiles nothing."""
+    return kernels.function("project", f"{name}_sh{degree}", backend=be)
 
 
 def project_fwd(g: Gaussians, camera: Camera, sh_degree: int | None = None) -> dict:
@@ -44,9 +52,9 @@ def project_fwd(g: Gaussians, camera: Camera, sh_degree: int | None = None) -> d
            "colors": be.empty((n, 3), np.float32, tag="projection"),
            "tiles_touched": be.empty((n,), np.int32, tag="projection")}
     if n:
-        be.launch(kernels.function("project", "project_fwd", backend=be),
-                  ((n + BLOCK - 1) // BLOCK,), (BLOCK,),
-                  (*_common_args(g, camera, sh_degree, be), *out.values()))
+        degree, args = _common_args(g, camera, sh_degree, be)
+        be.launch(_kernel("project_fwd", degree, be), ((n + BLOCK - 1) // BLOCK,), (BLOCK,),
+                  (*args, *out.values()))
     return out
 
 
@@ -75,10 +83,9 @@ def project_bwd(g: Gaussians, camera: Camera, radii, v_means2d, v_conics, v_colo
         if not rest:  # the kernel's shN argument: never written at degree 0
             out["shN"] = be.table(np.zeros(1, np.float32))
     if n:
-        be.launch(kernels.function("project", "project_bwd", backend=be),
-                  ((n + BLOCK - 1) // BLOCK,), (BLOCK,),
-                  (*_common_args(g, camera, sh_degree, be), radii, v_means2d, v_conics, v_colors,
-                   *out.values()))
+        degree, args = _common_args(g, camera, sh_degree, be)
+        be.launch(_kernel("project_bwd", degree, be), ((n + BLOCK - 1) // BLOCK,), (BLOCK,),
+                  (*args, radii, v_means2d, v_conics, v_colors, *out.values()))
     if not rest:
         if given:
             del out["shN"]  # the dummy; the caller gave none

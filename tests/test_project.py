@@ -1,11 +1,12 @@
-"""kernels/project.cu vs reference/project.py: forward, culling, backward vs finite differences."""
+"""kernels/project.cu vs reference/project.py: forward, culling, backward vs finite differences,
+at every active SH degree up to the scene's (one kernel per degree, all compiled at once)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from splat_lion import Gaussians
+from splat_lion import Gaussians, kernels
 from splat_lion.cameras import Camera, orbit_cameras
 from splat_lion.project import project_bwd, project_fwd
 from splat_lion.reference import project as ref
@@ -44,6 +45,38 @@ def test_forward_matches_reference(be, random_scene, camera, degree):
         assert not np.asarray(got[name])[culled & same_radius].any(), name
 
 
+@pytest.mark.parametrize("active", [0, 1, 2])
+def test_forward_at_an_active_degree_below_the_scenes_matches_reference(be, random_scene,
+                                                                          camera, active):
+    """A degree-3 scene seen at a lower active degree (as while the degree ramps up): the
+    colour uses sh0 and the first (active+1)^2 - 1 of shN's 15 rows, the rest never read."""
+    g = random_scene(300, 3, be, spread=1.0)
+    cam = camera()
+    got = {k: be.to_numpy(v) for k, v in project_fwd(g, cam, active).items()}
+    want = ref.project_fwd(**host_fields(g), camera=cam, sh_degree=active)
+    vis = (got["radii"] == want["radii"]) & (want["radii"] > 0)
+    assert vis.sum() > 100
+    np.testing.assert_allclose(got["colors"][vis], want["colors"][vis], atol=2e-6)
+    full = ref.project_fwd(**host_fields(g), camera=cam)
+    assert np.abs(full["colors"][vis] - want["colors"][vis]).max() > 1e-3  # degrees differ
+
+
+def test_every_active_degree_runs_without_compiling_again(be, rng, random_scene, camera):
+    """The variants for degrees 0..3 are compiled together: a degree ramping up during a fit
+    compiles nothing."""
+    g = random_scene(40, 3, be)
+    cam = camera()
+    v = [be.asarray(rng.standard_normal((40, k)).astype(np.float32), tag="grads")
+         for k in (2, 3, 3)]
+    out = project_fwd(g, cam, 0)
+    project_bwd(g, cam, out["radii"], *v, 0)
+    modules = dict(kernels._modules)
+    for degree in (1, 2, 3):
+        out = project_fwd(g, cam, degree)
+        project_bwd(g, cam, out["radii"], *v, degree)
+    assert kernels._modules == modules
+
+
 def test_splats_behind_the_camera_or_too_far_are_culled(cpu, camera):
     cam = camera()
     eye = cam.position
@@ -80,7 +113,7 @@ def test_runaway_splats_are_capped_or_culled_and_bin_consistently(be, camera):
     assert (np.bincount(be.to_numpy(bins["ids"]), minlength=3) == touched).all()
 
 
-@pytest.mark.parametrize("degree,active", [(0, 0), (1, 1), (2, 1), (3, 3)])
+@pytest.mark.parametrize("degree,active", [(0, 0), (1, 1), (2, 1), (3, 0), (3, 2), (3, 3)])
 def test_backward_matches_finite_differences(be, rng, random_scene, camera, finite_differences,
                                              degree, active):
     g = random_scene(6, degree, be, spread=0.8)
