@@ -26,7 +26,11 @@ by default and not modelled.
 `ptxas -v -arch=sm_90` (registers, spill stores/loads, shared memory, stack per kernel). With
 no `ptxas` (looked for on PATH, in $CUDA_HOME/bin, /usr/local/cuda/bin), or when it rejects
 NVRTC's PTX (a toolkit older than NVRTC), the ptxas built into NVRTC reports instead
-(`--ptxas-options=-v`). Any spilled byte fails: keep spills at 0.
+(`--ptxas-options=-v`). Any spilled byte and any byte of local memory (a stack frame: an
+array indexed at run time, a large local) fails: keep both at 0 (DESIGN §3). It also counts
+each kernel's SASS instructions in that sm_90 CUBIN with `nvdisasm` (on PATH, in the CUDA
+toolkit, or from pip's `nvidia-cuda-nvdisasm`): the measure of a kernel's overhead when no GPU
+is at hand. Without a disassembler the counts are left out, with a note.
 
 NVRTC comes from the pip package `nvidia-cuda-nvrtc-cu12` and is loaded with ctypes;
 SPLAT_LION_NVRTC=/path/to/libnvrtc.so.12 points at another copy. Exit status: 0 all OK,
@@ -331,6 +335,10 @@ class KernelResources:
     stack_bytes: int
     # Static shared memory of the kernel in bytes (dynamic shared memory is not counted).
     shared_bytes: int
+    # SASS instructions of the kernel in the CUBIN (the device functions it calls included:
+    # each kernel holds its own copy; the padding after its end not); None without a
+    # disassembler, and for device functions (counted in their callers).
+    sass_instructions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -339,7 +347,7 @@ class ResourceReport:
     arch: str
     # What produced the numbers, e.g. "ptxas 13.0.88 (/usr/local/bin/ptxas)".
     tool: str
-    # False on a compile/ptxas failure or any spilled byte.
+    # False on a compile/ptxas failure, any spilled byte or any byte of stack (local memory).
     ok: bool
     functions: list[KernelResources] = field(default_factory=list)
     # ptxas's verbose output, or the error log on failure.
@@ -347,6 +355,8 @@ class ResourceReport:
     # Why that tool was used, or what failed (e.g. "no ptxas found ...").
     note: str = ""
     path: str | None = None
+    # What counted the SASS instructions ("nvdisasm 13.5.37 (/path)"), or "" when nothing did.
+    sass_tool: str = ""
 
 
 _ENTRY = re.compile(r"Compiling entry function '([^']+)'")
@@ -409,18 +419,122 @@ def _ptxas_version(ptxas: Path) -> str:
     return m.group(1) if m else "?"
 
 
-def _report(name: str, arch: str, tool: str, text: str, note: str) -> ResourceReport:
+def _report(name: str, arch: str, tool: str, text: str, note: str,
+            cubin: bytes = b"") -> ResourceReport:
     funcs = parse_ptxas(text)
-    spills = any(f.spill_store_bytes or f.spill_load_bytes for f in funcs)
-    if spills:
-        note = "; ".join(filter(None, [note, "spills: keep them at 0 (DESIGN §3)"]))
-    return ResourceReport(name=name, arch=arch, tool=tool, ok=not spills, functions=funcs,
-                          log=text, note=note)
+    spilling = [f.function for f in funcs if f.spill_store_bytes or f.spill_load_bytes]
+    stacked = [f.function for f in funcs if f.stack_bytes]
+    problems = [note] if note else []
+    if spilling:
+        problems.append(f"spills in {', '.join(spilling)}: keep them at 0 (DESIGN §3)")
+    if stacked:
+        problems.append(f"local memory (stack frame) in {', '.join(stacked)}: keep it at 0 "
+                        "(DESIGN §3; an array indexed at run time, e.g. by a loop that does "
+                        "not unroll)")
+    sass_tool = ""
+    if cubin:
+        counts, sass_tool, sass_note = count_sass(cubin)
+        if sass_note:
+            problems.append(sass_note)
+        funcs = [dataclasses.replace(f, sass_instructions=counts.get(f.function)) for f in funcs]
+    return ResourceReport(name=name, arch=arch, tool=tool, ok=not spilling and not stacked,
+                          functions=funcs, log=text, note="; ".join(problems),
+                          sass_tool=sass_tool)
+
+
+# -- SASS instruction counts ----------------------------------------------------------------
+
+NVDISASM_HINT = "pip install nvidia-cuda-nvdisasm"
+_SECTION = re.compile(r"^\s*\.section\s+\.text\.([^,\s]+)")
+_INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]+\*/\s+([^;]*?)\s*;")
+_LABEL = re.compile(r"^\s*(\.L\w+):")
+
+
+def find_nvdisasm() -> Path | None:
+    """nvdisasm: on PATH, else in the CUDA toolkit ($CUDA_HOME, /usr/local/cuda), else from
+    pip's nvidia-cuda-nvdisasm (nvidia/<cuXX or cuda_nvdisasm>/bin/nvdisasm)."""
+    found = shutil.which("nvdisasm")
+    if found:
+        return Path(found)
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home and (Path(home) / "bin" / "nvdisasm").is_file():
+            return Path(home) / "bin" / "nvdisasm"
+    try:
+        spec = importlib.util.find_spec("nvidia")
+    except (ImportError, ValueError):
+        spec = None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for path in sorted(Path(folder).glob("*/bin/nvdisasm")):
+            if path.is_file() and os.access(path, os.X_OK):
+                return path
+    return None
+
+
+def parse_sass(text: str) -> dict[str, int]:
+    """Instructions per kernel in `nvdisasm -c` output: the lines `/*0a40*/ FADD R1, R2, R3 ;`
+    of each `.text.<kernel>` section (its subroutines included), less the padding after the
+    kernel's end: trailing NOPs and the branch-to-itself that closes the code."""
+    sections: dict[str, list[tuple[str | None, str]]] = {}
+    current, label = None, None
+    for line in text.splitlines():
+        if m := _SECTION.match(line):
+            current, label = m.group(1), None
+            sections[current] = []
+        elif current is None:
+            continue
+        elif m := _LABEL.match(line):
+            label = m.group(1)
+        elif m := _INSTRUCTION.match(line):
+            sections[current].append((label, m.group(1)))
+            label = None
+    counts = {}
+    for kernel, instructions in sections.items():
+        while instructions and instructions[-1][1] == "NOP":
+            instructions.pop()
+        if instructions:  # `.L_x_9: BRA `(.L_x_9)`: the end marker, never executed
+            label, text_ = instructions[-1]
+            if label and re.fullmatch(rf"BRA\s+`\({re.escape(label)}\)", text_):
+                instructions.pop()
+        counts[kernel] = len(instructions)
+    return counts
+
+
+def _tool_version(path: Path) -> str:
+    try:
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    m = re.search(r"V(\d+\.\d+\.\d+)", out)
+    return m.group(1) if m else "?"
+
+
+def count_sass(cubin: bytes) -> tuple[dict[str, int], str, str]:
+    """(SASS instructions per kernel of `cubin`, the tool, a note when there are none)."""
+    nvdisasm = find_nvdisasm()
+    if nvdisasm is None:
+        return {}, "", f"no nvdisasm found (PATH, the CUDA toolkit, {NVDISASM_HINT}): SASS " \
+                        "instructions not counted"
+    tool = f"nvdisasm {_tool_version(nvdisasm)} ({nvdisasm})"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kernel.cubin"
+        path.write_bytes(cubin)
+        try:
+            run = subprocess.run([str(nvdisasm), "-c", str(path)], capture_output=True,
+                                 text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as e:
+            return {}, "", f"{tool} failed: {e}: SASS instructions not counted"
+    if run.returncode != 0:
+        last = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else "no output"
+        return {}, "", f"{tool} failed (exit {run.returncode}): {last}: SASS instructions " \
+                       "not counted"
+    return parse_sass(run.stdout), tool, ""
 
 
 def resources_source(code: str, name: str, options: tuple[str, ...],
                      arch: str = RESOURCE_ARCH) -> ResourceReport:
-    """Registers, spills and shared memory per kernel of `code` on `arch`."""
+    """Registers, spills, shared memory, stack and SASS instructions per kernel of `code` on
+    `arch`; not ok on any spill or stack."""
     _check_arch(arch)
     nv_tool = f"ptxas built into NVRTC {nvrtc_version()} (--ptxas-options=-v)"
     ptxas = find_ptxas()
@@ -433,26 +547,27 @@ def resources_source(code: str, name: str, options: tuple[str, ...],
             return ResourceReport(name=name, arch=arch, tool=f"NVRTC {nvrtc_version()}",
                                   ok=False, log=log, note="PTX compilation failed")
         with tempfile.TemporaryDirectory() as tmp:
-            ptx_path = Path(tmp) / "kernel.ptx"
+            ptx_path, cubin_path = Path(tmp) / "kernel.ptx", Path(tmp) / "kernel.cubin"
             ptx_path.write_bytes(ptx.rstrip(b"\0"))
-            cmd = [str(ptxas), "-v", f"-arch={arch}", str(ptx_path), "-o", os.devnull]
+            cmd = [str(ptxas), "-v", f"-arch={arch}", str(ptx_path), "-o", str(cubin_path)]
             try:
                 run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
                 text, rc = run.stdout + run.stderr, run.returncode
             except (OSError, subprocess.SubprocessError) as e:
                 text, rc = str(e), -1
+            cubin = cubin_path.read_bytes() if rc == 0 and cubin_path.is_file() else b""
         tool = f"ptxas {_ptxas_version(ptxas)} ({ptxas})"
         if rc == 0:
-            return _report(name, arch, tool, text, "")
+            return _report(name, arch, tool, text, "", cubin)
         # E.g. a toolkit older than NVRTC rejects its PTX version: fall back, say why.
         last = text.strip().splitlines()[-1] if text.strip() else "no output"
         note = f"{tool} failed (exit {rc}): {last}"
-    status, log, _ = _compile(code, name, (*cupy_options(options, arch), "--ptxas-options=-v"),
-                              "cubin")
+    status, log, cubin = _compile(code, name,
+                                  (*cupy_options(options, arch), "--ptxas-options=-v"), "cubin")
     if status != 0:
         return ResourceReport(name=name, arch=arch, tool=nv_tool, ok=False, log=log,
                               note="compilation failed")
-    return _report(name, arch, nv_tool, log, note)
+    return _report(name, arch, nv_tool, log, note, cubin)
 
 
 def resources(paths: Iterable[Path | str] | None = None,
@@ -485,18 +600,19 @@ def _print_compile(results: list[CompileResult]) -> None:
 
 
 def _print_resources(reports: list[ResourceReport]) -> None:
-    tools = sorted({r.tool for r in reports})
+    tools = sorted({r.tool for r in reports} | {r.sass_tool for r in reports if r.sass_tool})
     print(f"\nResources on {reports[0].arch} via {', '.join(tools)}:")
     rows = [(r.name, f.function + ("" if f.entry else " (device fn)"), f)
             for r in reports for f in r.functions]
     wf = max([len(n) for n, _, _ in rows] + [4])
     wk = max([len(k) for _, k, _ in rows] + [6])
     print(f"{'file':<{wf}}  {'kernel':<{wk}} {'regs':>5} {'spill st':>9} {'spill ld':>9} "
-          f"{'smem B':>7} {'stack B':>8}")
+          f"{'smem B':>7} {'stack B':>8} {'SASS':>6}")
     for name, kernel, f in rows:
         regs = "-" if f.registers is None else str(f.registers)
+        sass = "-" if f.sass_instructions is None else str(f.sass_instructions)
         print(f"{name:<{wf}}  {kernel:<{wk}} {regs:>5} {f.spill_store_bytes:>9} "
-              f"{f.spill_load_bytes:>9} {f.shared_bytes:>7} {f.stack_bytes:>8}")
+              f"{f.spill_load_bytes:>9} {f.shared_bytes:>7} {f.stack_bytes:>8} {sass:>6}")
     for note in sorted({r.note for r in reports if r.note and r.ok}):
         print(f"note: {note}")
     for r in reports:
@@ -515,8 +631,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="real architectures to build CUBINs for "
                              f"(default: {' '.join(DEFAULT_ARCHS)})")
     parser.add_argument("--resources", action="store_true",
-                        help="also report registers/spills/shared memory per kernel on "
-                             f"{RESOURCE_ARCH}; fail on any spill")
+                        help="also report registers/spills/shared memory/stack and SASS "
+                             f"instructions per kernel on {RESOURCE_ARCH}; fail on any spill "
+                             "or stack (local memory)")
     parser.add_argument("--json", metavar="FILE", help="write all results as JSON to FILE")
     parser.add_argument("--jobs", type=int, default=None,
                         help="parallel compilations (default: up to 8)")

@@ -1,6 +1,8 @@
-"""Every CUDA kernel compiles with NVRTC, the compiler CuPy uses, without errors or warnings.
+"""Every CUDA kernel compiles with NVRTC, the compiler CuPy uses, without errors or warnings,
+and neither spills nor uses local memory on sm_90; SASS instructions are counted per kernel.
 
-No GPU needed: NVRTC (pip `nvidia-cuda-nvrtc-cu12`) builds a CUBIN for sm_75, sm_80 and sm_90.
+No GPU needed: NVRTC (pip `nvidia-cuda-nvrtc-cu12`) builds a CUBIN for sm_75, sm_80 and sm_90;
+nvdisasm (the CUDA toolkit's, or pip `nvidia-cuda-nvdisasm`) reads it where installed.
 Skipped where NVRTC is not installed, except under CI=true, where that is a failure: CI
 installs it (`pip install -e .[test]`) and must not pass by skipping.
 """
@@ -39,6 +41,18 @@ extern "C" __global__ void __launch_bounds__(1024, 2) spill(const float* x, floa
     for (int i = 0; i < 96; ++i) s += v[i] * v[95 - i];
 #pragma unroll
     for (int i = 0; i < 96; ++i) y[threadIdx.x + i * n] = v[i] * s;
+}
+"""
+
+
+# An array written at indices known only at run time lives in local memory (a stack frame),
+# though nothing spills.
+LOCAL_ARRAY = """
+extern "C" __global__ void local_array(const int* idx, const float* x, float* y, int n) {
+    float v[64];
+    for (int i = 0; i < 64; ++i) v[i] = 0.0f;
+    for (int i = 0; i < n; ++i) v[idx[i] & 63] += x[i];
+    for (int i = 0; i < 64; ++i) y[64 * threadIdx.x + i] = v[i];
 }
 """
 
@@ -157,12 +171,81 @@ def test_command_exits_1_on_a_warning_in_a_file(nvrtc, tmp_path, capsys):
     assert "FAIL" in out and "never referenced" in out
 
 
-def test_library_kernels_do_not_spill(nvrtc):
+def test_library_kernels_neither_spill_nor_use_local_memory(nvrtc):
     reports = nvrtc_check.resources(sorted(kernels.kernel_dir().glob("*.cu")))
     failures = [r for r in reports if not r.ok]
     assert not failures, "\n\n".join(f"{r.name} ({r.tool}): {r.note}\n{r.log}" for r in failures)
     entries = [f for r in reports for f in r.functions if f.entry]
     assert entries and all(f.registers for f in entries), "ptxas report not parsed"
+    assert all(f.stack_bytes == 0 and f.spill_store_bytes == 0 for f in entries)
+    if nvrtc_check.find_nvdisasm() is not None:
+        assert all(f.sass_instructions and f.sass_instructions > 10 for f in entries), entries
+
+
+def test_local_memory_fails_the_resource_check(nvrtc, tmp_path, capsys):
+    r = nvrtc_check.resources_source(LOCAL_ARRAY, "local_array.cu", kernels.options())
+    assert not r.ok, r.log
+    (k,) = [f for f in r.functions if f.function == "local_array"]
+    assert k.stack_bytes > 0 and k.spill_store_bytes == 0 and k.spill_load_bytes == 0
+    assert "local memory (stack frame) in local_array" in r.note
+
+    path = tmp_path / "local_array.cu"
+    path.write_text(LOCAL_ARRAY)
+    assert nvrtc_check.main([str(path), "--arch", "sm_90"]) == 0  # it compiles cleanly
+    assert nvrtc_check.main([str(path), "--arch", "sm_90", "--resources"]) == 1
+    assert "resources FAIL: local memory" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(nvrtc_check.find_nvdisasm() is None,
+                    reason=f"no nvdisasm: {nvrtc_check.NVDISASM_HINT}")
+def test_sass_instructions_are_counted_per_kernel(nvrtc, capsys):
+    r = nvrtc_check.resources_source(SAXPY, "saxpy.cu", kernels.options())
+    assert r.ok and r.sass_tool.startswith("nvdisasm")
+    (saxpy,) = [f for f in r.functions if f.function == "saxpy"]
+    assert 10 < saxpy.sass_instructions < 60  # address arithmetic, 2 loads, 1 FMA, 1 store
+    assert nvrtc_check.main([str(TEST_KERNELS / "warp.cu"), "--arch", "sm_90",
+                             "--resources"]) == 0
+    out = capsys.readouterr().out
+    assert "SASS" in out and "nvdisasm" in out
+
+
+def test_without_a_disassembler_the_counts_are_left_out_with_a_note(nvrtc, monkeypatch):
+    monkeypatch.setattr(nvrtc_check, "find_nvdisasm", lambda: None)
+    r = nvrtc_check.resources_source(SAXPY, "saxpy.cu", kernels.options())
+    assert r.ok and r.sass_tool == ""
+    assert all(f.sass_instructions is None for f in r.functions)
+    assert "no nvdisasm found" in r.note and nvrtc_check.NVDISASM_HINT in r.note
+
+
+def test_nvdisasm_output_is_parsed():
+    """Instructions per `.text.<kernel>` section, subroutines included; the NOP padding and
+    the closing branch-to-itself left out."""
+    text = """\
+//--------------------- .text.k       --------------------------
+        .section        .text.k,"ax",@progbits
+        .global         k
+k:
+.text.k:
+        /*0000*/                   LDC R1, c[0x0][0x28] ;
+        /*0010*/              @!P0 BRA `(.L_x_1) ;
+.L_x_1:
+        /*0020*/                   EXIT ;
+        .type           $__internal_0_$__cuda_sm20_rcp_rn_ftz_f32_slowpath,@function
+$__internal_0_$__cuda_sm20_rcp_rn_ftz_f32_slowpath:
+        /*0030*/                   MUFU.RCP R9, R10 ;
+        /*0040*/                   RET.REL.NODEC R8 `(k) ;
+.L_x_2:
+        /*0050*/                   BRA `(.L_x_2);
+        /*0060*/                   NOP;
+        /*0070*/                   NOP;
+.L_x_3:
+//--------------------- .text.empty_loop       --------------------------
+        .section        .text.empty_loop,"ax",@progbits
+.L_x_4:
+        /*0000*/                   BRA `(.L_x_4) ;
+        /*0010*/                   EXIT ;
+"""
+    assert nvrtc_check.parse_sass(text) == {"k": 5, "empty_loop": 2}
 
 
 def test_spilling_kernel_fails_the_resource_check(nvrtc):
