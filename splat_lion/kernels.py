@@ -137,5 +137,11 @@ def function_from_file(path: Path | str, name: str,
 def function(family: str, name: str, defines: Mapping[str, int | str] | None = None,
              backend: _backend.Backend | None = None):
     """One kernel of a family, ready for `backend.launch(kernel, grid, block, args)`; the
-    same object on every call with the same backend, defines and name."""
-    return function_from_file(family_path(family), name, defines, backend)
+    same object on every call with the same backend, defines and name. Found again by
+    family name without resolving the file's path (tens of microseconds a launch)."""
+    be = backend or _backend.get_backend()
+    key = ("family", be.name, family, tuple(sorted((defines or {}).items())), name)
+    handle = _functions.get(key)
+    if handle is None:
+        handle = _functions[key] = function_from_file(family_path(family), name, defines, be)
+    return handle
