@@ -64,12 +64,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import math
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -119,7 +117,6 @@ SASS_ARCH = "sm_90"
 # float32 (evaluated here whatever the backend: they need no GPU).
 SASS_MASKED_MAX = 45.0
 SASS_BF16_MAX_EXTRA = 4.0
-NVDISASM_HINT = "pip install nvidia-cuda-nvdisasm"
 # GPU targets (the issue): fused Lion's share of the copy's GB/s, bf16 / fp32 time, plain /
 # fused time; evaluated from TARGET_MIN_SPLATS splats up.
 FUSED_MIN_COPY_FRACTION = 0.90
@@ -235,25 +232,6 @@ _SASS_LABEL = re.compile(r"^\s*(\.L_x_\d+):\s*$")
 _SASS_TARGET = re.compile(r"`\((\.L_x_\d+)\)")
 
 
-def find_nvdisasm() -> Path | None:
-    """nvdisasm: on PATH, in the CUDA toolkit ($CUDA_HOME, /usr/local/cuda), or from pip's
-    nvidia-cuda-nvdisasm (nvidia/<cu13 or cuda_nvdisasm>/bin/nvdisasm)."""
-    found = shutil.which("nvdisasm")
-    if found:
-        return Path(found)
-    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if home and (Path(home) / "bin" / "nvdisasm").is_file():
-            return Path(home) / "bin" / "nvdisasm"
-    try:
-        spec = importlib.util.find_spec("nvidia")
-    except (ImportError, ValueError):
-        spec = None
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        for path in sorted(Path(folder).glob("*/bin/nvdisasm")):
-            return path
-    return None
-
-
 def sass_blocks(sass: str, kernel: str) -> list[_Block]:
     """The basic blocks of `kernel` in `nvdisasm -c` output, up to its first subroutine."""
     m = re.search(rf"^\.text\.{re.escape(kernel)}:\n(.*?)(?=^\s*\.type|^\s*//-----|\Z)", sass,
@@ -345,9 +323,10 @@ def sass_counts() -> tuple[list[SassCount], str]:
         nvrtc_check.load_nvrtc()
     except RuntimeError as e:
         return [], f"no SASS counts: {e}"
-    nvdisasm = find_nvdisasm()
+    nvdisasm = nvrtc_check.find_nvdisasm()
     if nvdisasm is None:
-        return [], f"no SASS counts: nvdisasm not found (PATH, the CUDA toolkit, {NVDISASM_HINT})"
+        return [], ("no SASS counts: nvdisasm not found (PATH, the CUDA toolkit, "
+                    f"{nvrtc_check.NVDISASM_HINT})")
     options = kernels.options(DEFINES)
     params = 4 * CHUNKS_PER_THREAD  # per thread
     out = []
