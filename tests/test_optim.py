@@ -446,3 +446,20 @@ def test_bad_arrays_are_clear_errors(cpu, rng):
     with pytest.raises(ValueError, match="16-byte aligned"):
         opt.step("z", np.zeros(9, np.float32)[1:], np.zeros(8, np.float32))
 
+
+
+def test_bad_kernel_arguments_are_clear_errors(cpu):
+    x = np.zeros(8, np.float32)
+    seg, hyper = np.array([[0, 8, 1]], np.int64), np.float32([[0.1, 0]])
+    with pytest.raises(ValueError, match=r"record_step: expected an int in \[0, "):
+        lion_step(x, x.copy(), x.copy(), seg, hyper, 0.9, 0.99, nonfinite=np.zeros(1, np.int32),
+                  backend=cpu)
+    with pytest.raises(TypeError, match="nonfinite: expected dtype int32"):
+        lion_step(x, x.copy(), x.copy(), seg, hyper, 0.9, 0.99, nonfinite=np.zeros(1),
+                  record_step=0, backend=cpu)
+    with pytest.raises(ValueError, match="visible: data must be 4-byte aligned"):
+        lion_step(x, x.copy(), x.copy(), seg, hyper, 0.9, 0.99, np.ones(9, bool)[1:],
+                  backend=cpu)
+    with pytest.raises(ValueError, match="a splat of more than"):
+        lion_step(x, x.copy(), x.copy(), np.array([[0, 0, 2**29]], np.int64), hyper, 0.9,
+                  0.99, backend=cpu)

@@ -111,8 +111,8 @@ def check_tables(segments: np.ndarray, hyper: np.ndarray, total: int) -> int | N
 
 @functools.lru_cache(maxsize=64)
 def _plan(segments_key: bytes) -> tuple[tuple[np.ndarray, np.ndarray, int], ...]:
-    """Per launch: (its table without learning rates, the segment each entry comes from,
-    blocks). Entries hold at most MAX_ENTRY_ELEMENTS elements, cut at splat boundaries that
+    """Per launch: (its table, learning rates and weight decays left at 0; the segment each
+    entry comes from; its blocks). Entries hold at most MAX_ENTRY_ELEMENTS elements, cut at splat boundaries that
     are multiples of 4 splats (so every entry starts 16-byte aligned, and a width-1 entry's
     mask bytes 4-aligned); empty segments have none."""
     segments = np.frombuffer(segments_key, np.int64).reshape(-1, 3)
@@ -142,10 +142,11 @@ def _plan(segments_key: bytes) -> tuple[tuple[np.ndarray, np.ndarray, int], ...]
     return tuple(out)
 
 
-def launch_tables(segments: np.ndarray, hyper: np.ndarray):
-    """Per launch of a fused step over `segments` (one for any layout of up to MAX_SEGMENTS
-    attributes below 2^30 elements each): (the OptimTable record, a NumPy array of one
-    TABLE_DTYPE element, with each entry's learning rate and weight decay; its grid)."""
+def launch_tables(segments: np.ndarray, hyper: np.ndarray) -> list[tuple[np.ndarray, tuple]]:
+    """The launches of a fused step over `segments` with `hyper` (ONE for any layout of up to
+    MAX_SEGMENTS attributes of fewer than 2^30 floats each): per launch, (its OptimTable, a
+    NumPy array of one TABLE_DTYPE element holding each entry's learning rate and weight
+    decay; its grid). The geometry is computed once per segment table (_plan)."""
     out = []
     for base, source, blocks in _plan(np.ascontiguousarray(segments, np.int64).tobytes()):
         table = base.copy()
@@ -181,16 +182,18 @@ def dummy_arg(be: Backend, dtype, value=0):
     return be.table(np.full(1, value, dtype))
 
 
-def check_nonfinite(be: Backend, nonfinite, step) -> tuple[object, np.int32]:
-    """(flag array, step) kernel arguments: nonfinite an int32 [1] device array the kernel
-    lowers to `step` where a value turns non-finite, or None (a dummy, and NO_STEP)."""
+def check_nonfinite(be: Backend, nonfinite, record_step) -> tuple[object, np.int32]:
+    """(flag array, step) kernel arguments: `nonfinite` an int32 [1] device array the kernel
+    lowers to `record_step` where a value turns non-finite, or None (a dummy, and NO_STEP:
+    nothing is recorded)."""
     if nonfinite is None:
         return dummy_arg(be, np.int32, NO_STEP), np.int32(NO_STEP)
     check_array("nonfinite", nonfinite, np.int32, (1,), be.xp)
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or \
-            not 0 <= step < NO_STEP:
-        raise ValueError(f"step: expected an int in [0, {NO_STEP}) to record, got {step!r}")
-    return nonfinite, np.int32(step)
+    if isinstance(record_step, bool) or not isinstance(record_step, (int, np.integer)) or \
+            not 0 <= record_step < NO_STEP:
+        raise ValueError(f"record_step: expected an int in [0, {NO_STEP}) to record with "
+                         f"nonfinite, got {record_step!r}")
+    return nonfinite, np.int32(record_step)
 
 
 def check_flat_arrays(be: Backend, params, grads, states: dict[str, Any]) -> int:
