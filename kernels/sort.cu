@@ -15,6 +15,9 @@
 //          writes its pairs of digit d from there on, in order: stable.
 //          (Counting in the scatter for the next pass, with atomics where the pairs land,
 //          would save a launch per pass but ran 3-5x slower on the CPU runtime.)
+//          On a GPU each lane streams its own range (each 32-byte sector serves 8 of its
+//          steps from L1) and its writes land apart from its neighbours': the bytes are a
+//          pass's minimum, the access pattern is not coalesced.
 // Layout:  keys, values: [n]; counts: [R * g] int32 (entry d * g + t); block_counts:
 //          [R * gb + 1] int32 (entry d * gb + b; after the scan the last entry holds the
 //          total); done: [1] int32, blocks finished (zero between launches). n < 2^31.
@@ -37,7 +40,7 @@ __device__ __forceinline__ int radix_digit(unsigned key, int shift, int bits) {
     return (int)((key >> shift) & ((1u << bits) - 1u));
 }
 
-// After every block has added its part to block_counts [entries]: the block that finishes
+// After every block has written its part of block_counts [entries]: the block that finishes
 // last turns them into exclusive prefix sums in place, writes the total at [entries] and
 // resets *done. Called by all threads of every block (it has barriers).
 __device__ void scan_if_last(int* block_counts, long long entries, int* done) {

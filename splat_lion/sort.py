@@ -73,18 +73,18 @@ def _kernel(name: str, be: Backend):
     return kernels.function("sort", name, DEFINES, backend=be)
 
 
-def _check_counters(geo: Geometry, bits: int, counts, block_counts, done, xp, what=""):
+def _check_counters(geo: Geometry, bits: int, counts, block_counts, done, xp):
     c, b = geo.counter_entries(bits)
-    check_array(f"{what}counts", counts, np.int32, (c,), xp)
-    check_array(f"{what}block_counts", block_counts, np.int32, (b,), xp)
+    check_array("counts", counts, np.int32, (c,), xp)
+    check_array("block_counts", block_counts, np.int32, (b,), xp)
     if done is not None:
-        check_array(f"{what}done", done, np.int32, (1,), xp)
+        check_array("done", done, np.int32, (1,), xp)
 
 
-def _check_digit(shift: int, bits: int, what: str = "") -> None:
+def _check_digit(shift: int, bits: int) -> None:
     if not (1 <= bits <= RADIX_BITS and 0 <= shift and shift + bits <= 32):
-        raise ValueError(f"{what}digit: bits must lie in 1..{RADIX_BITS} and shift + bits in "
-                         f"..32, got shift={shift}, bits={bits}")
+        raise ValueError(f"digit: bits must lie in 1..{RADIX_BITS} and shift + bits in ..32, "
+                         f"got shift={shift}, bits={bits}")
 
 
 def radix_count(keys, shift: int, bits: int, geo: Geometry, counts, block_counts, done,
@@ -148,6 +148,8 @@ def radix_sort(keys, values=None, key_bits: int = 32, be: Backend | None = None,
     check_array("keys", keys, np.uint32, (n,), xp)
     if values is not None:
         check_array("values", values, np.int32, (n,), xp)
+    if n >= 2**31:
+        raise ValueError(f"radix_sort sorts fewer than 2^31 keys (int32 positions), got {n}")
     plan = digits(key_bits)
     if in_place and values is None:
         raise ValueError("in_place needs the values: the indices have no buffer to sort in")
@@ -172,13 +174,17 @@ def radix_sort(keys, values=None, key_bits: int = 32, be: Backend | None = None,
     if in_place:
         bufs.append((keys, values))
     src = (keys, values)
-    for p, (shift, bits) in enumerate(plan):
-        c, b = geo.counter_entries(bits)
-        radix_count(src[0], shift, bits, geo, counts[:c], block_counts[:b], done, be)
-        dst = bufs[p % 2]
-        radix_scatter(src[0], src[1], shift, bits, geo, counts[:c], block_counts[:b], *dst, be,
-                      gather=gather if p == len(plan) - 1 else None)
-        src = dst
+    try:
+        for p, (shift, bits) in enumerate(plan):
+            c, b = geo.counter_entries(bits)
+            radix_count(src[0], shift, bits, geo, counts[:c], block_counts[:b], done, be)
+            dst = bufs[p % 2]
+            radix_scatter(src[0], src[1], shift, bits, geo, counts[:c], block_counts[:b], *dst,
+                          be, gather=gather if p == len(plan) - 1 else None)
+            src = dst
+    except BaseException:
+        be.workspaces.drop(f"{key}.done")  # a failed launch may leave it non-zero
+        raise
     return src
 
 

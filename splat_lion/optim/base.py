@@ -112,9 +112,9 @@ def check_tables(segments: np.ndarray, hyper: np.ndarray, total: int) -> int | N
 @functools.lru_cache(maxsize=64)
 def _plan(segments_key: bytes) -> tuple[tuple[np.ndarray, np.ndarray, int], ...]:
     """Per launch: (its table, learning rates and weight decays left at 0; the segment each
-    entry comes from; its blocks). Entries hold at most MAX_ENTRY_ELEMENTS elements, cut at splat boundaries that
-    are multiples of 4 splats (so every entry starts 16-byte aligned, and a width-1 entry's
-    mask bytes 4-aligned); empty segments have none."""
+    entry comes from; its blocks). Entries hold at most MAX_ENTRY_ELEMENTS elements, cut at
+    splat boundaries that are multiples of 4 splats (so every entry starts 16-byte aligned,
+    and a width-1 entry's mask bytes 4-aligned); empty segments have none."""
     segments = np.frombuffer(segments_key, np.int64).reshape(-1, 3)
     entries = []  # (segment index, begin, len, width, splat0)
     for i, (begin, end, width) in enumerate(segments.tolist()):

@@ -86,10 +86,10 @@ class OptimizerSpec:
 OPTIMIZER_SPECS: dict[str, OptimizerSpec] = {s.name: s for s in (
     OptimizerSpec("lion", "Lion", "fused Lion (float32 momentum)", Lion,
                   (("momentum_dtype", "float32"),), LION_DEFAULT_LR, _lion_table, 1, 4),
-    OptimizerSpec("lion-bf16", "Lion bf16", "Lion with bfloat16 momentum (half of Lion's state)", Lion,
-                  (("momentum_dtype", "bfloat16"),), LION_DEFAULT_LR, _lion_table, 1, 2),
-    OptimizerSpec("adam", "Adam", "Adam at the 3DGS rates (the baseline, twice Lion's state)", Adam,
-                  (), ADAM_3DGS_LR, _adam_table, 2, 4),
+    OptimizerSpec("lion-bf16", "Lion bf16", "Lion with bfloat16 momentum (half of Lion's state)",
+                  Lion, (("momentum_dtype", "bfloat16"),), LION_DEFAULT_LR, _lion_table, 1, 2),
+    OptimizerSpec("adam", "Adam", "Adam at the 3DGS rates (the baseline, twice Lion's state)",
+                  Adam, (), ADAM_3DGS_LR, _adam_table, 2, 4),
 )}
 OPTIMIZER_NAMES = tuple(OPTIMIZER_SPECS)
 
