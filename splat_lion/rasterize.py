@@ -52,9 +52,10 @@ def rasterize_bwd(ranges, ids, means2d, conics, colors, opacities, background, w
                   defines: dict | None = None, out: dict | None = None) -> dict:
     """Gradients with respect to means2d [N,2], conics [N,3], colors [N,3] and opacities [N]
     (logits), given those with respect to the image [H,W,3] and alpha [H,W]. `defines`
-    (tests): compile-time options, e.g. the warp-sum variant on the CPU. `out`: those four
-    arrays to add into (zeroed by the caller: views of render_backward's buffers), instead of
-    new zeroed ones."""
+    (tests): compile-time options, e.g. the warp-sum variant on the CPU
+    ({"SPLAT_LION_WARP_SUM_ON_CPU": 1}), or the walk over every splat without the skips
+    ({"BWD_SKIPS": 0}). `out`: those four arrays to add into (zeroed by the caller: views of
+    render_backward's buffers), instead of new zeroed ones."""
     xp = be.xp
     n = means2d.shape[0]
     tx, ty = _check_inputs(ranges, ids, means2d, conics, colors, opacities, background, width,
