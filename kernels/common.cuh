@@ -104,7 +104,7 @@ __device__ __forceinline__ float sign_or_nan(float x) {
 // The segment table travels by value as ONE kernel parameter (an OptimTable: on the GPU the
 // parameter space is a constant bank, so no device table and no dependent loads; the CPU
 // runtime copies it). Each entry is an attribute of the flat layout, or a piece of one cut at
-// a splat boundary, of fewer than 2^30 elements. A block works on ONE entry, chosen by its
+// a splat boundary, of at most 2^30 elements. A block works on ONE entry, chosen by its
 // index alone (first_block), so every segment value is uniform across the block; each of its
 // BLOCK threads takes OPTIM_CHUNKS chunks of 4 consecutive floats (16-byte loads), BLOCK
 // chunks apart. splat_lion/optim/base.py builds the table and the grid, and passes its
@@ -122,7 +122,7 @@ __device__ __forceinline__ float sign_or_nan(float x) {
 
 struct OptimSegment {
     long long begin;       // first element in the flat buffers (a multiple of 4)
-    unsigned len;          // elements (< 2^30); a last chunk of fewer than 4 is partial
+    unsigned len;          // elements (at most 2^30); a last chunk of fewer than 4 is partial
     unsigned width;        // floats per splat
     unsigned magic;        // the splat of element offset e is (e * magic) >> shift (base.py)
     unsigned shift;

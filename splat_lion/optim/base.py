@@ -144,7 +144,7 @@ def _plan(segments_key: bytes) -> tuple[tuple[np.ndarray, np.ndarray, int], ...]
 
 def launch_tables(segments: np.ndarray, hyper: np.ndarray) -> list[tuple[np.ndarray, tuple]]:
     """The launches of a fused step over `segments` with `hyper` (ONE for any layout of up to
-    MAX_SEGMENTS attributes of fewer than 2^30 floats each): per launch, (its OptimTable, a
+    MAX_SEGMENTS attributes of at most 2^30 floats each): per launch, (its OptimTable, a
     NumPy array of one TABLE_DTYPE element holding each entry's learning rate and weight
     decay; its grid). The geometry is computed once per segment table (_plan)."""
     out = []
