@@ -213,11 +213,14 @@ static inline unsigned __funnelshift_r(unsigned lo, unsigned hi, unsigned s) {
     s &= 31;
     return s ? (lo >> s) | (hi << (32 - s)) : lo;
 }
+// Written out byte by byte (no loop): with a constant selector it folds to a few shifts and
+// masks (the loop it replaces cost ~20 instructions a call at -O2).
 static inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
-    unsigned long long v = ((unsigned long long)y << 32) | x;
-    unsigned r = 0;
-    for (int i = 0; i < 4; i++) r |= unsigned((v >> (8 * ((s >> (4 * i)) & 7))) & 0xFF) << (8 * i);
-    return r;
+    const unsigned long long v = ((unsigned long long)y << 32) | x;
+    return unsigned((v >> (8 * (s & 7))) & 0xFF) |
+           unsigned((v >> (8 * ((s >> 4) & 7))) & 0xFF) << 8 |
+           unsigned((v >> (8 * ((s >> 8) & 7))) & 0xFF) << 16 |
+           unsigned((v >> (8 * ((s >> 12) & 7))) & 0xFF) << 24;
 }
 
 // min/max as CUDA declares them for device code.
