@@ -43,9 +43,10 @@ PHASES = ("project", "binning", "rasterize", "loss", "rasterize_bwd", "project_b
 # bytes moved per phase: (per splat, per intersection, per pixel, per parameter float)
 BYTES = {
     "project": (59 * 4 + 44, 0, 0, 0),          # read the splat's parameters, write 44 B out
-    "binning": (16, 2 * 4 * 12, 0, 0),          # counts and offsets; keys+ids written, sorted
+    "binning": (130, 28, 0, 0),                 # depth sort of N, then a 1-pass tile sort of M
     "rasterize": (0, 4 + 36, 20, 0),            # each intersection's id and splat; image out
-    "loss": (0, 0, 2 * 12 * 8, 0),              # image and target read by each of ~8 passes
+    "loss": (0, 0, 144, 0),                     # fused SSIM + L1: 2 passes over image, cached
+                                                # target statistics and their scratch
     "rasterize_bwd": (0, 4 + 36 + 36, 40, 0),   # splats read again, gradients added back
     "project_bwd": (59 * 4 + 44 + 36 + 59 * 4, 0, 0, 0),  # parameters in, gradients out
     "optimizer": (0, 0, 0, 20),                 # Lion: read p, g, m; write p, m

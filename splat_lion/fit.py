@@ -145,7 +145,20 @@ def make_optimizer(config: FitConfig, extent: float, backend):
                                                  lion_rates=config.lion_rates, backend=backend)
 
 
+def _check_nonfinite(be, opt, grads: Flat, params: Flat) -> None:
+    """NonFiniteError naming the first step at which the optimizer kernel met a NaN or an
+    infinity (step_all(check_finite=True) records it on the device), and the attribute."""
+    bad = opt.nonfinite_step()
+    if bad is None:
+        return
+    _check_finite(be, grads, bad, "gradients")
+    _check_finite(be, params, bad, "parameters")
+    raise NonFiniteError(f"step {bad}: a gradient or parameter held NaN or infinity (gone by "
+                         "now); lower the learning rate or check the inputs")
+
+
 def _check_finite(be, flat, step: int, what: str) -> None:
+    """NonFiniteError naming the attribute of `flat` that holds a NaN or an infinity."""
     if bool(be.xp.isfinite(flat.data).all()):  # one reduction on the device, no copy
         return
     for name in flat.layout.names:  # the rare bad case: find the attribute
@@ -275,6 +288,8 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
         result.splat_history = [(int(s), int(n)) for s, n in state["splat_history"]]
         result.eval_history = [(int(s), p, q) for s, p, q in state.get("eval_history", [])]
         result.densify_events = [DensifyEvent(**e) for e in state["densify_events"]]
+    # the start is checked once here; after, the optimizer kernel checks what it updates
+    _check_finite(be, g.params, result.start_step, "parameters")
     runaway = _Runaway(be, g.params, extent, getattr(opt, "lr", float("nan")))
     start = time.perf_counter() - result.seconds
     with memory.track(be) as tracker:  # what the fit holds at its peak (FitResult.peak_bytes)
@@ -291,11 +306,12 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
             out = render(g, cameras[view], config.background, degree)
             value, grad = photometric_loss(out.image, targets[view], masks[view])  # on device
             grads = render_backward(out, grad)
-            _check_finite(be, grads, step, "gradients")
-            opt.step_all(g.params, grads, visible=out.visible if config.selective else None)
+            # the kernel records the first step with a non-finite gradient or parameter
+            opt.step_all(g.params, grads, visible=out.visible if config.selective else None,
+                         check_finite=True)
             opt.end_iteration()
-            _check_finite(be, g.params, step, "parameters")
             if step % config.log_every == 0 or step == config.steps - 1:
+                _check_nonfinite(be, opt, grads, g.params)  # one read back, then rarely a scan
                 value = float(value)  # the loss is read back on logging steps only
                 if not np.isfinite(value):
                     raise NonFiniteError(f"step {step}: the loss is {value}; the parameters or "

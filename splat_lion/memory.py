@@ -242,8 +242,6 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
 
     n, hw = int(num_splats), int(width) * int(height)
     p = Layout.gaussians(n, sh_degree).total
-    tx, ty = num_tiles(width, height)
-    t = tx * ty
     state = optimizer_spec(optimizer).state_bytes(p)
     dummy = 4 if rest == 0 else 0  # [1] float32 stand-in for shN at SH degree 0
 

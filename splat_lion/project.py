@@ -26,7 +26,7 @@ def _common_args(g: Gaussians, camera: Camera, sh_degree: int | None,
     if not 0 <= degree <= g.sh_degree:
         raise ValueError(f"sh_degree must lie in 0..{g.sh_degree} (the scene's), got {degree}")
     num_rest = sh_rest(g.sh_degree)
-    shN = g.shN if num_rest else be.zeros((1,), np.float32, tag="scratch")  # noqa: N806
+    shN = g.shN if num_rest else be.table(np.zeros(1, np.float32))  # noqa: N806  (a dummy)
     viewmat = be.table(camera.viewmat.astype(np.float32))
     return degree, (g.means, g.scales, g.quats, g.sh0, shN, np.int32(num_rest), viewmat,
                     np.float32(camera.fx), np.float32(camera.fy), np.float32(camera.cx),
@@ -45,12 +45,12 @@ def project_fwd(g: Gaussians, camera: Camera, sh_degree: int | None = None) -> d
     tiles_touched [N] int32, all on the Gaussians' backend (tag "projection")."""
     be = g.backend
     n = g.count
-    out = {"radii": be.empty((n,), np.int32, tag="projection"),
-           "means2d": be.empty((n, 2), np.float32, tag="projection"),
-           "depths": be.empty((n,), np.float32, tag="projection"),
-           "conics": be.empty((n, 3), np.float32, tag="projection"),
-           "colors": be.empty((n, 3), np.float32, tag="projection"),
-           "tiles_touched": be.empty((n,), np.int32, tag="projection")}
+    shapes = {"radii": ((n,), np.int32), "means2d": ((n, 2), np.float32),
+              "depths": ((n,), np.float32), "conics": ((n, 3), np.float32),
+              "colors": ((n, 3), np.float32), "tiles_touched": ((n,), np.int32)}
+    # reused between renders (no allocation per step), never while a result still holds one
+    out = {k: be.workspace(f"project.{k}", shape, dtype, tag="projection")
+           for k, (shape, dtype) in shapes.items()}
     if n:
         degree, args = _common_args(g, camera, sh_degree, be)
         be.launch(_kernel("project_fwd", degree, be), ((n + BLOCK - 1) // BLOCK,), (BLOCK,),

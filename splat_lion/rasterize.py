@@ -38,9 +38,10 @@ def rasterize_fwd(ranges, ids, means2d, conics, colors, opacities, background, w
     """(image [H, W, 3], alpha [H, W], last [H, W] int32) from the binned splats."""
     tx, ty = _check_inputs(ranges, ids, means2d, conics, colors, opacities, background, width,
                            height, be)
-    image = be.empty((height, width, 3), np.float32, tag="image")
-    alpha = be.empty((height, width), np.float32, tag="image")
-    last = be.empty((height, width), np.int32, tag="image")
+    # reused between renders (no allocation per step), never while a result still holds one
+    image = be.workspace("rasterize.image", (height, width, 3), np.float32, tag="image")
+    alpha = be.workspace("rasterize.alpha", (height, width), np.float32, tag="image")
+    last = be.workspace("rasterize.last", (height, width), np.int32, tag="image")
     be.launch(kernels.function("rasterize", "rasterize_fwd", backend=be), (tx, ty), (TILE, TILE),
               (ranges, ids, means2d, conics, colors, opacities, background, np.int32(width),
                np.int32(height), image, alpha, last))

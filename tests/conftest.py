@@ -77,18 +77,29 @@ def poison_value(dtype):
 
 @pytest.fixture
 def poisoned_outputs(monkeypatch):
-    """Every array made by `Backend.empty` (every wrapper's outputs) starts poisoned (see
-    poison_value), so an element a kernel never writes fails the comparison with the reference.
-    `Backend.zeros` is left alone: it is for outputs a kernel accumulates into.
+    """Every array made by `Backend.empty` or handed out by `Backend.workspace` (every
+    wrapper's outputs) starts poisoned (see poison_value), so an element a kernel never
+    writes fails the comparison with the reference. `Backend.zeros` and zeroed workspaces are
+    left alone: they are for outputs a kernel accumulates into.
     Use in a test module: pytestmark = pytest.mark.usefixtures("poisoned_outputs")."""
     original = Backend.empty
+    original_workspace = Backend.workspace
 
     def empty(self, shape, dtype=np.float32, *, tag):
         a = original(self, shape, dtype, tag=tag)
         a.fill(poison_value(dtype))
         return a
 
+    def workspace(self, key, shape, dtype=np.float32, *, tag, zeros=False):
+        """A reused buffer holds what its last user wrote: poisoned each time it is handed
+        out (but those kept zero, which kernels accumulate into)."""
+        a = original_workspace(self, key, shape, dtype, tag=tag, zeros=zeros)
+        if not zeros:
+            a.fill(poison_value(dtype))
+        return a
+
     monkeypatch.setattr(Backend, "empty", empty)
+    monkeypatch.setattr(Backend, "workspace", workspace)
 
 
 @pytest.fixture

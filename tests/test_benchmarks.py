@@ -109,5 +109,5 @@ def test_bench_step_times_every_phase_and_writes_json(tmp_path, monkeypatch):
     for case in ("knot", "synthetic"):
         row = result["cases"][case]
         assert list(row["phases"]) == list(bench_step.PHASES)
-        assert row["counts"]["launches"] == 7 and row["intersections"] > 0
+        assert row["counts"]["launches"] >= 7 and row["intersections"] > 0
         assert all(p["bytes"] > 0 and p["ms"] > 0 for p in row["phases"].values())

@@ -76,7 +76,6 @@ def test_equal_depths_keep_splat_order(be, camera):
     """Ties of depth go by splat index, as a stable sort of (tile | depth) keys orders them."""
     n = 300
     rng = np.random.default_rng(5)
-    cam = camera(64, 48)
     proj = {"radii": np.full(n, 9, np.int32),
             "means2d": rng.uniform(0, 64, (n, 2)).astype(np.float32),
             "depths": rng.choice(np.float32([1.0, 2.0, 3.0]), n).astype(np.float32)}
