@@ -12,7 +12,8 @@ What is counted (ledger.py keeps the counts): every array the backend hands out 
 `zeros`, `asarray` when it makes or first sees an array, `table`, `argsort`, `cumsum`,
 `workspace`: binning's buffers, the backward pass's), and arrays made with `xp` that the
 wrappers hand to `be.track(a, tag=...)` where they make them (dL/dimage in loss.py,
-means2d_norm). Not counted: other `xp` temporaries (SSIM's blurs in loss.py).
+means2d_norm). The fused loss's buffers and the target's cached SSIM statistics are
+counted under "loss".
 CuPy's pool rounds each block up to 512 bytes and keeps freed blocks; `cross_check()` sets
 the tracked total beside the pool's and the driver's numbers. Tables and plots of these
 results: report.py.
@@ -109,8 +110,8 @@ def profile_step(gaussians, camera, target, optimizer, *, background=(0.0, 0.0, 
     Counted: the parameters, the optimizer state (if it exists already: then
     "optimizer_state_resident" is true, as in every step of a fit but the first), the
     target (tag "loss") and everything the step allocates, including the arrays the
-    wrappers make with xp and count through be.track (dL/dimage, "loss"). Not counted: other
-    temporaries made with xp (SSIM's). The backend's workspaces (binning's buffers, the
+    wrappers make with xp and count through be.track, and the fused loss's buffers ("loss").
+    The backend's workspaces (binning's buffers, the
     backward pass's) are let go of first, so the step makes them in the phase that uses
     them, as a fit's first step does; later steps hold them from the start, at the same
     peak. The render runs through render(..., phase=tracker.phase): the same code as a fit
