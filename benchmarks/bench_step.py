@@ -55,10 +55,10 @@ FULL = {"gpu": (1_000_000, 1920, 1080), "cpu": (50_000, 480, 270)}
 QUICK = (5_000, 160, 90)
 
 
-def step_case(be, g, cam, target, repeats: int) -> dict:
+def make_step(be, g, cam, target, timer: PhaseTimer):
+    """A fit step of `g` against `target` seen by `cam` (Lion, the visibility mask), every
+    phase of it timed by `timer`; returns the render."""
     opt = sl.Lion.for_splats(g.extent(), backend=be)
-    spans: dict[str, float] = {}
-    timer = PhaseTimer(be, spans)
 
     def step():
         out = sl.render(g, cam, phase=timer.phase)
@@ -66,10 +66,17 @@ def step_case(be, g, cam, target, repeats: int) -> dict:
             _, v_image = photometric_loss(out.image, target)
         grads = sl.render_backward(out, v_image, phase=timer.phase)
         with timer.phase("optimizer"):
-            opt.step_all(g.params, grads, visible=out.visible)
+            opt.step_all(g.params, grads, visible=out.visible, check_finite=True)
             opt.end_iteration()
         return out
 
+    return step
+
+
+def step_case(be, g, cam, target, repeats: int) -> dict:
+    spans: dict[str, float] = {}
+    timer = PhaseTimer(be, spans)
+    step = make_step(be, g, cam, target, timer)
     step()  # warm-up
     counts = _counting()
     launches = be.launch_count

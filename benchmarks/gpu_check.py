@@ -14,6 +14,7 @@ next one runs (a deadline, --budget-s, skips what would not finish in time):
   optimizer    fused Lion fp32 / bf16 and Adam at 1M and 3M splats, masked (half the splats
                visible) and not, against a device copy of the same bytes (GB/s)
   step         one fit step of 1M splats at 1920x1080, each phase timed with CUDA events
+               (bench_step's step and phases)
   overhead     20 steps: their wall time against the sum of their GPU time
 Writes benchmarks/results/<date>-<backend>-<device>-gpu-check[-quick].json and a .log
 beside it. Timings are marked `"gpu_timing": false` unless they came from a real GPU.
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+import bench_step
 from bench_common import REPO, PhaseTimer, make_timer, result_fields, write_result
 
 import splat_lion as sl
@@ -186,27 +188,11 @@ def optimizer(be, log, splats: tuple[int, ...]) -> list[dict]:
 
 def step_phases(be, log, n: int, size: tuple[int, int], steps: int) -> dict:
     """One fit step of `n` random splats at `size`, each phase timed (CUDA events on a GPU),
-    then `steps` steps: wall time against the sum of device time."""
+    then `steps` steps: wall time against the sum of device time (bench_step's step)."""
     w, h = size
-    g = sl.Gaussians.random(n, sh_degree=3, box=2.0, backend=be)
-    g.scales[...] = be.asarray(np.full((n, 3), np.log(0.01), np.float32), tag="params")
-    cam = sl.orbit_cameras(radius=5.0, n=1, width=w, height=h, fov_x_deg=60)[0]
-    target = be.zeros((h, w, 3), np.float32, tag="loss")
-    opt = sl.Lion.for_splats(backend=be)
     spans: dict[str, float] = {}
     timer = PhaseTimer(be, spans)
-
-    def step():
-        out = sl.render(g, cam, phase=timer.phase)
-        with timer.phase("loss"):
-            _, v_image = photometric_loss(out.image, target)
-        with timer.phase("backward"):
-            grads = sl.render_backward(out, v_image)
-        with timer.phase("optimizer"):
-            opt.step_all(g.params, grads, visible=out.visible)
-            opt.end_iteration()
-        return out
-
+    step = bench_step.make_step(be, *bench_step.synthetic(be, n, w, h), timer)
     step()  # warm-up: compiles, allocates optimizer state
     spans.clear()
     out = step()
@@ -214,7 +200,7 @@ def step_phases(be, log, n: int, size: tuple[int, int], steps: int) -> dict:
     phases = dict(spans)
     log(f"  {n:,} splats at {w}x{h}, {int(out.bins['num_intersections']):,} intersections")
     for name, ms in phases.items():
-        log(f"  {name:<10} {ms:9.3f} ms")
+        log(f"  {name:<14} {ms:9.3f} ms")
     spans.clear()
     t0 = time.perf_counter()
     for _ in range(steps):
