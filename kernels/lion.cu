@@ -79,8 +79,16 @@ template <> struct Momentum<unsigned short> {
         v[3] = __uint_as_float(q.y & 0xffff0000u);
     }
     // Rounded to nearest even as float_to_bf16 rounds, but for a NaN (the hot path holds none:
-    // a NaN m needs a non-finite c or g, see Paths): bits (u + 0x7fff + lsb) >> 16, packed.
+    // a NaN m needs a non-finite c or g, see Paths). sm_80 and later convert and pack two
+    // values in one instruction (cvt.rn.bf16x2.f32: RNE, overflow to infinity, subnormals
+    // kept, as float_to_bf16); elsewhere bits (u + 0x7fff + lsb) >> 16, packed.
     static __device__ __forceinline__ void pack4(const float v[4], Packed& out) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        unsigned lo, hi;  // cvt's first source goes to the upper half
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(lo) : "f"(v[1]), "f"(v[0]));
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(hi) : "f"(v[3]), "f"(v[2]));
+        out = make_uint2(lo, hi);
+#else
         unsigned h[4];
         #pragma unroll
         for (int k = 0; k < 4; k++) {
@@ -88,6 +96,7 @@ template <> struct Momentum<unsigned short> {
             h[k] = u + 0x7fffu + ((u >> 16) & 1u);
         }
         out = make_uint2(__byte_perm(h[0], h[1], 0x7632), __byte_perm(h[2], h[3], 0x7632));
+#endif
     }
     static __device__ __forceinline__ void store4(unsigned short* m, const Packed& x) {
         *reinterpret_cast<uint2*>(m) = x;
