@@ -16,6 +16,8 @@
 //          scene's degree may exceed D); viewmat: [4, 4] row-major.
 //          Outputs: radii [N] int32 (0: culled), means2d [N, 2], depths [N], conics [N, 3]
 //          (A, B, C of [[A, B], [B, C]]), colors [N, 3], tiles_touched [N] int32.
+//          Backward outputs v_means .. v_shN (the inputs' shapes): written, zero for a
+//          culled splat, or with accumulate = 1 added to (a batch's later views).
 #include "common.cuh"
 
 #define SH_C0 0.28209479177387814f
@@ -204,9 +206,10 @@ __device__ __forceinline__ bool project_one(const float* means, const float* sca
     PROJECT_PARAMS, const int* __restrict__ radii, const float* __restrict__ v_means2d,       \
     const float* __restrict__ v_conics, const float* __restrict__ v_colors,                   \
     float* __restrict__ v_means, float* __restrict__ v_scales, float* __restrict__ v_quats,   \
-    float* __restrict__ v_sh0, float* __restrict__ v_shN
-#define PROJECT_BWD_ARGS \
-    PROJECT_ARGS, radii, v_means2d, v_conics, v_colors, v_means, v_scales, v_quats, v_sh0, v_shN
+    float* __restrict__ v_sh0, float* __restrict__ v_shN, int accumulate
+#define PROJECT_BWD_ARGS                                                                      \
+    PROJECT_ARGS, radii, v_means2d, v_conics, v_colors, v_means, v_scales, v_quats, v_sh0,   \
+    v_shN, accumulate
 
 template <int D>
 __device__ __forceinline__ void project_fwd(PROJECT_FWD_PARAMS) {
@@ -258,14 +261,23 @@ __device__ __forceinline__ void project_fwd(PROJECT_FWD_PARAMS) {
     }
 }
 
+// A gradient out: written (out[j] = v), or added to what is there when `accumulate` is set
+// (a batch's later views add into the gradients of its first: see render_backward).
+__device__ __forceinline__ void put_grad(float* __restrict__ out, long long j, float v,
+                                         int accumulate) {
+    out[j] = accumulate ? out[j] + v : v;
+}
+
 template <int D>
 __device__ __forceinline__ void project_bwd(PROJECT_BWD_PARAMS) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    for (int k = 0; k < 3; k++) { v_means[3 * i + k] = 0.0f; v_scales[3 * i + k] = 0.0f;
-                                  v_sh0[3 * i + k] = 0.0f; }
-    for (int k = 0; k < 4; k++) v_quats[4 * i + k] = 0.0f;
-    for (int k = 0; k < 3 * num_rest; k++) v_shN[3 * num_rest * i + k] = 0.0f;
+    if (!accumulate) {  // a splat outside the view gets zero gradients (left as they are)
+        for (int k = 0; k < 3; k++) { v_means[3 * i + k] = 0.0f; v_scales[3 * i + k] = 0.0f;
+                                      v_sh0[3 * i + k] = 0.0f; }
+        for (int k = 0; k < 4; k++) v_quats[4 * i + k] = 0.0f;
+        for (int k = 0; k < 3 * num_rest; k++) v_shN[3 * num_rest * i + k] = 0.0f;
+    }
     Projected p;
     if (radii[i] == 0 ||
         !project_one(means, scales, quats, viewmat, fx, fy, width, height, near, far, i, p))
@@ -332,7 +344,7 @@ __device__ __forceinline__ void project_bwd(PROJECT_BWD_PARAMS) {
             acc += v_M[3 * r + c] * p.R[3 * r + c];
             v_R[3 * r + c] = v_M[3 * r + c] * p.s[c];
         }
-        v_scales[3 * i + c] = acc * p.s[c];
+        put_grad(v_scales, 3 * i + c, acc * p.s[c], accumulate);
     }
 
     // 7. R(q) for the normalised q, then through the normalisation
@@ -349,7 +361,8 @@ __device__ __forceinline__ void project_bwd(PROJECT_BWD_PARAMS) {
     const float inv_norm = rsqrtf(q_raw[0] * q_raw[0] + q_raw[1] * q_raw[1] + q_raw[2] * q_raw[2] +
                                   q_raw[3] * q_raw[3]);
     const float dot = vq[0] * p.q[0] + vq[1] * p.q[1] + vq[2] * p.q[2] + vq[3] * p.q[3];
-    for (int k = 0; k < 4; k++) v_quats[4 * i + k] = (vq[k] - dot * p.q[k]) * inv_norm;
+    for (int k = 0; k < 4; k++)
+        put_grad(v_quats, 4 * i + k, (vq[k] - dot * p.q[k]) * inv_norm, accumulate);
 
     // 8. colour: v_sh_k = Y_k v_raw; the view direction feeds back into the mean
     float dir[3], inv_len, basis[SH_COEFFS(D)], dbasis[3 * SH_COEFFS(D)], sh[SH_COEFFS(D)][3];
@@ -371,8 +384,8 @@ __device__ __forceinline__ void project_bwd(PROJECT_BWD_PARAMS) {
         #pragma unroll
         for (int c = 0; c < 3; c++) {
             sh_dot += sh[k][c] * v_raw[c];
-            if (k == 0) v_sh0[3 * i + c] = basis[0] * v_raw[c];
-            else v_shN[(i * num_rest + k - 1) * 3 + c] = basis[k] * v_raw[c];
+            if (k == 0) put_grad(v_sh0, 3 * i + c, basis[0] * v_raw[c], accumulate);
+            else put_grad(v_shN, (i * num_rest + k - 1) * 3 + c, basis[k] * v_raw[c], accumulate);
         }
         #pragma unroll
         for (int a = 0; a < 3; a++) v_dir[a] += dbasis[3 * k + a] * sh_dot;
@@ -381,8 +394,8 @@ __device__ __forceinline__ void project_bwd(PROJECT_BWD_PARAMS) {
 
     // 9. t = W mu + T: v_mu = W^T v_t, plus the direction's share
     for (int k = 0; k < 3; k++)
-        v_means[3 * i + k] = W[k] * v_t[0] + W[4 + k] * v_t[1] + W[8 + k] * v_t[2] +
-                             (v_dir[k] - vd_dot * dir[k]) * inv_len;
+        put_grad(v_means, 3 * i + k, W[k] * v_t[0] + W[4 + k] * v_t[1] + W[8 + k] * v_t[2] +
+                 (v_dir[k] - vd_dot * dir[k]) * inv_len, accumulate);
 }
 
 // The kernels, one per SH degree evaluated; splat_lion/project.py picks the active degree's.

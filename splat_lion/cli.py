@@ -126,12 +126,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace, be, problem, out_dir: Path) -> int:
     resume = load_checkpoint(out_dir / CHECKPOINT_NAME) if args.resume else None
     steps = args.steps or (resume["config"]["steps"] if resume else
-                           problem.default_steps(FitConfig.steps))
+                           problem.default_steps(FitConfig.steps, args.batch_size))
     densify = args.densify == "on" or (args.densify == "auto" and problem.from_points)
     densify = DensifyConfig.for_steps(steps) if densify else None
     if args.max_memory:
-        densify = _within_max_memory(args.max_memory, problem, args.optimizer, densify)
-    config = FitConfig(optimizer=args.optimizer, steps=steps, seed=args.seed, lr=args.lr,
+        densify = _within_max_memory(args.max_memory, problem, args.optimizer, densify,
+                                     args.batch_size)
+    config = FitConfig(optimizer=args.optimizer, steps=steps, batch_size=args.batch_size,
+                       seed=args.seed, lr=args.lr,
                        background=problem.background, densify=densify,
                        lion_rates="from_points" if problem.from_points else "refine",
                        checkpoint_every=args.checkpoint_every, eval_every=args.eval_every)
@@ -139,7 +141,9 @@ def _fit(args: argparse.Namespace, be, problem, out_dir: Path) -> int:
     g, (w, h) = problem.start, problem.size
     memory.require_memory(
         memory.predict_fit_peak(g.count, w, h, g.sh_degree, args.optimizer,
-                                image_bytes=problem.image_bytes),
+                                image_bytes=problem.image_bytes,
+                                train_views=len(problem.train_cameras),
+                                batch_size=args.batch_size),
         f"a fit of {g.count:,} splats at {w}x{h} with {args.optimizer}",
         "try --downscale 2, --max-images, fewer --init-points or --optimizer lion-bf16", be)
     if not problem.test_cameras:  # e.g. a transforms_train.json without a transforms_test.json
@@ -156,7 +160,9 @@ def _fit(args: argparse.Namespace, be, problem, out_dir: Path) -> int:
     first_step = int(resume["step"]) if resume else 0
     on = "held-out" if problem.test_cameras else "training"
     print(f"fitting {g.count:,} splats (SH degree {g.sh_degree}) to {problem.description}, "
-          f"with {args.optimizer} on {be.name}{', densifying' if config.densify else ''}"
+          f"with {args.optimizer} on {be.name}"
+          f"{f', {config.batch_size} views a step' if config.batch_size > 1 else ''}"
+          f"{', densifying' if config.densify else ''}"
           f"{f', resuming at step {first_step}' if resume else ''}; {on} PSNR "
           f"{report.format_psnr(psnr_before)}", file=sys.stderr)
     bar = tqdm(total=config.steps, unit="step", file=sys.stderr, disable=args.quiet,
@@ -193,7 +199,9 @@ def _fit(args: argparse.Namespace, be, problem, out_dir: Path) -> int:
     final = problem.evaluate(g)
     save_or_keep(lambda path: save_ply(g, path), out_dir / "fitted.ply")  # the work first
     metrics = {"psnr": round(final.psnr, 4), "ssim": round(final.ssim, 5),
-               "psnr_before": round(psnr_before, 4), "steps": config.steps, "lr": config.lr,
+               "psnr_before": round(psnr_before, 4), "steps": config.steps,
+               "batch_size": config.batch_size, "views": config.steps * config.batch_size,
+               "lr": config.lr,
                "num_splats": g.count, "optimizer": args.optimizer, "backend": be.name,
                "views_train": len(problem.train_cameras),
                "views_held_out": len(problem.test_cameras), "evaluated_on": final.on,
@@ -214,18 +222,21 @@ def _fit(args: argparse.Namespace, be, problem, out_dir: Path) -> int:
     return 0
 
 
-def _within_max_memory(budget: int, problem, optimizer: str, densify):
+def _within_max_memory(budget: int, problem, optimizer: str, densify, batch_size: int):
     """The densify config capped where --max-memory is reached (memory.max_splats_within);
     MemoryBudgetError when even the start does not fit."""
     g, (w, h) = problem.start, problem.size
     try:
         cap = memory.max_splats_within(budget, g.count, w, h, g.sh_degree, optimizer,
-                                       image_bytes=problem.image_bytes, what="--max-memory")
+                                       image_bytes=problem.image_bytes,
+                                       train_views=len(problem.train_cameras),
+                                       batch_size=batch_size, what="--max-memory")
     except memory.MemoryBudgetError as e:
         raise memory.MemoryBudgetError(f"{e}: try --optimizer lion-bf16, --downscale 2, or fewer "
                                        "images (--max-images)") from None
     peak = memory.predict_fit_peak(g.count, w, h, g.sh_degree, optimizer,
-                                   image_bytes=problem.image_bytes)
+                                   image_bytes=problem.image_bytes,
+                                   train_views=len(problem.train_cameras), batch_size=batch_size)
     if densify is not None:
         densify = replace(densify, max_splats=max(1, min(cap, densify.max_splats or cap)))
     print(f"predicted peak {peak / MIB:,.0f} MiB of --max-memory {budget / MIB:,.0f} MiB"
@@ -403,9 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="; ".join(f"{s.name}: {s.description}" for s in OPTIMIZER_SPECS.values())
                       + f" (default {FitConfig.optimizer})")
     fit_.add_argument("--steps", type=typed(FitConfig, "steps"), default=None,
-                      help=f"optimisation steps, one view each (default: {FitConfig.steps} for a "
-                           "scene; for a capture 30000 on a GPU, about ten minutes' worth on the "
-                           "CPU)")
+                      help=f"optimisation steps, --batch-size views each (default: "
+                           f"{FitConfig.steps} views' worth for a scene; for a capture 30000 "
+                           "views' worth on a GPU, about ten minutes' worth on the CPU)")
+    fit_.add_argument("--batch-size", type=typed(FitConfig, "batch_size"),
+                      default=FitConfig.batch_size, metavar="B",
+                      help="views rendered per optimizer step, their gradients summed (default "
+                           f"{FitConfig.batch_size}); schedules count steps")
     fit_.add_argument("--lr", type=typed(FitConfig, "lr"), default=None,
                       help="base learning rate (default: the optimizer's preset; the lr table "
                            "scales it per attribute)")

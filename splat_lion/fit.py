@@ -1,14 +1,17 @@
-"""fit(): fit Gaussians to target images (DESIGN §1), one view per step.
+"""fit(): fit Gaussians to target images (DESIGN §1), a batch of views per step.
 
     result = fit(gaussians, cameras, targets, FitConfig(optimizer="lion", steps=300))
     result.gaussians, result.psnr_history
 
-Each step: render a random training view -> 0.8·L1 + 0.2·(1 − SSIM) against its target ->
-render_backward -> optimizer.step_all(..., visible=...) (ONE fused launch) ->
-end_iteration (lr schedules) -> densification statistics, and on its schedule clone / split /
-prune / opacity reset (densify.py). The SH degree rises by one every `sh_degree_interval`
-steps. A NaN or infinity in the loss, the gradients or the parameters stops the fit with the
-step and the attribute.
+Each step, for each of its `batch_size` views (1 by default; random, every view once per
+epoch): render -> 0.8·L1 + 0.2·(1 − SSIM) against its target -> render_backward, adding into
+the step's one gradient buffer -> densification statistics of the view. Then
+optimizer.step_all(..., visible=union of the views' masks) (ONE fused launch) ->
+end_iteration (lr schedules) -> on its schedule clone / split / prune / opacity reset
+(densify.py). Every schedule (lr decay, densification, the SH ramp: one degree every
+`sh_degree_interval` steps) counts optimizer steps; a fit renders steps x batch_size views.
+A NaN or infinity in the loss, the gradients or the parameters stops the fit with the step
+and the attribute.
 
 Checkpoints (every `checkpoint_every` steps into `checkpoint_dir/checkpoint.npz`) hold the
 parameters, the optimizer and densifier state, the step, the RNG state and the view order:
@@ -46,8 +49,11 @@ SH_RAMP = 1000 / 30_000
 class FitConfig:
     # "lion", "lion-bf16" (bfloat16 momentum) or "adam" (3DGS's baseline)
     optimizer: str = "lion"
-    # optimisation steps (one view each)
+    # optimisation steps, each of batch_size views (every schedule counts these steps)
     steps: int = ranged(300, 1, 10_000_000)
+    # views rendered and back-propagated per step into one gradient (their sum), then one
+    # optimizer step; the visibility mask is their union, densification counts each view
+    batch_size: int = ranged(1, 1, 4096)
     # base learning rate; None: the preset's (Lion 1e-4, Adam 1e-3), scaled by the lr table
     lr: float | None = ranged(None, 0, 1, kind=float, optional=True, open_lo=True)
     # Lion's lr table: "from_points" (LrTable.lion_default: big steps that decay, for a start
@@ -217,6 +223,20 @@ class _Runaway:
                                   f"{self.high} log steps: the fit diverges; {hint}")
 
 
+def _visible_union(be, union, visible, batch_size: int):
+    """The union of a batch's visibility masks so far, with `visible` [N] bool (a render's,
+    whose buffer the next render reuses) added: the first view's mask itself when the batch
+    is one view, else a copy in the workspace fit.visible that later views OR into."""
+    if batch_size == 1:
+        return visible
+    if union is None:
+        union = be.workspace("fit.visible", visible.shape[0], np.bool_, tag="grads")
+        be.xp.copyto(union, visible)
+    else:
+        be.xp.logical_or(union, visible, out=union)
+    return union
+
+
 CHECKPOINT_NAME = "checkpoint.npz"
 # config fields a resumed fit may change: they do not alter the trajectory
 _RESUME_MAY_CHANGE = ("checkpoint_every", "log_every", "eval_every")
@@ -292,6 +312,7 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
     _check_finite(be, g.params, result.start_step, "parameters")
     runaway = _Runaway(be, g.params, extent, getattr(opt, "lr", float("nan")))
     start = time.perf_counter() - result.seconds
+    be.workspaces.drop()  # made again in the first step, so that the peak counts them
     with memory.track(be) as tracker:  # what the fit holds at its peak (FitResult.peak_bytes)
         tracker.include(g.params.data, "params")
         for t in targets:
@@ -299,36 +320,46 @@ def fit(gaussians: Gaussians, cameras: Sequence[Camera], targets, config: FitCon
         for state in opt.flat_state.values():
             tracker.include(state.data, "optimizer")
         for step in range(result.start_step, config.steps):
-            if not order:  # every view once per epoch, in a shuffled order (as 3DGS does)
-                order = [int(i) for i in rng.permutation(len(cameras))]
-            view = order.pop()
             degree = min(g.sh_degree, step // config.sh_interval)
-            out = render(g, cameras[view], config.background, degree)
-            value, grad = photometric_loss(out.image, targets[view], masks[view])  # on device
-            grads = render_backward(out, grad)
+            logging = step % config.log_every == 0 or step == config.steps - 1
+            observing = densifier is not None and densifier.active(step + 1)
+            grads, visible, losses, psnrs = None, None, [], []
+            for _ in range(config.batch_size):
+                if not order:  # every view once per epoch, in a shuffled order (as 3DGS does)
+                    order = [int(i) for i in rng.permutation(len(cameras))]
+                view = order.pop()
+                out = render(g, cameras[view], config.background, degree)
+                value, grad = photometric_loss(out.image, targets[view], masks[view])  # device
+                grads = render_backward(out, grad, into=grads)  # the batch's sum
+                if config.selective:
+                    visible = _visible_union(be, visible, out.visible, config.batch_size)
+                if observing:
+                    densifier.observe(out, grads)  # this view's screen-space gradients
+                if logging:
+                    losses.append(value)
+                    psnrs.append(psnr(out.image, targets[view], masks[view]))
+                del out
             # the kernel records the first step with a non-finite gradient or parameter
-            opt.step_all(g.params, grads, visible=out.visible if config.selective else None,
-                         check_finite=True)
+            opt.step_all(g.params, grads, visible=visible, check_finite=True)
             opt.end_iteration()
-            if step % config.log_every == 0 or step == config.steps - 1:
+            if logging:
                 _check_nonfinite(be, opt, grads, g.params)  # one read back, then rarely a scan
-                value = float(value)  # the loss is read back on logging steps only
+                value = float(np.mean([float(v) for v in losses]))  # read on log steps only
                 if not np.isfinite(value):
                     raise NonFiniteError(f"step {step}: the loss is {value}; the parameters or "
                                          "the learning rate: lower the learning rate")
                 runaway.check(g.params, step, value)
-                p = psnr(out.image, targets[view], masks[view])
+                p = float(np.mean(psnrs))
                 result.loss_history.append((step, value))
                 result.psnr_history.append((step, p))
                 result.splat_history.append((step, g.count))
                 if progress:
                     progress(step, value, p)
-            if densifier and densifier.active(step + 1):
-                densifier.observe(out, grads)
+            del grads, visible
+            if observing:
                 event = densifier.after_step(step + 1, g, opt, rng)
                 if event:
                     result.densify_events.append(event)
-            del out, grads
             last = step == config.steps - 1
             if evaluate and ((config.eval_every and (step + 1) % config.eval_every == 0) or last):
                 result.eval_history.append((step, *map(float, evaluate(g))))

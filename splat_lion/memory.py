@@ -179,7 +179,7 @@ def default_intersections_per_splat(num_splats: int, width: int, height: int) ->
 def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, optimizer: str,
                    momentum_dtype: str | None = None, intersections_per_splat: float | None = None,
                    *, num_intersections: int | None = None,
-                   optimizer_state_resident: bool = True) -> dict:
+                   optimizer_state_resident: bool = True, batch_size: int = 1) -> dict:
     """Tracked bytes of one fit step (what profile_step measures), from the sizes alone.
 
     optimizer: "lion", "adam", or "lion-bf16" (= "lion" with momentum_dtype="bfloat16");
@@ -187,6 +187,8 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
     num_intersections (exact, e.g. profile_step's), else num_splats x intersections_per_splat,
     else default_intersections_per_splat(). optimizer_state_resident: the state exists before
     the step (every step of a fit but the first; False: it is made in the optimizer phase).
+    batch_size: views per step (FitConfig.batch_size); they run one after another into the
+    same buffers, so a batch adds only its visibility union, N bytes.
 
     Returns {tag: its peak bytes for every tag, "peak": peak total bytes, "by_phase": {phase:
     peak total}, "num_intersections": M used}. Derivation: a list of the moments at which
@@ -204,13 +206,15 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
                   dL/dimage 12·HW (workspaces, kept); the zero dL/dalpha 4·HW (a workspace,
                   from the backward pass on)
       grads       the flat grads 4·P and the screen-space gradients (means2d, conics,
-                  colors) 32·N, both workspaces the kernels write into
+                  colors) 32·N, both workspaces the kernels write into; a batch of views
+                  (batch_size > 1) also its visibility union N (a workspace)
     with N splats, M intersections, T tiles of 16², K = (d + 1)² SH coefficients, B blocks
     of the fused loss (ssim.num_partials).
     """
     _check_int("num_splats", num_splats, 0)
     _check_int("width", width, 1)
     _check_int("height", height, 1)
+    _check_int("batch_size", batch_size, 1)
     rest = sh_rest(sh_degree)  # checks the degree
     optimizer_spec(optimizer)  # checks the name
     if momentum_dtype is not None:
@@ -254,7 +258,8 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
               "intersections": binned["intersections"]}
     rendered = {**binned, "image": 20 * hw}
     v_alpha = 4 * hw  # render_backward's zero dL/dalpha, a workspace
-    grads = 4 * p + 32 * n  # flat grads + means2d, conics, colors: workspaces
+    # flat grads + means2d, conics, colors (+ a batch's visibility union): workspaces
+    grads = 4 * p + 32 * n + (n if batch_size > 1 else 0)
     # the loss tag from the loss on (C = 3): target, statistics, scratch, dL/dimage, value
     loss_bytes = 84 * hw + 4 * num_partials(int(height), int(width), 3) + 4
     moments = [
@@ -278,22 +283,31 @@ def predict_memory(num_splats: int, width: int, height: int, sh_degree: int, opt
 
 
 def predict_fit_peak(num_splats: int, width: int, height: int, sh_degree: int, optimizer: str,
-                     *, image_bytes: int | None = None) -> int:
-    """Predicted peak bytes of a fit: one step at its peak (predict_memory) with all the
-    images the fit keeps, `image_bytes` (training and held-out; default: the one target
-    predict_memory counts)."""
-    step = predict_memory(num_splats, width, height, sh_degree, optimizer)["peak"]
-    return step if image_bytes is None else step + int(image_bytes) - 12 * width * height
+                     *, image_bytes: int | None = None, train_views: int = 1,
+                     batch_size: int = 1) -> int:
+    """Predicted peak bytes of a fit: one step at its peak (predict_memory, with its
+    batch_size) with all the images the fit keeps, `image_bytes` (training and held-out;
+    default: the one target predict_memory counts), and the SSIM statistics (24·HW) that
+    the loss keeps for each of its `train_views` targets once seen (predict_memory counts
+    one)."""
+    _check_int("train_views", train_views, 1)
+    step = predict_memory(num_splats, width, height, sh_degree, optimizer,
+                          batch_size=batch_size)["peak"]
+    hw = width * height
+    stats = 24 * hw * (train_views - 1)
+    return step + stats + (0 if image_bytes is None else int(image_bytes) - 12 * hw)
 
 
 def max_splats_within(budget: int, num_splats: int, width: int, height: int, sh_degree: int,
                       optimizer: str, *, image_bytes: int | None = None,
+                      train_views: int = 1, batch_size: int = 1,
                       what: str = "the memory budget") -> int:
     """The most splats (at least `num_splats`, at most 64x as many) whose fit is predicted
     to stay within `budget` bytes (predict_fit_peak); MemoryBudgetError when even
     `num_splats` do not fit. `what` names the budget in that error (e.g. an option)."""
     def peak(n: int) -> int:
-        return predict_fit_peak(n, width, height, sh_degree, optimizer, image_bytes=image_bytes)
+        return predict_fit_peak(n, width, height, sh_degree, optimizer, image_bytes=image_bytes,
+                                train_views=train_views, batch_size=batch_size)
 
     start = peak(num_splats)
     if start > budget:

@@ -183,17 +183,20 @@ class Problem:
                 f"radius {self.frame.radius:.3g}); give --center, --radius or --up")
         return empty
 
-    def default_steps(self, scene_steps: int) -> int:
-        """Steps of a fit when none are asked for: `scene_steps` for a scene; for a capture
+    def default_steps(self, scene_steps: int, batch_size: int = 1) -> int:
+        """Steps of a fit of `batch_size` views a step when none are asked for, as many
+        views in all whatever the batch: `scene_steps` views for a scene; for a capture
         3DGS's 30 000 on a GPU, and on the CPU as many as take about CPU_CAPTURE_SECONDS (the
-        start's measured step time, doubled for the splats densification adds; 300 to 30 000,
-        a multiple of 100)."""
+        start's measured time a view, doubled for the splats densification adds; 300 to
+        30 000, a multiple of 100); divided by batch_size (at least 1)."""
         if self.kind == "scene":
-            return scene_steps
-        if self.backend.name != "cpu":
-            return GPU_CAPTURE_STEPS
-        step = 2 * self.step_seconds()
-        return int(min(max(round(CPU_CAPTURE_SECONDS / step, -2), 300), GPU_CAPTURE_STEPS))
+            views = scene_steps
+        elif self.backend.name != "cpu":
+            views = GPU_CAPTURE_STEPS
+        else:
+            step = 2 * self.step_seconds()
+            views = int(min(max(round(CPU_CAPTURE_SECONDS / step, -2), 300), GPU_CAPTURE_STEPS))
+        return max(1, views // batch_size)
 
     def step_seconds(self, repeats: int = 3) -> float:
         """Seconds of one render + loss + backward of the start from the first training view

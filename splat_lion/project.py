@@ -59,12 +59,14 @@ def project_fwd(g: Gaussians, camera: Camera, sh_degree: int | None = None) -> d
 
 
 def project_bwd(g: Gaussians, camera: Camera, radii, v_means2d, v_conics, v_colors,
-                sh_degree: int | None = None, out: dict | None = None) -> dict:
+                sh_degree: int | None = None, out: dict | None = None, *,
+                accumulate: bool = False) -> dict:
     """Gradients of a loss with respect to means [N,3], scales [N,3], quats [N,4], sh0
     [N,1,3] and shN [N,K-1,3], given its gradients with respect to project_fwd's means2d,
     conics and colors (radii from that forward pass). `out`: arrays of those shapes to write
     into (every element is written; e.g. views of a flat gradient buffer), shN only when
-    K > 1, instead of new ones; then the arrays given are returned."""
+    K > 1, instead of new ones; then the arrays given are returned. accumulate=True (with
+    `out`): add the gradients to what `out` holds instead (a batch of views)."""
     be = g.backend
     n, xp = g.count, be.xp
     check_array("radii", radii, np.int32, (n,), xp)
@@ -75,6 +77,8 @@ def project_bwd(g: Gaussians, camera: Camera, radii, v_means2d, v_conics, v_colo
     shapes = {"means": (n, 3), "scales": (n, 3), "quats": (n, 4), "sh0": (n, 1, 3),
               "shN": (n, rest, 3) if rest else (1,)}
     given = out is not None
+    if accumulate and not given:
+        raise ValueError("project_bwd: accumulate=True adds into `out`: give out")
     if not given:
         out = {k: be.empty(shape, np.float32, tag="grads") for k, shape in shapes.items()}
     else:
@@ -85,7 +89,8 @@ def project_bwd(g: Gaussians, camera: Camera, radii, v_means2d, v_conics, v_colo
     if n:
         degree, args = _common_args(g, camera, sh_degree, be)
         be.launch(_kernel("project_bwd", degree, be), ((n + BLOCK - 1) // BLOCK,), (BLOCK,),
-                  (*args, radii, v_means2d, v_conics, v_colors, *out.values()))
+                  (*args, radii, v_means2d, v_conics, v_colors, *out.values(),
+                   np.int32(accumulate)))
     if not rest:
         if given:
             del out["shN"]  # the dummy; the caller gave none

@@ -103,6 +103,13 @@ class Gradients(Flat):
             return empty_shN(self.data, self.layout.count)
         return super().__getattr__(name)
 
+    def forget_norm(self) -> None:
+        """Drop the cached means2d_norm (means2d was replaced)."""
+        try:
+            del self._means2d_norm
+        except AttributeError:
+            pass
+
     @property
     def means2d_norm(self):
         """[N] |means2d| per splat, computed on first read (tag "grads")."""
@@ -114,10 +121,16 @@ class Gradients(Flat):
             return self._means2d_norm
 
 
-def render_backward(out: RenderOutput, v_image, v_alpha=None, *, phase=None) -> Gradients:
+def render_backward(out: RenderOutput, v_image, v_alpha=None, *, into: Gradients | None = None,
+                    phase=None) -> Gradients:
     """Gradients of a loss with respect to every parameter, given its gradient with respect
     to out.image [H, W, 3] (and optionally out.alpha [H, W]). phase(name): a context manager
     entered around each stage ("rasterize_bwd", "project_bwd"), as render's.
+
+    into: the Gradients of an earlier render_backward of the same splats (a batch of views):
+    this view's gradients are added to them, and `into` is returned, its means2d now this
+    view's (what densification observes per view). A batch's gradient is the sum of its
+    views' (tests/test_render.py).
 
     The kernels write straight into the flat gradient buffer: rasterize_bwd adds the opacity
     gradients into its opacities segment (zeroed first) and project_bwd writes every other
@@ -130,14 +143,18 @@ def render_backward(out: RenderOutput, v_image, v_alpha=None, *, phase=None) -> 
     phase = phase or _no_phase
     check_array("v_image", v_image, np.float32, (cam.height, cam.width, 3), be.xp)
     p = out.projected
-    grads = Gradients(g.layout, _flat_gradients(g.layout, be))
+    if into is not None and into.layout != g.layout:
+        raise ValueError("render_backward: `into` holds gradients of other splats (layout "
+                         f"{into.layout.count} splats); a batch's views render the same splats")
+    grads = into if into is not None else Gradients(g.layout, _flat_gradients(g.layout, be))
     with phase("rasterize_bwd"):
         if v_alpha is None:  # made zeroed, never written
             v_alpha = be.workspace("render.v_alpha_zero", (cam.height, cam.width), np.float32,
                                    tag="loss", zeros=True)
         v2d = be.workspace("render.v2d", 8 * n, np.float32, tag="grads")  # [N, 2 + 3 + 3]
         v2d.fill(0)
-        grads.opacities.fill(0)
+        if into is None:
+            grads.opacities.fill(0)
         v_rasterized = {"means2d": v2d[:2 * n].reshape(n, 2),
                         "conics": v2d[2 * n:5 * n].reshape(n, 3),
                         "colors": v2d[5 * n:].reshape(n, 3), "opacities": grads.opacities}
@@ -145,10 +162,12 @@ def render_backward(out: RenderOutput, v_image, v_alpha=None, *, phase=None) -> 
                       p["colors"], g.opacities, out.background, cam.width, cam.height,
                       out.alpha, out.last, v_image, v_alpha, be, out=v_rasterized)
     with phase("project_bwd"):
-        into = {name: grads[name] for name in ("means", "scales", "quats", "sh0")}
+        parts = {name: grads[name] for name in ("means", "scales", "quats", "sh0")}
         if "shN" in g.layout:
-            into["shN"] = grads["shN"]
+            parts["shN"] = grads["shN"]
         project_bwd(g, cam, p["radii"], v_rasterized["means2d"], v_rasterized["conics"],
-                    v_rasterized["colors"], out.sh_degree, out=into)
+                    v_rasterized["colors"], out.sh_degree, out=parts,
+                    accumulate=into is not None)
     grads.means2d = v_rasterized["means2d"]
+    grads.forget_norm()  # a batch's earlier view's means2d_norm is stale
     return grads

@@ -54,10 +54,10 @@ STEPS = 4  # the shorter of the two fits; the longer runs STEPS + 1
 TESTS = Path(__file__).parent
 
 
-def measure() -> dict:
-    """Counts of one non-logging fit step on the cuda backend (the stand-in must be installed
-    as `cupy`): {"syncs", "ops", "allocations", "launches", "transfers", "sync_sites",
-    "op_sites" (the most frequent operation sites)}."""
+def measure(batch_size: int = 1) -> dict:
+    """Counts of one non-logging fit step of `batch_size` views on the cuda backend (the
+    stand-in must be installed as `cupy`): {"syncs", "ops", "allocations", "launches",
+    "transfers", "sync_sites", "op_sites" (the most frequent operation sites)}."""
     from splat_lion import FitConfig, ProblemConfig, fit, get_backend, load_problem
 
     be = get_backend("cuda")
@@ -66,7 +66,7 @@ def measure() -> dict:
 
     def run(steps: int, trace: bool = False):
         config = FitConfig(optimizer="lion", steps=steps, densify=None, log_every=10_000,
-                           seed=0)
+                           seed=0, batch_size=batch_size)
         g = problem.fresh_start()
         with cupy_standin.counting(trace=trace) as c:
             fit(g, problem.train_cameras, problem.train_images, config)
@@ -86,21 +86,28 @@ def measure() -> dict:
 
 
 def _measured() -> dict:
+    """{1: measure(1), 2: measure(2)}: a step of one view and of a batch of two."""
     if cupy_standin.installed():
-        return measure()
+        return {1: measure(1), 2: measure(2)}
     code = ("import json, cupy_standin; cupy_standin.install(); import test_budgets; "
-            "print('BUDGETS ' + json.dumps(test_budgets.measure()))")
+            "print('BUDGETS ' + json.dumps([test_budgets.measure(1), test_budgets.measure(2)]))")
     env = {k: v for k, v in os.environ.items() if k != "SPLAT_LION_BACKEND"}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=TESTS, env=env, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     line = [x for x in run.stdout.splitlines() if x.startswith("BUDGETS ")][-1]
-    return json.loads(line[len("BUDGETS "):])
+    one, two = json.loads(line[len("BUDGETS "):])
+    return {1: one, 2: two}
 
 
 @pytest.fixture(scope="module")
-def step_counts():
-    counts = _measured()
+def measured():
+    return _measured()
+
+
+@pytest.fixture(scope="module")
+def step_counts(measured):
+    counts = measured[1]
     print(f"\none fit step of {SCENE} at {RESOLUTION}x{RESOLUTION} (Lion, no densify) on the "
           f"CuPy stand-in: {counts['syncs']} syncs, {counts['ops']} device operations, "
           f"{counts['launches']} RawKernel launches, {counts['allocations']} allocations, "
@@ -129,3 +136,15 @@ def test_a_fit_step_launches_at_most_25_device_operations(step_counts):
 def test_every_sync_of_a_step_is_reported_with_its_call_site(step_counts):
     assert len(step_counts["sync_sites"]) == step_counts["syncs"]
     assert all("splat_lion/" in s for s in step_counts["sync_sites"]), step_counts["sync_sites"]
+
+
+def test_a_batch_of_two_views_costs_two_renders_and_one_optimizer_launch(measured):
+    """FitConfig.batch_size = 2: each view renders and back-propagates as a step of one does
+    (its launches but the optimizer's, its sync: the intersection count), the gradients add
+    up in place, and one fused optimizer launch follows; the visibility union costs two
+    device operations (a copy, an OR) and no allocation after warm-up."""
+    one, two = measured[1], measured[2]
+    assert two["launches"] == 2 * (one["launches"] - 1) + 1
+    assert two["syncs"] == 2 * one["syncs"]
+    assert two["ops"] <= 2 * one["ops"] + 2, two["op_sites"]
+    assert two["allocations"] == 0

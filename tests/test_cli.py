@@ -363,8 +363,9 @@ def test_a_capture_fit_without_steps_says_its_default(shapes_capture, tmp_path, 
     import splat_lion.problem as problem
 
     monkeypatch.setattr(problem, "CPU_CAPTURE_SECONDS", 0.0)  # the least: 300 steps
+    real = problem.Problem.default_steps
     monkeypatch.setattr(problem.Problem, "default_steps",
-                        lambda self, s, real=problem.Problem.default_steps: min(real(self, s), 5))
+                        lambda self, s, b=1: min(real(self, s, b), 5))
     root, _ = shapes_capture
     assert main(["fit", str(root / "nerf"), "--out", str(tmp_path), "--init-points", "50",
                  "--sh-degree", "0", "--quiet"]) == 0

@@ -120,13 +120,15 @@ class Interrupted(Exception):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer", ["lion", "adam"])
-def test_resume_continues_exactly_as_the_uninterrupted_run(small, tmp_path, optimizer):
+@pytest.mark.parametrize("optimizer,batch_size", [("lion", 1), ("adam", 1), ("lion", 3)])
+def test_resume_continues_exactly_as_the_uninterrupted_run(small, tmp_path, optimizer,
+                                                          batch_size):
     """Crash at step 27 (checkpoints every 15 steps), resume from step 15: the result equals
     a run that never stopped, bit for bit, through densification before and after (and with
-    half-gathered densification statistics in the checkpoint)."""
+    half-gathered densification statistics in the checkpoint); with batches of 3 of the 6
+    views too (an epoch then ends inside a batch)."""
     config = FitConfig(optimizer=optimizer, steps=40, densify=SHORT_DENSIFY, seed=1, log_every=3,
-                       checkpoint_every=15)
+                       checkpoint_every=15, batch_size=batch_size)
     whole, want = fit_problem(small, config, checkpoint_dir=tmp_path / "whole")
 
     def crash(step, loss, p):
@@ -143,6 +145,32 @@ def test_resume_continues_exactly_as_the_uninterrupted_run(small, tmp_path, opti
     np.testing.assert_array_equal(resumed.params.data, whole.params.data)
     assert got.loss_history == want.loss_history and got.psnr_history == want.psnr_history
     assert got.densify_events == want.densify_events
+
+
+def test_a_batch_step_is_one_optimizer_step_on_the_summed_gradients(tmp_path):
+    """A fit of one step of 3 views equals, bit for bit, rendering its 3 views (in the fit's
+    order), summing their gradients and one optimizer step with the union of their masks;
+    the views see different parts of the scene, so the union is larger than each mask."""
+    problem = load_problem("planet", ProblemConfig(resolution=32, views=6, test_every=0,
+                                                   orbit_radius=1.0),
+                           backend=sl.get_backend("cpu"))
+    config = FitConfig(steps=1, batch_size=3, densify=None, seed=4)
+    g, _ = fit_problem(problem, config)
+    be, cams, targets = g.backend, problem.train_cameras, problem.train_images
+    order = [int(i) for i in np.random.default_rng(4).permutation(len(cams))]
+    manual = problem.fresh_start()
+    opt = make_optimizer(config, manual.extent(), be)
+    grads, masks = None, []
+    for view in (order.pop(), order.pop(), order.pop()):
+        out = sl.render(manual, cams[view], config.background, 0)
+        _, v_image = sl.loss.photometric_loss(out.image, be.asarray(targets[view], tag="loss"))
+        grads = sl.render_backward(out, v_image, into=grads)
+        masks.append(be.to_numpy(out.visible).copy())
+        del out
+    union = np.logical_or.reduce(masks)
+    assert all(union.sum() > m.sum() for m in masks)
+    opt.step_all(manual.params, grads, visible=be.asarray(union, tag="grads"))
+    np.testing.assert_array_equal(be.to_numpy(g.params.data), be.to_numpy(manual.params.data))
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(small, tmp_path):

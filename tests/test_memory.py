@@ -184,6 +184,27 @@ def test_predictor_matches_the_tracker_given_the_intersections(name, size):
             assert within(pred["by_phase"][phase], prof["by_phase"][phase], 0.10), phase
 
 
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_a_fits_peak_is_predicted_whatever_its_batch(batch_size):
+    """FitResult.peak_bytes of a fit that sees every view once against predict_fit_peak (the
+    intersections estimated; every target's SSIM statistics kept): a batch of views runs one
+    view after another through the same buffers, so it costs its visibility union only."""
+    from splat_lion import FitConfig, ProblemConfig, fit, load_problem
+
+    problem = load_problem("shapes", ProblemConfig(resolution=96, views=6, test_every=0),
+                           backend=get_backend("cpu"))
+    g = problem.fresh_start()
+    result = fit(g, problem.train_cameras, problem.train_images,
+                 FitConfig(steps=6 // batch_size, batch_size=batch_size, densify=None))
+    images = sum(t.nbytes for t in problem.train_images)
+    pred = memory.predict_fit_peak(g.count, 96, 96, g.sh_degree, "lion", image_bytes=images,
+                                   train_views=6, batch_size=batch_size)
+    assert within(pred, result.peak_bytes, 0.10), (pred, result.peak_bytes)
+    alone = memory.predict_fit_peak(g.count, 96, 96, g.sh_degree, "lion", image_bytes=images,
+                                    train_views=6)
+    assert pred - alone == (g.count if batch_size > 1 else 0)
+
+
 @pytest.mark.parametrize("size", [64, 256])
 def test_predictor_is_reasonable_without_the_intersections(size):
     g, cam, target = scene_step(size)

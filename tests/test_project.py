@@ -175,3 +175,26 @@ def test_bad_cameras_are_clear_errors(kwargs, match):
                 width=32, height=32)
     with pytest.raises(ValueError, match=match):
         Camera(**{**base, **kwargs})
+
+
+def test_backward_accumulates_into_what_out_holds(be, rng, random_scene, camera):
+    """accumulate=True adds every gradient to `out` (a batch's later views), culled splats'
+    included (they add nothing); without it every element is written."""
+    g = random_scene(300, 3, be, spread=2.5)
+    cam = camera()
+    out = project_fwd(g, cam, 2)
+    assert (be.to_numpy(out["radii"]) == 0).sum() > 5
+    v = [be.asarray(rng.standard_normal((300, k)).astype(np.float32), tag="grads")
+         for k in (2, 3, 3)]
+    fresh = {k: be.to_numpy(a).copy() for k, a in project_bwd(g, cam, out["radii"], *v, 2).items()}
+    held = {k: rng.standard_normal(a.shape).astype(np.float32) for k, a in fresh.items()}
+    into = {k: be.asarray(a.copy(), tag="grads") for k, a in held.items()}
+    project_bwd(g, cam, out["radii"], *v, 2, out=into, accumulate=True)
+    for k in FIELDS:
+        np.testing.assert_allclose(be.to_numpy(into[k]), held[k] + fresh[k], rtol=1e-6,
+                                   atol=1e-6, err_msg=k)
+    project_bwd(g, cam, out["radii"], *v, 2, out=into)
+    for k in FIELDS:
+        np.testing.assert_array_equal(be.to_numpy(into[k]), fresh[k], err_msg=k)
+    with pytest.raises(ValueError, match="give out"):
+        project_bwd(g, cam, out["radii"], *v, 2, accumulate=True)

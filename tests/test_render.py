@@ -156,3 +156,40 @@ def test_gradients_held_are_not_overwritten_by_the_next_backward(be, rng, random
     np.testing.assert_allclose(be.to_numpy(second.data), -kept[0], atol=1e-6)
     norm = be.to_numpy(first.means2d_norm)
     np.testing.assert_allclose(norm, np.linalg.norm(kept[1], axis=1), rtol=1e-6)
+
+
+def test_a_batch_gradient_is_the_sum_of_its_views_gradients(be, rng, random_scene):
+    """render_backward(..., into=grads) adds a view's gradients to a batch's: the sum of
+    single-view gradients (each view culls other splats: one sees only part of the scene);
+    means2d is the last view's, as densification reads it per view."""
+    from splat_lion.cameras import Camera
+
+    g = random_scene(300, 2, be, spread=1.5)
+    cams = [Camera.look_at(eye, (0, 0, 0), width=48, height=40, fov_x_deg=40)
+            for eye in ((2.0, -1.5, 1.0), (-1.5, 0.8, 0.4), (0.3, 0.2, 2.2))]
+    singles, batch, visible = [], None, []
+    for cam in cams:
+        v_image = be.asarray(rng.standard_normal((40, 48, 3)).astype(np.float32), tag="loss")
+        out = render(g, cam)
+        one = render_backward(out, v_image)
+        singles.append((be.to_numpy(one.data).copy(), be.to_numpy(one.means2d).copy()))
+        visible.append(be.to_numpy(out.visible).copy())
+        del one
+        batch = render_backward(out, v_image, into=batch)
+        del out
+    seen = np.array(visible)
+    assert (~seen).any(axis=1).all() and seen.any(axis=0).sum() > seen[0].sum()  # partial views
+    want = np.sum([s[0] for s in singles], axis=0)
+    np.testing.assert_allclose(be.to_numpy(batch.data), want, rtol=1e-5,
+                               atol=1e-6 * np.abs(want).max())
+    np.testing.assert_array_equal(be.to_numpy(batch.means2d), singles[-1][1])
+    np.testing.assert_allclose(be.to_numpy(batch.means2d_norm),
+                               np.linalg.norm(singles[-1][1], axis=1), rtol=1e-6)
+
+
+def test_a_batch_refuses_gradients_of_other_splats(be, rng, random_scene, camera):
+    cam = camera(32, 24)
+    v_image = be.asarray(np.ones((24, 32, 3), np.float32), tag="loss")
+    first = render_backward(render(random_scene(50, 0, be), cam), v_image)
+    with pytest.raises(ValueError, match="other splats"):
+        render_backward(render(random_scene(60, 0, be), cam), v_image, into=first)
