@@ -200,8 +200,8 @@ def _fit(args: argparse.Namespace, be, problem, out_dir: Path) -> int:
     save_or_keep(lambda path: save_ply(g, path), out_dir / "fitted.ply")  # the work first
     metrics = {"psnr": round(final.psnr, 4), "ssim": round(final.ssim, 5),
                "psnr_before": round(psnr_before, 4), "steps": config.steps,
-               "batch_size": config.batch_size, "views": config.steps * config.batch_size,
-               "lr": config.lr,
+               "batch_size": config.batch_size,
+               "views_rendered": config.steps * config.batch_size, "lr": config.lr,
                "num_splats": g.count, "optimizer": args.optimizer, "backend": be.name,
                "views_train": len(problem.train_cameras),
                "views_held_out": len(problem.test_cameras), "evaluated_on": final.on,

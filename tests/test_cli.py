@@ -350,6 +350,14 @@ def test_render_follows_a_captures_cameras(shapes_capture, tmp_path, capsys):
     assert gif.n_frames == 8 and gif.size == (32, 24)  # every camera of the capture
 
 
+def test_batch_size_renders_that_many_views_a_step(tmp_path, capsys):
+    assert main(["fit", "planet", "--out", str(tmp_path), "--steps", "3", "--batch-size", "4",
+                 "--resolution", "16", "--quiet"]) == 0
+    metrics = strict_json(tmp_path / "metrics.json")
+    assert (metrics["steps"], metrics["batch_size"], metrics["views_rendered"]) == (3, 4, 12)
+    assert "4 views a step" in capsys.readouterr().err
+
+
 def test_eval_every_records_held_out_scores(tmp_path):
     assert main(["fit", "planet", "--out", str(tmp_path), "--steps", "6", "--eval-every", "3",
                  "--resolution", "16", "--quiet"]) == 0
@@ -376,6 +384,7 @@ def test_a_capture_fit_without_steps_says_its_default(shapes_capture, tmp_path, 
 
 @pytest.mark.parametrize("args,message", [
     (["fit", "planet", "--views", "1"], "argument --views: must be an int in [2, 100000], got 1"),
+    (["fit", "planet", "--batch-size", "0"], "argument --batch-size: must be an int in [1, 4096]"),
     (["fit", "planet", "--resolution", "-64"], "argument --resolution: must be None or an int in"),
     (["fit", "planet", "--resolution", "100000"], "argument --resolution: must be None or an int"),
     (["fit", "planet", "--max-memory", "0"], "argument --max-memory: must be more than 0 bytes"),
