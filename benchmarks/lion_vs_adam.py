@@ -1,179 +1,608 @@
-"""The Lion-vs-Adam study: which learning rates Lion wants for splats, and how it compares.
+"""The Lion-vs-Adam study (issue 15): both optimizers tuned the same way, then compared at
+equal rendered views on the capture suite, over seeds.
 
-    python benchmarks/lion_vs_adam.py                        # the bundled scenes, CPU-sized
-    python benchmarks/lion_vs_adam.py my_scene.ply --steps 3000 --resolution 256
-    python benchmarks/lion_vs_adam.py --quick                # a smoke run (tests use it)
+    python benchmarks/lion_vs_adam.py --deadline 16:05        # the study (resumes from --runs)
+    python benchmarks/lion_vs_adam.py --report                # tables, JSON and plots only
+    python benchmarks/lion_vs_adam.py --quick                 # a smoke run (tests use it)
 
-For each scene: orbit views around it (every fifth held out), a start (the scene perturbed:
-colours, positions, opacities; or --init points: its centres, grey, with densification),
-then fits with the same views, seed and steps:
-  1. Adam at the 3DGS rates (LrTable.adam_3dgs, base 1e-3): the baseline.
-  2. Lion with 3DGS's relative rates (LrTable.adam_3dgs's table) at base lr 1e-4 x each
-     --lr-mults multiplier, weight decay 0, visibility mask on.
-  3. At each scene's best multiplier: each --weight-decays value, the mask off, and bf16
-     momentum (not with --sweep-only).
---lion-decay F makes every Lion rate decay log-linearly to F x its start over the run.
-Reported per run: held-out PSNR and SSIM, optimizer state bytes, seconds. The multiplier
-with the best mean PSNR over the scenes is printed; LrTable.lion_default (points start) and
-LrTable.lion_refine (perturbed start) were set from these runs, recorded with the commands
-in docs/lion-vs-adam.md. JSON to benchmarks/results/.
+Every run fits one start (the capture's points by default) for --views rendered views and
+appends one JSON line to --runs as it finishes (held-out PSNR/SSIM, PSNR against views,
+splats, optimizer state bytes, seconds); a run already there is not run again, so a study
+that stopped goes on where it was. The plan, the same for both optimizers, from each one's
+preset (Adam: LrTable.adam_3dgs on 1e-3; Lion: LrTable.lion_default on 1e-4):
+  search, on the first scene and seed 0, keeping a change that gains more than KEEP dB:
+    1. per attribute group (GROUPS), one pass: its rates x2, else x0.5;
+    2. decay shape: the preset's other shape (constant, or log-linear to DECAY x; means keep
+       their preset decay);
+    3. betas (BETAS); 4. weight decay (Lion, WEIGHT_DECAYS);
+    5. batch sizes (BATCHES, FitConfig.batch_size) at equal views, base lr x1 and x sqrt(B);
+    6. Lion variants, one run each: "cautious" (no update where sign(c) disagrees with the
+       gradient's sign) and per-group betas, in NumPy (StudyLion), not in the library;
+  final: each optimizer's best (variants aside) and Lion's with bf16 momentum, on every
+    scene and --seeds; then, if time is left, from a random start (seed 0).
+The search stops early when the final runs would not otherwise fit before --deadline.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import math
 import sys
+import tempfile
 import time
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from bench_common import OtherLoad, result_fields, write_result
+from bench_common import RESULTS_DIR, OtherLoad, result_fields, write_result
 
 import splat_lion as sl
 from splat_lion.densify import DensifyConfig
-from splat_lion.optim import LION_DEFAULT_LR, optimizer_spec
-from splat_lion.problem import ORBIT_RADIUS, ProblemConfig, load_problem
+from splat_lion.errors import DivergenceError, NonFiniteError
+from splat_lion.optim import ADAM_3DGS_LR, LION_DEFAULT_LR, LrTable
+from splat_lion.problem import ProblemConfig, load_problem
+
+# attribute groups of the coordinate search, and their attributes
+GROUPS = {"means": ("means",), "scales": ("scales",), "quats": ("quats",),
+          "opacities": ("opacities",), "colours": ("sh0", "shN")}
+# the order the coordinate search visits the groups in
+GROUP_ORDER = ("means", "opacities", "scales", "colours", "quats")
+# a search step's change is kept when it gains more than this (dB, held-out PSNR)
+KEEP = 0.05
+# factors tried per group: the first, and the second only when the first did not help
+FACTORS = (2.0, 0.5)
+# a decaying rate ends at this fraction of its start (means keep their preset's decay)
+DECAY = 0.1
+# (beta1, beta2) tried besides the preset's
+BETAS = {"lion": ((0.95, 0.98),), "adam": ((0.95, 0.98),)}
+WEIGHT_DECAYS = (0.1,)
+# batch sizes tried besides 1, in the order they are tried
+BATCHES = (4, 8, 2)
+# rendered views between held-out evaluations (the curves of PSNR against views)
+EVAL_VIEWS = 100
+HAS_BATCH = "batch_size" in {f.name for f in fields(sl.FitConfig)}
 
 
-def lion_table(extent: float, steps: int, decay: float | None):
-    """3DGS's relative rates (LrTable.adam_3dgs's table, which the base lr scales); with
-    `decay`, every entry that is constant there instead decays log-linearly to `decay` x
-    its rate over the run (means keep their own decay). LrTable.lion_default and
-    lion_refine are this table with decay 0.1 at the multipliers the study chose."""
-    from dataclasses import replace
+@dataclass(frozen=True)
+class Setting:
+    # "adam" or "lion"
+    optimizer: str
+    # attribute group -> multiplier on the preset's rates, as sorted pairs
+    mults: tuple = tuple((g, 1.0) for g in GROUPS)
+    # rates other than means' decay log-linearly to this fraction of their start; None: constant
+    decay: float | None = None
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    # views per optimizer step (FitConfig.batch_size)
+    batch: int = 1
+    # multiplier on the base lr that goes with the batch size
+    batch_lr: float = 1.0
+    # Lion: "float32" or "bfloat16" momentum
+    momentum: str = "float32"
+    # Lion variants (StudyLion): skip updates whose sign disagrees with the gradient's
+    cautious: bool = False
+    # Lion variants: (group, beta1, beta2) replacing the betas for those groups
+    group_betas: tuple = ()
 
-    table = sl.LrTable.adam_3dgs(extent, steps)
-    if decay is None:
-        return table
-    return replace(table, entries={
-        name: e if e.final_scale is not None else replace(e, final_scale=e.scale * decay,
-                                                            decay_steps=steps)
-        for name, e in table.entries})
+    @classmethod
+    def preset(cls, optimizer: str) -> "Setting":
+        return cls(optimizer, decay=DECAY, beta2=0.99) if optimizer == "lion" else cls(optimizer)
+
+    def mult(self, group: str) -> float:
+        return dict(self.mults)[group]
+
+    def with_mult(self, group: str, factor: float) -> "Setting":
+        return replace(self, mults=tuple((g, m * factor if g == group else m)
+                                         for g, m in self.mults))
+
+    @property
+    def is_variant(self) -> bool:
+        return self.cautious or bool(self.group_betas)
+
+    def label(self) -> str:
+        """What differs from the preset, short."""
+        base = Setting.preset(self.optimizer)
+        parts = [f"{g} x{m:g}" for g, m in self.mults if m != 1.0]
+        if self.decay != base.decay:
+            parts.append("constant" if self.decay is None else f"decay {self.decay:g}")
+        if (self.beta1, self.beta2) != (base.beta1, base.beta2):
+            parts.append(f"betas {self.beta1:g}/{self.beta2:g}")
+        if self.weight_decay:
+            parts.append(f"wd {self.weight_decay:g}")
+        if self.batch > 1:
+            parts.append(f"B {self.batch} lr x{self.batch_lr:.3g}")
+        if self.momentum != "float32":
+            parts.append("bf16")
+        if self.cautious:
+            parts.append("cautious")
+        parts += [f"{g} betas {b1:g}/{b2:g}" for g, b1, b2 in self.group_betas]
+        return f"{self.optimizer} " + (", ".join(parts) or "preset")
 
 
-def run(problem, args, name: str, optimizer: str, lr_mult: float = 1.0,
-        weight_decay: float = 0.0, selective: bool = True) -> dict:
-    g = problem.fresh_start()  # the same start for every run of a scene
-    be = g.backend
-    densify = DensifyConfig.for_steps(args.steps) if args.init == "points" else None
-    config = sl.FitConfig(optimizer=optimizer, steps=args.steps, seed=args.seed,
-                          selective=selective, densify=densify)
-    extent = g.extent()
-    spec = optimizer_spec(optimizer)  # the class and its options (bf16 momentum)
-    table = (sl.LrTable.adam_3dgs(extent, args.steps) if spec.cls is sl.Adam
-             else lion_table(extent, args.steps, args.lion_decay))
-    opt = spec.cls(spec.base_lr * lr_mult, lr_table=table, backend=be,
-                   **dict(spec.options)).with_weight_decay(weight_decay)
-    t0 = time.perf_counter()
-    result = sl.fit(g, problem.train_cameras, problem.train_images, config, optimizer=opt)
-    seconds = time.perf_counter() - t0
-    held = problem.evaluate(g)
-    row = {"run": name, "optimizer": optimizer, "lr": opt.lr, "lr_mult": lr_mult,
-           "weight_decay": weight_decay, "selective": selective, "psnr": held.psnr,
-           "ssim": held.ssim, "splats": g.count, "state_bytes": result.optimizer_state_bytes,
-           "seconds": round(seconds, 2)}
-    print(f"  {name:<28} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  "
-          f"{row['splats']:>6} splats  {seconds:5.1f} s", flush=True)
-    return row
+def lr_table(s: Setting, extent: float, steps: int) -> LrTable:
+    """The setting's table: its preset's entries times each group's multiplier; every rate
+    but means' decays log-linearly to s.decay x its start over `steps` (or stays constant)."""
+    preset = (LrTable.lion_default if s.optimizer == "lion" else LrTable.adam_3dgs)(extent, steps)
+    group_of = {a: g for g, attrs in GROUPS.items() for a in attrs}
+    entries = {}
+    for name, e in preset.entries:
+        m = s.mult(group_of[name])
+        if name == "means":
+            final = None if e.final_scale is None else e.final_scale * m
+        else:
+            final = None if s.decay is None else e.scale * m * s.decay
+        entries[name] = replace(e, scale=e.scale * m, final_scale=final, decay_steps=steps)
+    return LrTable(entries, extent=extent, note=s.label())
+
+
+@dataclass(frozen=True, eq=False)
+class StudyLion(sl.Lion):
+    """Lion in NumPy over the flat buffers (the study's variants; the kernel is lion.cu):
+    c = b1*m + (1-b1)*g;  u = sign(c), zeroed where cautious and sign(c) != sign(g);
+    p -= lr*(u + wd*p);  m = b2*m + (1-b2)*g, for visible splats only; b1, b2 per group."""
+
+    # skip the update of a coordinate whose sign(c) disagrees with its gradient's sign
+    cautious: bool = field(default=False, kw_only=True)
+    # (group, beta1, beta2) replacing beta1 and beta2 for that group's attributes
+    group_betas: tuple = field(default=(), kw_only=True)
+
+    def _launch(self, be, params, grads, states, segments, hyper, visible, count, nonfinite,
+                step) -> None:
+        xp = be.xp
+        betas = {a: (b1, b2) for g, b1, b2 in self.group_betas for a in GROUPS[g]}
+        names = self.state.flat_layout.names
+        for (begin, end, width), (lr, wd), name in zip(segments.tolist(), hyper.tolist(), names):
+            if end == begin:
+                continue
+            b1, b2 = (np.float32(b) for b in betas.get(name, (self.beta1, self.beta2)))
+            rows = slice(None) if visible is None else visible
+            p, g = params[begin:end].reshape(-1, width), grads[begin:end].reshape(-1, width)
+            m = states["momentum"][begin:end].reshape(-1, width)
+            pv, gv, mv = p[rows], g[rows], m[rows]
+            u = xp.sign(b1 * mv + (1 - b1) * gv)
+            if self.cautious:
+                u *= (u * gv) > 0
+            p[rows] = pv - np.float32(lr) * (u + np.float32(wd) * pv)
+            m[rows] = b2 * mv + (1 - b2) * gv
+
+
+def make_optimizer(s: Setting, extent: float, steps: int, be):
+    table = lr_table(s, extent, steps)
+    if s.optimizer == "adam":
+        return sl.Adam(ADAM_3DGS_LR * s.batch_lr, s.beta1, s.beta2, lr_table=table, backend=be)
+    lr = LION_DEFAULT_LR * s.batch_lr
+    if s.is_variant:
+        return StudyLion(lr, s.beta1, s.beta2, s.weight_decay, lr_table=table, backend=be,
+                         cautious=s.cautious, group_betas=s.group_betas)
+    return sl.Lion(lr, s.beta1, s.beta2, s.weight_decay, lr_table=table, backend=be,
+                   momentum_dtype=s.momentum)
+
+
+def densify_for(views: int, batch: int) -> DensifyConfig:
+    """3DGS's schedule compressed into `views` rendered views (DensifyConfig.for_steps), counted
+    in optimizer steps of `batch` views: densification at the same views for every batch."""
+    d = DensifyConfig.for_steps(views)
+    if batch == 1:
+        return d
+
+    def per(n: int) -> int:
+        return max(1, round(n / batch))
+
+    return replace(d, start_step=per(d.start_step), stop_step=per(d.stop_step),
+                   interval=per(d.interval),
+                   reset_interval=None if d.reset_interval is None else per(d.reset_interval))
+
+
+# -- the runs and their log ---------------------------------------------------------------
+
+class Study:
+    """The runs of one study: problems loaded once each, rows cached in the JSON-lines log."""
+
+    def __init__(self, args, be) -> None:
+        self.args, self.be = args, be
+        self.rows: dict[str, dict] = {}
+        self.problems: dict = {}
+        self.capture_dir = args.captures
+        if args.runs.exists():
+            for line in args.runs.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self.rows[row["key"]] = row
+        self.t_start = time.time()
+
+    def problem(self, scene: str, init: str, seed: int):
+        key = (scene, init, seed)
+        if key not in self.problems:
+            self.problems.clear()  # one at a time: the memory stays small
+            a = self.args
+            if scene in suite_names():
+                from capture_suite import make_capture
+                folder = make_capture(scene, self.capture_dir, size=a.size)  # made once
+                config = ProblemConfig(init=init, seed=seed)
+            else:
+                folder = scene
+                config = ProblemConfig(resolution=a.size, views=a.scene_views, init=init,
+                                       seed=seed, orbit_radius=a.radius)
+            self.problems[key] = load_problem(folder, config, backend=self.be)
+        return self.problems[key]
+
+    @staticmethod
+    def key(scene: str, init: str, seed: int, views: int, s: Setting) -> str:
+        return json.dumps({"scene": scene, "init": init, "seed": seed, "views": views,
+                           **asdict(s)}, sort_keys=True)
+
+    def done(self, scene, init, seed, s: Setting) -> dict | None:
+        return self.rows.get(self.key(scene, init, seed, self.args.views, s))
+
+    def run(self, scene: str, init: str, seed: int, s: Setting, stage: str) -> dict | None:
+        """The run's row (from the log, or fitted now and appended); None when it cannot run
+        here (a batch size without FitConfig.batch_size)."""
+        views = self.args.views
+        key = self.key(scene, init, seed, views, s)
+        if key in self.rows:
+            return self.rows[key]
+        if s.batch > 1 and not HAS_BATCH:
+            print(f"  skipped {s.label()}: this FitConfig has no batch_size", flush=True)
+            return None
+        t_all = time.perf_counter()
+        problem = self.problem(scene, init, seed)
+        g = problem.fresh_start()
+        steps = views // s.batch
+        opt = make_optimizer(s, g.extent(), steps, self.be)
+        extra = {"batch_size": s.batch} if s.batch > 1 else {}
+        config = sl.FitConfig(optimizer=s.optimizer, steps=steps, seed=seed,
+                              densify=densify_for(views, s.batch) if problem.from_points else None,
+                              eval_every=max(1, round(EVAL_VIEWS / s.batch)), **extra)
+        eval_s = [0.0]
+
+        def evaluate(gs):
+            t0 = time.perf_counter()
+            e = problem.evaluate(gs)
+            eval_s[0] += time.perf_counter() - t0
+            return e.psnr, e.ssim
+
+        row = {"key": key, "stage": stage, "scene": scene, "init": init, "seed": seed,
+               "views": views, "steps": steps, "label": s.label(), "setting": asdict(s),
+               "start_splats": problem.start.count}
+        try:
+            result = sl.fit(g, problem.train_cameras, problem.train_images, config,
+                            optimizer=opt, evaluate=evaluate)
+            held = problem.evaluate(g)
+            row.update(psnr=held.psnr, ssim=held.ssim, splats=g.count,
+                       state_bytes=result.optimizer_state_bytes,
+                       seconds=round(result.seconds - eval_s[0], 2),
+                       curve=[[(st + 1) * s.batch, round(p, 3), round(q, 4)]
+                              for st, p, q in result.eval_history], error=None)
+        except (DivergenceError, NonFiniteError) as e:
+            row.update(psnr=None, ssim=None, splats=g.count, state_bytes=None, seconds=None,
+                       curve=[], error=str(e))
+        row["run_seconds"] = round(time.perf_counter() - t_all, 2)
+        self.rows[key] = row
+        with self.args.runs.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        shown = "diverged" if row["psnr"] is None else (
+            f"PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  {row['splats']:>6} splats  "
+            f"{row['seconds']:6.1f} s")
+        print(f"  [{stage}] {scene} seed {seed} {init}: {s.label():<44} {shown}", flush=True)
+        return row
+
+    def run_seconds(self) -> float:
+        """A run's typical wall time (the median of this log's runs; 60 s before any)."""
+        times = [r["run_seconds"] for r in self.rows.values() if r.get("run_seconds")]
+        return float(np.median(times)) if times else 60.0
+
+    def time_left(self) -> float:
+        d = self.args.deadline
+        return math.inf if d is None else (d - dt.datetime.now(dt.timezone.utc)).total_seconds()
+
+
+def suite_names() -> tuple[str, ...]:
+    try:
+        from capture_suite import SUITE
+    except ImportError:
+        return ()
+    return tuple(SUITE)
+
+
+def score(row: dict | None) -> float:
+    return -math.inf if row is None or row["psnr"] is None else row["psnr"]
+
+
+# -- the plan --------------------------------------------------------------------------------
+
+class Search:
+    """One optimizer's coordinate search: `best` and its row, improved stage by stage."""
+
+    def __init__(self, study: Study, optimizer: str, scene: str, init: str,
+                 reserve: callable) -> None:
+        self.study, self.scene, self.init, self.reserve = study, scene, init, reserve
+        self.best = Setting.preset(optimizer)
+        self.best_row = None
+        self.cut = False
+
+    def affordable(self) -> bool:
+        """Whether one more search run leaves time for the runs reserved after it."""
+        st = self.study
+        if self.cut:
+            return False
+        if st.time_left() > st.run_seconds() * (1 + self.reserve()):
+            return True
+        print(f"  search cut: {st.time_left() / 60:.0f} min left, the final runs need "
+              f"{st.run_seconds() * self.reserve() / 60:.0f}", flush=True)
+        self.cut = True
+        return False
+
+    def try_(self, s: Setting, stage: str) -> bool:
+        """Run `s`; keep it as the best when it gains more than KEEP dB."""
+        cached = self.study.done(self.scene, self.init, 0, s)
+        if cached is None and not self.affordable():
+            return False
+        row = self.study.run(self.scene, self.init, 0, s, stage)
+        if row is not None and score(row) > score(self.best_row) + KEEP:
+            self.best, self.best_row = s, row
+            return True
+        return False
+
+    def start(self) -> None:
+        self.best_row = self.study.run(self.scene, self.init, 0, self.best, "preset")
+
+    def group(self, group: str) -> None:
+        for factor in FACTORS:
+            if self.try_(self.best.with_mult(group, factor), f"rates {group}"):
+                return
+
+    def decay(self) -> None:
+        self.try_(replace(self.best, decay=None if self.best.decay else DECAY), "decay")
+
+    def betas(self) -> None:
+        for b1, b2 in BETAS[self.best.optimizer]:
+            self.try_(replace(self.best, beta1=b1, beta2=b2), "betas")
+
+    def weight_decay(self) -> None:
+        if self.best.optimizer == "lion":
+            for wd in WEIGHT_DECAYS:
+                self.try_(replace(self.best, weight_decay=wd), "weight decay")
+
+    def batch(self, b: int) -> None:
+        """B views a step at base lr x1 and x sqrt(B) (from the best single-view setting, or
+        the best batch's rates scaled back)."""
+        base = replace(self.best, batch=1, batch_lr=1.0)
+        for lr in (1.0, math.sqrt(b)):
+            self.try_(replace(base, batch=b, batch_lr=lr), f"batch {b}")
+
+    def variants(self) -> None:
+        """Lion's variants at the best setting (never kept as best: they have no kernel)."""
+        if self.best.optimizer != "lion":
+            return
+        other = (0.95, 0.98) if (self.best.beta1, self.best.beta2) == (0.9, 0.99) else (0.9, 0.99)
+        out = [replace(self.best, cautious=True),
+               replace(self.best, group_betas=tuple((g, *other) for g in
+                                                    ("means", "scales", "quats")))]
+        for s in out:
+            if self.study.done(self.scene, self.init, 0, s) or self.affordable():
+                self.study.run(self.scene, self.init, 0, s, "variant")
+
+
+def finals(best: dict[str, Setting]) -> list[Setting]:
+    """The final comparison's settings: each optimizer's best, and Lion's with bf16 momentum."""
+    return [best["adam"], best["lion"], replace(best["lion"], momentum="bfloat16")]
+
+
+def plan(study: Study, scenes: list[str], seeds: list[int]) -> dict:
+    """Search on scenes[0] (seed 0), then the final runs; returns the best settings."""
+    a = study.args
+    search = {}
+
+    def reserve() -> int:  # final runs not yet in the log (at the current bests)
+        best = {o: s.best for o, s in search.items()}
+        return sum(study.done(sc, a.init, seed, s) is None for s in finals(best)
+                   for sc in scenes for seed in seeds)
+
+    for o in ("adam", "lion"):
+        search[o] = Search(study, o, scenes[0], a.init, reserve)
+        search[o].start()
+    # in order of what they are expected to be worth: a cut search drops the last ones
+    stages = [lambda s, g=g: s.group(g) for g in GROUP_ORDER]
+    stages += [lambda s, b=b: s.batch(b) for b in BATCHES]
+    stages += [Search.betas, Search.decay, Search.variants, Search.weight_decay]
+    if a.quick:
+        stages = [stages[0], stages[len(GROUP_ORDER)], Search.variants]
+    for stage in stages:
+        for o in ("adam", "lion"):  # in lockstep: a cut search has tuned both alike
+            stage(search[o])
+    best = {o: s.best for o, s in search.items()}
+    for sc in scenes:
+        for seed in seeds:
+            for s in finals(best):
+                study.run(sc, a.init, seed, s, "final")
+    if a.random and a.init != "random":
+        for sc in scenes:
+            for s in finals(best)[:2]:
+                if study.done(sc, "random", 0, s) or study.time_left() > 1.5 * study.run_seconds():
+                    study.run(sc, "random", 0, s, "random start")
+    return best
+
+
+# -- tables and plots --------------------------------------------------------------------------
+
+def mean_spread(values: list[float]) -> tuple[float, float]:
+    v = np.asarray(values, float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def summary(rows: list[dict], best: dict[str, Setting], scenes, seeds, init,
+            views: int) -> list[dict]:
+    """Per scene and final setting: mean and spread (sample std) over seeds; Lion's gap to
+    Adam per seed (the same views and order), mean and spread."""
+    index = {r["key"]: r for r in rows}
+    out = []
+    for sc in scenes:
+        per = {}
+        for s in finals(best):
+            got = [index.get(Study.key(sc, init, seed, views, s)) for seed in seeds]
+            got = [r for r in got if r is not None and r["psnr"] is not None]
+            if not got:
+                continue
+            per[s.label()] = got
+            entry = {"scene": sc, "run": s.label(), "optimizer": s.optimizer,
+                     "momentum": s.momentum, "seeds": [r["seed"] for r in got]}
+            for k in ("psnr", "ssim", "splats", "seconds", "state_bytes"):
+                entry[k], entry[k + "_spread"] = mean_spread([r[k] for r in got])
+            out.append(entry)
+        adam = {r["seed"]: r["psnr"] for r in per.get(best["adam"].label(), [])}
+        for s in finals(best)[1:]:
+            diffs = [r["psnr"] - adam[r["seed"]] for r in per.get(s.label(), [])
+                     if r["seed"] in adam]
+            if diffs:
+                gap, spread = mean_spread(diffs)
+                out.append({"scene": sc, "run": f"gap: {s.label()} - adam", "gap": gap,
+                            "gap_spread": spread, "seeds": len(diffs)})
+    return out
 
 
 def markdown(result: dict) -> str:
-    lines = ["| scene | run | held-out PSNR (dB) | SSIM | optimizer state (MiB) | s |",
+    lines = ["### Search (scene " + result["search_scene"] + ", seed 0)", "",
+             "| stage | setting | held-out PSNR (dB) | SSIM | splats | s |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
-    for scene in result["scenes"]:
-        for r in scene["rows"]:
-            lines.append(f"| {scene['scene']} | {r['run']} | {r['psnr']:.2f} | {r['ssim']:.4f} "
-                         f"| {r['state_bytes'] / 2**20:.2f} | {r['seconds']:.1f} |")
-    lines.append("")
-    lines.append("| Lion base lr multiplier | mean held-out PSNR over scenes (dB) |")
-    lines.append("| ---: | ---: |")
-    for mult, p in result["mean_psnr_by_lr_mult"].items():
-        lines.append(f"| {mult} (lr {float(mult) * LION_DEFAULT_LR:.1e}) | {p:.2f} |")
-    lines.append(f"| Adam (3DGS rates) | {result['mean_psnr_adam']:.2f} |")
+    for r in result["search"]:
+        psnr = "diverged" if r["psnr"] is None else f"{r['psnr']:.2f}"
+        ssim = "" if r["ssim"] is None else f"{r['ssim']:.4f}"
+        secs = "" if r["seconds"] is None else f"{r['seconds']:.0f}"
+        lines.append(f"| {r['stage']} | {r['label']} | {psnr} | {ssim} | {r['splats']} | {secs} |")
+    lines += ["", "### Final (mean ± sample std over seeds)", "",
+              "| scene | run | held-out PSNR (dB) | SSIM | splats | state (MiB) | s |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for e in result["final"]:
+        if "gap" in e:
+            lines.append(f"| {e['scene']} | {e['run']} | {e['gap']:+.2f} ± {e['gap_spread']:.2f} "
+                         f"| | | | |")
+            continue
+        lines.append(f"| {e['scene']} | {e['run']} | {e['psnr']:.2f} ± {e['psnr_spread']:.2f} "
+                     f"| {e['ssim']:.4f} ± {e['ssim_spread']:.4f} | {e['splats']:.0f} "
+                     f"| {e['state_bytes'] / 2**20:.2f} | {e['seconds']:.0f} |")
+    if result["random"]:
+        lines += ["", "### Random start (seed 0)", "",
+                  "| scene | run | PSNR (dB) | SSIM | splats |",
+                  "| --- | --- | ---: | ---: | ---: |"]
+        for r in result["random"]:
+            psnr = "diverged" if r["psnr"] is None else f"{r['psnr']:.2f}"
+            lines.append(f"| {r['scene']} | {r['label']} | {psnr} | {r['ssim'] or 0:.4f} "
+                         f"| {r['splats']} |")
     return "\n".join(lines)
 
 
+def plot(result: dict, rows: list[dict], path: Path) -> None:
+    """PSNR against rendered views per scene: the final runs' mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenes = result["scenes"]
+    fig, axes = plt.subplots(1, len(scenes), figsize=(4.2 * len(scenes), 3.4), squeeze=False)
+    for ax, sc in zip(axes[0], scenes):
+        for label in dict.fromkeys(r["label"] for r in rows if r["stage"] == "final"):
+            curves = [r["curve"] for r in rows if r["stage"] == "final" and r["scene"] == sc
+                      and r["label"] == label and r["curve"]]
+            if not curves:
+                continue
+            n = min(len(c) for c in curves)
+            views = [c[0] for c in curves[0][:n]]
+            ax.plot(views, np.mean([[c[1] for c in cv[:n]] for cv in curves], axis=0),
+                    label=label, lw=1.4)
+        ax.set_title(sc)
+        ax.set_xlabel("rendered views")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("held-out PSNR (dB)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def report(study: Study, best: dict[str, Setting], scenes, seeds) -> dict:
+    a, be = study.args, study.be
+    rows = list(study.rows.values())
+    result = {**result_fields("lion_vs_adam", be.name, be.describe()),
+              "command": "python benchmarks/lion_vs_adam.py " + " ".join(a.argv),
+              "views": a.views, "size": a.size, "init": a.init, "scenes": scenes, "seeds": seeds,
+              "search_scene": scenes[0], "has_batch_size": HAS_BATCH,
+              "best": {o: {"label": s.label(), **asdict(s)} for o, s in best.items()},
+              "search": [{k: r[k] for k in ("stage", "label", "psnr", "ssim", "splats",
+                                            "seconds", "setting")}
+                         for r in rows if r["stage"] not in ("final", "random start")],
+              "final": summary(rows, best, scenes, seeds, a.init, a.views),
+              "random": [r for r in rows if r["stage"] == "random start"],
+              "runs": rows}
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("scenes", nargs="*", default=None,
-                   help="bundled scene names or .ply files (default: all bundled scenes)")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--resolution", type=int, default=64)
-    p.add_argument("--views", type=int, default=10)
-    p.add_argument("--init", choices=("perturbed", "points"), default="perturbed")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr-mults", default="0.3,1,3,10",
-                   help="Lion base-lr multipliers of 1e-4 to sweep (comma-separated)")
-    p.add_argument("--adam-mults", default="",
-                   help="also Adam at these multiples of the 3DGS rates (comma-separated)")
-    p.add_argument("--weight-decays", default="0.1,1",
-                   help="Lion weight decays tried at the best multiplier")
-    p.add_argument("--lion-decay", type=float, default=None, metavar="F",
-                   help="Lion rates decay log-linearly to F x their start over the run "
-                        "(default: constant rates)")
-    p.add_argument("--sweep-only", action="store_true",
-                   help="only Adam and the lr sweep (no weight decay, mask or bf16 runs)")
-    p.add_argument("--mask-runs", action="store_true",
-                   help="with --sweep-only: also every Lion multiplier without the mask")
-    p.add_argument("--radius", type=float, default=ORBIT_RADIUS,
-                   help="camera distance in scene extents (2.6: every splat in every view; "
-                        "about 1.2: each view sees part of the scene)")
-    p.add_argument("--quick", action="store_true", help="tiny: 1 scene, 8 steps, 24 px")
+    p.add_argument("--scenes", default=None,
+                   help="comma-separated capture-suite or bundled scene names (default: the "
+                        "capture suite; the first is searched on)")
+    p.add_argument("--views", type=int, default=1000, help="rendered views per run")
+    p.add_argument("--size", type=int, default=128, help="image side in pixels")
+    p.add_argument("--seeds", default="0,1,2", help="seeds of the final runs")
+    p.add_argument("--init", choices=("points", "random"), default="points")
+    p.add_argument("--random", action="store_true",
+                   help="after the final runs, also a random start (seed 0) if time is left")
+    p.add_argument("--deadline", default=None, metavar="HH:MM",
+                   help="UTC time by which every run should end (the search is cut to fit)")
+    p.add_argument("--runs", type=Path, default=RESULTS_DIR / "lion-vs-adam-runs.jsonl",
+                   help="JSON-lines log of the runs (read to resume, appended to)")
+    p.add_argument("--captures", type=Path, default=Path(tempfile.gettempdir()) / "capture-suite",
+                   help="where the capture suite's folders are made")
+    p.add_argument("--scene-views", type=int, default=40, help="bundled scenes: orbit views")
+    p.add_argument("--radius", type=float, default=1.6, help="bundled scenes: orbit radius")
+    p.add_argument("--report", action="store_true", help="only the tables, JSON and plots")
+    p.add_argument("--plot", type=Path, default=None, help="PSNR-against-views PNG")
+    p.add_argument("--quick", action="store_true", help="tiny: one bundled scene, 16 views")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.steps, args.resolution, args.scenes = 8, 24, args.scenes or ["shapes"]
-        args.lr_mults, args.weight_decays = "1,3", "0.1"
-    scenes = args.scenes or sl.scenes.names()
-    mults = [float(m) for m in args.lr_mults.split(",")]
-    decays = [float(w) for w in args.weight_decays.split(",") if w]
+    a = p.parse_args(argv)
+    a.argv = argv
+    if a.quick:
+        a.views, a.size, a.scene_views, a.seeds = 8, 24, 8, "0"
+        a.scenes = a.scenes or "shapes"
+        if a.runs == p.get_default("runs"):
+            a.runs = Path(tempfile.mkdtemp()) / "runs.jsonl"
+    if a.deadline:
+        hh, mm = (int(v) for v in a.deadline.split(":"))
+        now = dt.datetime.now(dt.timezone.utc)
+        a.deadline = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    scenes = a.scenes.split(",") if a.scenes else list(suite_names()) or ["knot"]
+    seeds = [int(s) for s in a.seeds.split(",")]
     be = sl.get_backend()
     load = OtherLoad()
-    result = {**result_fields("lion_vs_adam", be.name, be.describe()),
-              "command": "python benchmarks/lion_vs_adam.py " + " ".join(argv or sys.argv[1:]),
-              "steps": args.steps, "resolution": args.resolution, "views": args.views,
-              "init": args.init, "seed": args.seed, "lion_decay": args.lion_decay,
-              "radius": args.radius, "scenes": []}
-    for source in scenes:
-        print(f"{source}: {args.steps} steps at {args.resolution}x{args.resolution}, "
-              f"{args.init} start", flush=True)
-        setup = load_problem(source, ProblemConfig(
-            resolution=args.resolution, views=args.views, init=args.init, seed=args.seed,
-            orbit_radius=args.radius), backend=be)
-        rows = [run(setup, args, "adam (3DGS rates)", "adam")]
-        rows += [run(setup, args, f"adam x{m:g}", "adam", m)
-                 for m in (float(m) for m in args.adam_mults.split(",") if m)]
-        sweep = [run(setup, args, f"lion x{m:g}", "lion", m) for m in mults]
-        rows += sweep
-        if args.sweep_only and args.mask_runs:
-            rows += [run(setup, args, f"lion x{m:g} no mask", "lion", m, selective=False)
-                     for m in mults]
-        best = max(sweep, key=lambda r: r["psnr"])["lr_mult"]
-        if not args.sweep_only:
-            rows += [run(setup, args, f"lion x{best:g} wd {w:g}", "lion", best, w)
-                     for w in decays]
-            rows.append(run(setup, args, f"lion x{best:g} no mask", "lion", best,
-                            selective=False))
-            rows.append(run(setup, args, f"lion-bf16 x{best:g}", "lion-bf16", best))
-        result["scenes"].append({"scene": source, "splats": setup.start.count, "rows": rows})
-    result["mean_psnr_by_lr_mult"] = {
-        f"{m:g}": float(np.mean([next(r["psnr"] for r in s["rows"] if r["run"] == f"lion x{m:g}")
-                                 for s in result["scenes"]])) for m in mults}
-    result["mean_psnr_adam"] = float(np.mean([s["rows"][0]["psnr"] for s in result["scenes"]]))
-    result["best_lr_mult"] = float(max(result["mean_psnr_by_lr_mult"].items(),
-                                       key=lambda kv: kv[1])[0])
+    study = Study(a, be)
+    if a.report:
+        study.time_left = lambda: 0.0  # nothing new runs: every search step is cut
+        study.run = lambda *args, **kw: study.rows.get(Study.key(*args[:3], a.views, args[3]))
+    print(f"{len(study.rows)} runs in {a.runs}; {a.views} views per run at {a.size} px, "
+          f"{a.init} start; scenes {', '.join(scenes)}; seeds {seeds}; batch_size "
+          f"{'available' if HAS_BATCH else 'not in FitConfig: B > 1 skipped'}", flush=True)
+    best = plan(study, scenes, seeds)
+    result = report(study, best, scenes, seeds)
     result["other_load"] = load.share()
     table = markdown(result)
     print("\n" + table)
-    print(f"\nbest Lion base lr: {result['best_lr_mult'] * LION_DEFAULT_LR:.1e} "
-          f"(x{result['best_lr_mult']:g} of the current {LION_DEFAULT_LR:.0e})")
-    if args.markdown:
-        args.markdown.write_text(table + "\n")
-    name = f"lion-vs-adam-{args.init}" + (f"-decay{args.lion_decay:g}" if args.lion_decay else "")
-    write_result(result, name, be.name, be.describe()["device"],
-                 args.quick, args.out)
+    for o, s in best.items():
+        print(f"best {o}: {s.label()}")
+    if a.markdown:
+        a.markdown.write_text(table + "\n")
+    if a.plot or not a.quick:
+        plot(result, list(study.rows.values()), a.plot or Path(tempfile.gettempdir())
+             / "lion-vs-adam-views.png")
+    write_result(result, f"lion-vs-adam-{a.init}", be.name, be.describe()["device"], a.quick,
+                 a.out)
     return 0
 
 

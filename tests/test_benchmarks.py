@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -52,16 +53,44 @@ def test_bench_render_runs_and_writes_json(tmp_path, monkeypatch):
     assert row["forward_ms"] > 0 and row["backward_ms"] > 0 and row["intersections"] > 0
 
 
-def test_lion_vs_adam_study_runs_and_writes_json(tmp_path, monkeypatch):
+def test_lion_vs_adam_study_runs_writes_json_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
-    out, md = tmp_path / "study.json", tmp_path / "study.md"
-    assert lion_vs_adam.main(["--quick", "--out", str(out), "--markdown", str(md)]) == 0
+    out, md, runs = tmp_path / "study.json", tmp_path / "study.md", tmp_path / "runs.jsonl"
+    args = ["--quick", "--out", str(out), "--markdown", str(md), "--runs", str(runs)]
+    assert lion_vs_adam.main(args) == 0
     result = json.loads(out.read_text())
-    rows = {r["run"]: r for r in result["scenes"][0]["rows"]}
-    assert rows["adam (3DGS rates)"]["state_bytes"] == 2 * rows["lion x1"]["state_bytes"]
-    assert result["best_lr_mult"] in (1.0, 3.0)
-    assert "| Adam (3DGS rates) |" in md.read_text()
+    final = {e["run"]: e for e in result["final"] if "psnr" in e}
+    adam, lion = (final[result["best"][o]["label"]] for o in ("adam", "lion"))
+    bf16 = next(e for e in final.values() if e["momentum"] == "bfloat16")
+    assert adam["state_bytes"] == 2 * lion["state_bytes"] == 4 * bf16["state_bytes"]
+    assert {r["stage"] for r in result["search"]} >= {"preset", "variant"}
+    assert "### Final" in md.read_text()
+    logged = runs.read_text()
+    assert lion_vs_adam.main(args) == 0  # every run is in the log: nothing runs again
+    assert runs.read_text() == logged
 
+
+def test_study_lion_without_its_variants_matches_the_lion_kernel():
+    import splat_lion as sl
+    from splat_lion.layout import Flat, Layout
+
+    be = sl.get_backend("cpu")
+    layout = Layout.gaussians(37, 1)
+    rng = np.random.default_rng(0)
+    params = [Flat(layout, be.asarray(rng.normal(size=layout.total).astype(np.float32),
+                                      tag="params")) for _ in range(2)]
+    params[1].data[...] = params[0].data
+    table = sl.LrTable.lion_default(1.0, 10)
+    kernel = sl.Lion(1e-3, 0.9, 0.99, 0.1, lr_table=table, backend=be)
+    study = lion_vs_adam.StudyLion(1e-3, 0.9, 0.99, 0.1, lr_table=table, backend=be)
+    for _ in range(3):
+        grads = Flat(layout, be.asarray(rng.normal(size=layout.total).astype(np.float32),
+                                        tag="grads"))
+        visible = be.asarray(rng.random(layout.count) < 0.7, tag="scratch")
+        for opt, p in zip((kernel, study), params):
+            opt.step_all(p, grads, visible=visible)
+            opt.end_iteration()
+    np.testing.assert_allclose(params[1].data, params[0].data, rtol=0, atol=1e-6)
 
 
 def test_captures_benchmark_fits_a_synthetic_capture_and_writes_json(tmp_path, monkeypatch):
