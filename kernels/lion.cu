@@ -33,6 +33,17 @@ __device__ __forceinline__ LionBetas lion_betas(float beta1, float beta2) {
     return {beta1, 1.0f - beta1, beta2, 1.0f - beta2};
 }
 
+// The new momentum b2*m + (1-b2)*g. On the GPU one FFMA on (1-b2)*g, as NVRTC contracts the
+// sum anyway, written out so that ptxas predicates it on the visibility (a select less per
+// value in the bfloat16 kernels); on the CPU as written (no FMA: NumPy's rounding).
+__device__ __forceinline__ float lion_momentum(const LionBetas& b, float m, float g) {
+#ifdef __CUDA_ARCH__
+    return fmaf(b.b2, m, b.c2 * g);
+#else
+    return b.b2 * m + b.c2 * g;
+#endif
+}
+
 // One element's update in place, exactly (the cold path).
 __device__ __forceinline__ void lion_element(float& p, float& m, float g, float lr, float wd,
                                              const LionBetas& b) {
@@ -166,11 +177,10 @@ __device__ __forceinline__ void lion_step_impl(const OptimTable& t, float* __res
         #pragma unroll
         for (int e = 0; e < 4; e++) {
             c[e] = b.b1 * mv[e] + b.c1 * gv[e];
-            const float pn = pv[e] - lr * (sign_of_number(c[e]) + wd * pv[e]);
-            const float mn = b.b2 * mv[e] + b.c2 * gv[e];
             const bool v = (shown & (0xffu << (8 * e))) != 0u;
-            pv[e] = v ? pn : pv[e];  // invisible: the bits loaded, stored back
-            mv[e] = v ? mn : mv[e];
+            mv[e] = v ? lion_momentum(b, mv[e], gv[e]) : mv[e];  // invisible: bits kept
+            const float pn = pv[e] - lr * (sign_of_number(c[e]) + wd * pv[e]);
+            pv[e] = v ? pn : pv[e];
         }
         // infinite or NaN if a g, p or c is (or on overflow: a false alarm), in 6 operations
         float check = gv[0] * pv[0] + c[0];
