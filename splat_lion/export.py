@@ -25,7 +25,16 @@ own axes (those of its PLY, as each format's reference converter does) and its p
                   16-byte header and, attribute by attribute, 24-bit fixed-point positions,
                   alphas, colours (f_dc x 0.15 x 255 + 127.5), log-scales ((s + 10) x 16),
                   rotations (v3: smallest three, 4 bytes; v2: x y z with w >= 0, 3 bytes) and SH
-                  (1 byte each, 5 bits kept at degree 1, 4 above, by default).
+                  (1 byte each, 5 bits kept at degree 1, 4 above, by default). Version 4
+                  (zstd streams) is not written: every loader reads 2 and 3.
+  sog             PlayCanvas's SOG, version 2 (splat-transform, write-sog.ts / read-sog.ts):
+                  a zip of meta.json and lossless WebP images (Pillow), one texel a splat in
+                  Morton order: positions sign(x) ln(|x| + 1), 16 bits within the box (two
+                  images); rotations smallest three x sqrt(2), 8 bits, alpha 252 + the
+                  largest's index; log-scales and f_dc through 256-entry 1-D k-means codebooks,
+                  opacity 8 bits; SH beyond degree 0 as labels into a k-means palette (as
+                  splat-transform sizes it: up to 64 Ki entries) whose values go through a
+                  codebook. The k-means costs N x palette x 45 multiply-adds an iteration.
 
 Bad options raise ConfigError naming the option; splats a format cannot hold (NaN, a position
 past spz's fixed point) raise ExportError. Files are written atomically (checkpoint.
@@ -70,6 +79,8 @@ FORMATS: dict[str, Format] = {
                              ".compressed.ply"),
     "spz": Format("Niantic .spz (version 3, or 2 with version=2): gzip, 24-bit positions, "
                   "8-bit scales, colours, rotations and SH", ".spz"),
+    "sog": Format("PlayCanvas SOG (a zip of lossless WebP images and meta.json): 16-bit "
+                  "positions, codebooks of scales and colours, k-means palette of SH", ".sog"),
 }
 
 # options each format takes (name -> default)
@@ -78,6 +89,7 @@ OPTIONS: dict[str, dict] = {
     "compressed-ply": {"sh": True},
     "spz": {"version": 3, "fractional_bits": 12, "sh1_bits": 5, "sh_rest_bits": 4,
             "antialiased": False},
+    "sog": {"iterations": 10},
 }
 
 
@@ -107,7 +119,7 @@ def export(g: Gaussians, path: str | os.PathLike, format: str | None = None, **o
                           f"{takes})")
     data = _host(g)
     encode = {"splat": _encode_splat, "compressed-ply": _encode_compressed_ply,
-              "spz": _encode_spz}[fmt]
+              "spz": _encode_spz, "sog": _encode_sog}[fmt]
     blob = encode(data, **{**OPTIONS[fmt], **options})
     return atomic_write(path, lambda f: f.write(blob), error=OutputError)
 
@@ -124,7 +136,7 @@ def load_export(path: str | os.PathLike, format: str | None = None) -> Gaussians
     except OSError as e:
         raise ExportError(f"{path}: cannot read: {e.strerror or e}") from None
     decode = {"splat": _decode_splat, "compressed-ply": _decode_compressed_ply,
-              "spz": _decode_spz}[fmt]
+              "spz": _decode_spz, "sog": _decode_sog}[fmt]
     return decode(blob, path)
 
 
@@ -513,3 +525,173 @@ def _unpack_smallest_three(r):
         q[rows, k + (k >= largest)] = value
     q[rows, largest] = np.sqrt(np.maximum(0, 1 - (q ** 2).sum(1)))
     return q
+
+
+# -- PlayCanvas .sog ---------------------------------------------------------------------------
+
+SOG_FILES = {"means": ["means_l.webp", "means_u.webp"], "scales": ["scales.webp"],
+             "quats": ["quats.webp"], "sh0": ["sh0.webp"],
+             "shN": ["shN_centroids.webp", "shN_labels.webp"]}
+
+
+def _log_transform(x):
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def _webp(rgba: np.ndarray, width: int, height: int) -> bytes:
+    """Lossless WebP of [k, 4] uint8 texels laid row by row into width x height (zeros after)."""
+    from PIL import Image  # here: only .sog needs it
+
+    texels = np.zeros((width * height, 4), np.uint8)
+    texels[:len(rgba)] = rgba
+    out = io.BytesIO()
+    Image.fromarray(texels.reshape(height, width, 4), "RGBA").save(
+        out, "WEBP", lossless=True, quality=100, exact=True)
+    return out.getvalue()
+
+
+def codebook_1d(values: np.ndarray, size: int = 256, iterations: int = 10):
+    """(codebook [size] ascending, labels uint8 like `values`): 1-D k-means (Lloyd's
+    iterations from the quantiles), each value labelled with its nearest entry."""
+    flat = np.sort(values.ravel())
+    centres = np.quantile(flat, (np.arange(size) + 0.5) / size)
+    for _ in range(iterations):
+        label = np.searchsorted((centres[1:] + centres[:-1]) / 2, flat)
+        count = np.bincount(label, minlength=size)
+        total = np.bincount(label, flat, minlength=size)
+        centres = np.sort(np.where(count > 0, total / np.maximum(count, 1), centres))
+    cut = (centres[1:] + centres[:-1]) / 2
+    return centres.astype(np.float32), np.searchsorted(cut, values).astype(np.uint8)
+
+
+def kmeans(points: np.ndarray, k: int, iterations: int, seed: int = 0):
+    """(centroids [k, D], labels [N]): Lloyd's k-means from k distinct random points; an
+    emptied cluster keeps its centroid. Costs N x k x D x `iterations` multiply-adds."""
+    rng = np.random.default_rng(seed)
+    centroids = points[rng.choice(len(points), k, replace=False)].copy()
+    labels = np.zeros(len(points), np.int64)
+    single = points.astype(np.float32)  # the distances in float32: twice as fast
+    for step in range(iterations + 1):
+        c = centroids.astype(np.float32)
+        norms = (c ** 2).sum(1)
+        for a in range(0, len(points), 4096):  # [4096, k] distances at a time
+            labels[a:a + 4096] = np.argmin(norms - 2 * single[a:a + 4096] @ c.T, 1)
+        if step == iterations:
+            break
+        count = np.bincount(labels, minlength=k)
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, labels, points)
+        moved = count > 0
+        centroids[moved] = sums[moved] / count[moved, None]
+    return centroids, labels
+
+
+def _encode_sog(d, *, iterations) -> bytes:
+    import json
+    import zipfile
+
+    iterations = _check_int("iterations", iterations, 0, 1000, "k-means iterations of the SH")
+    n = len(d["means"])
+    width = -(-int(np.ceil(np.sqrt(n))) // 4) * 4
+    height = -(-n // width // 4) * 4
+    if max(width, height) > 16383:
+        raise ExportError(f"{n} splats: more than a .sog's 16383 x 16383 WebP texels hold")
+    order = morton_order(d["means"])
+    d = {k: v[order] for k, v in d.items()}
+    files = {}
+
+    # positions: sign(x) log(|x| + 1), 16 bits within the box, low and high bytes apart
+    t = _log_transform(d["means"])
+    lo, hi = t.min(0), t.max(0)
+    q = np.round(65535 * (t - lo) / np.where(hi > lo, hi - lo, 1)).astype(np.int64)
+    opaque = np.full((n, 1), 255, np.uint8)
+    files["means_l.webp"] = _webp(np.concatenate([(q & 255).astype(np.uint8), opaque], 1),
+                                  width, height)
+    files["means_u.webp"] = _webp(np.concatenate([(q >> 8).astype(np.uint8), opaque], 1),
+                                  width, height)
+    # rotations: smallest three of w x y z, x sqrt(2), 8 bits; alpha 252 + the largest's index
+    rows = np.arange(n)
+    largest = np.argmax(np.abs(d["quats"]), 1)
+    quat = d["quats"] * np.where(d["quats"][rows, largest] < 0, -1, 1)[:, None] * np.sqrt(2)
+    rest = np.stack([quat[rows, k + (k >= largest)] for k in range(3)], 1)
+    files["quats.webp"] = _webp(np.concatenate(
+        [_to_u8(255 * (rest * 0.5 + 0.5)), (252 + largest)[:, None].astype(np.uint8)], 1),
+        width, height)
+    # log-scales and f_dc: one 256-entry codebook each, a label a channel
+    scales_book, labels = codebook_1d(d["scales"])
+    files["scales.webp"] = _webp(np.concatenate([labels, opaque], 1), width, height)
+    sh0_book, labels = codebook_1d(d["sh0"])
+    alpha = _to_u8(_sigmoid(d["opacities"]) * 255)[:, None]
+    files["sh0.webp"] = _webp(np.concatenate([labels, alpha], 1), width, height)
+    meta = {"version": 2, "asset": {"generator": "splat-lion"}, "count": n,
+            "means": {"mins": lo.tolist(), "maxs": hi.tolist(), "files": SOG_FILES["means"]},
+            "scales": {"codebook": scales_book.tolist(), "files": SOG_FILES["scales"]},
+            "quats": {"files": SOG_FILES["quats"]},
+            "sh0": {"codebook": sh0_book.tolist(), "files": SOG_FILES["sh0"]}}
+    coeffs = d["shN"].shape[1]
+    if coeffs:
+        # SH beyond degree 0: a palette of k-means centroids (channel-major rows), its values
+        # through a 256-entry codebook; each splat a 16-bit palette label
+        palette = int(min(64, 2.0 ** np.floor(np.log2(n / 1024))) * 1024)
+        k = min(palette, n)
+        rows_sh = d["shN"].transpose(0, 2, 1).reshape(n, 3 * coeffs)
+        centroids, labels = kmeans(rows_sh, k, iterations)
+        book, cb = codebook_1d(centroids)
+        texels = np.stack([cb[:, :coeffs], cb[:, coeffs:2 * coeffs], cb[:, 2 * coeffs:],
+                           np.full((k, coeffs), 255, np.uint8)], 2).reshape(-1, 4)
+        files["shN_centroids.webp"] = _webp(texels, 64 * coeffs, -(-k // 64))
+        files["shN_labels.webp"] = _webp(np.stack(
+            [labels & 255, labels >> 8, np.zeros(n, np.int64), np.full(n, 255)], 1)
+            .astype(np.uint8), width, height)
+        meta["shN"] = {"count": palette, "bands": _degree(coeffs), "codebook": book.tolist(),
+                       "files": SOG_FILES["shN"]}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("meta.json", json.dumps(meta))
+        for name, blob in files.items():
+            z.writestr(name, blob)
+    return out.getvalue()
+
+
+def _decode_sog(blob: bytes, path: Path) -> Gaussians:
+    import json
+    import zipfile
+
+    from PIL import Image
+
+    try:
+        z = zipfile.ZipFile(io.BytesIO(blob))
+        meta = json.loads(z.read("meta.json"))
+        n = int(meta["count"])
+
+        def texels(name, count=None):
+            rgba = np.asarray(Image.open(io.BytesIO(z.read(name))).convert("RGBA"))
+            return rgba.reshape(-1, 4)[:n if count is None else count].astype(np.int64)
+
+        means_l, means_u = (texels(f) for f in meta["means"]["files"])
+        lo, hi = np.array(meta["means"]["mins"]), np.array(meta["means"]["maxs"])
+        t = lo + (hi - lo) * ((means_u[:, :3] << 8) | means_l[:, :3]) / 65535
+        means = np.sign(t) * np.expm1(np.abs(t))
+        quats = texels(meta["quats"]["files"][0])
+        largest = quats[:, 3] - 252
+        rest = (quats[:, :3] / 255 * 2 - 1) / np.sqrt(2)
+        q = np.zeros((n, 4))
+        rows = np.arange(n)
+        for k in range(3):
+            q[rows, k + (k >= largest)] = rest[:, k]
+        q[rows, largest] = np.sqrt(np.maximum(0, 1 - (rest ** 2).sum(1)))
+        scales = np.array(meta["scales"]["codebook"])[texels(meta["scales"]["files"][0])[:, :3]]
+        sh0 = texels(meta["sh0"]["files"][0])
+        colour = np.array(meta["sh0"]["codebook"])[sh0[:, :3]]
+        shN = None
+        if "shN" in meta:
+            centroids_file, labels_file = meta["shN"]["files"]
+            cen = np.asarray(Image.open(io.BytesIO(z.read(centroids_file))).convert("RGBA"))
+            coeffs = cen.shape[1] // 64
+            palette = cen.reshape(-1, coeffs, 4)[:, :, :3]  # [K, coeffs, 3] codebook indices
+            label = texels(labels_file)
+            values = np.array(meta["shN"]["codebook"])[palette[label[:, 0] | label[:, 1] << 8]]
+            shN = values  # [N, coeffs, 3]
+    except (KeyError, ValueError, TypeError, OSError, zipfile.BadZipFile) as e:
+        raise ExportError(f"{path}: not a readable .sog: {type(e).__name__}: {e}") from None
+    return _gaussians(means, scales, q, _logit(sh0[:, 3] / 255.0, 0.5 / 255), colour, shN)

@@ -5,11 +5,15 @@ errors that name the option to change."""
 from __future__ import annotations
 
 import gzip
+import io
+import json
 import os
 import struct
+import zipfile
 
 import numpy as np
 import pytest
+from PIL import Image
 from plyfile import PlyData
 from scipy.spatial import cKDTree
 
@@ -330,3 +334,61 @@ def test_reading_a_file_of_another_format_says_so(tmp_path):
     (tmp_path / "x.splat").write_bytes(b"0" * 33)
     with pytest.raises(ExportError, match="no whole number of 32-byte splats"):
         load_export(tmp_path / "x.splat")
+
+
+# -- PlayCanvas .sog ---------------------------------------------------------------------------
+
+def sog_member(path, name):
+    """meta.json of a .sog as a dict, or one of its images as [H, W, 4] uint8."""
+    with zipfile.ZipFile(path) as z:
+        if name == "meta.json":
+            return json.loads(z.read(name))
+        return np.asarray(Image.open(io.BytesIO(z.read(name))).convert("RGBA"))
+
+
+def test_sog_bundle_is_the_published_layout(tmp_path):
+    # two splats: Morton order keeps them; position sign(x) ln(|x| + 1), 16 bits in the box
+    g = scene([[0, 0, 0], [1, -1, 3]], [[-1, -2, -3], [-3, -2, -1]],
+              [[1, 0, 0, 0], [0, 0.6, 0, -0.8]], [0.5, 0.8], [[0.2, 0.4, 0.6], [0.6, 0.4, 0.2]],
+              np.full((2, 3, 3), 0.125))
+    path = export(g, tmp_path / "s.sog")
+    meta = sog_member(path, "meta.json")
+    assert meta["version"] == 2 and meta["count"] == 2
+    np.testing.assert_allclose(meta["means"]["mins"], [0, -np.log(2), 0])
+    np.testing.assert_allclose(meta["means"]["maxs"], [np.log(2), 0, np.log(4)])
+    assert [len(meta[k]["codebook"]) for k in ("scales", "sh0", "shN")] == [256] * 3
+    assert meta["shN"]["bands"] == 1 and meta["shN"]["count"] == 1024 * 2 ** -9
+    low, high = sog_member(path, "means_l.webp"), sog_member(path, "means_u.webp")
+    assert low.shape == high.shape == (4, 4, 4)  # width: ceil(sqrt(2) / 4) x 4; height alike
+    assert low[0, :2].tolist() == high[0, :2].tolist() == [[0, 255, 0, 255], [255, 0, 255, 255]]
+    # quats: the three others (w x y z order) x sqrt(2), x 127.5 + 127.5; alpha 252 + largest;
+    # (0, 0.6, 0, -0.8) is negated so that z, the largest, is positive: -0.6 sqrt(2) -> 19
+    assert sog_member(path, "quats.webp")[0, :2].tolist() == [[128, 128, 128, 252],
+                                                             [128, 19, 128, 255]]
+    assert sog_member(path, "sh0.webp")[0, :2, 3].tolist() == [128, 204]  # opacity x 255
+    # fewer distinct values than codebook entries: they come back to float32
+    b = load_export(path)
+    for name in ("scales", "sh0", "shN"):
+        np.testing.assert_allclose(getattr(b, name), getattr(g, name), rtol=1e-6, atol=1e-7)
+
+
+def test_sog_round_trip_within_its_precision(tmp_path, random_scene):
+    g = random_scene(600, 3)
+    # four SH rows, repeated: the palette finds them, their 180 values fit the codebook
+    g.shN[...] = g.shN[np.arange(600) % 4]
+    path = export(g, tmp_path / "s.sog")
+    b = host(load_export(path))
+    a = matched(host(g), b)
+    meta = sog_member(path, "meta.json")
+    # positions: half a 16-bit step of the log-transformed box, times d|x| / dt = |x| + 1
+    span = np.array(meta["means"]["maxs"]) - np.array(meta["means"]["mins"])
+    assert (np.abs(b["means"] - a["means"]) <= (np.abs(a["means"]) + 1) * span / 65535).all()
+    # three components in steps of sqrt(2) / 255
+    assert angle(a["quats"], b["quats"]).max() <= 2 * np.sqrt(3) * np.sqrt(2) / 255
+    assert np.abs(sigmoid(b["opacities"]) - sigmoid(a["opacities"])).max() <= 0.5 / 255 + 1e-9
+    # scales and colours: each the codebook entry nearest the original value
+    for name in ("scales", "sh0"):
+        book = np.array(meta[name]["codebook"])
+        nearest = book[np.abs(a[name][..., None] - book).argmin(-1)]
+        np.testing.assert_allclose(b[name], nearest, rtol=1e-6)
+    np.testing.assert_allclose(b["shN"], a["shN"], atol=1e-6)
