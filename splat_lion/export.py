@@ -574,8 +574,9 @@ def kmeans(points: np.ndarray, k: int, iterations: int, seed: int = 0):
     for step in range(iterations + 1):
         c = centroids.astype(np.float32)
         norms = (c ** 2).sum(1)
-        for a in range(0, len(points), 4096):  # [4096, k] distances at a time
-            labels[a:a + 4096] = np.argmin(norms - 2 * single[a:a + 4096] @ c.T, 1)
+        rows = max(1, (1 << 24) // k)  # [rows, k] distances at a time: 64 MiB
+        for a in range(0, len(points), rows):
+            labels[a:a + rows] = np.argmin(norms - 2 * single[a:a + rows] @ c.T, 1)
         if step == iterations:
             break
         count = np.bincount(labels, minlength=k)
