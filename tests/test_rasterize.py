@@ -233,3 +233,178 @@ def test_wrappers_check_their_arguments(cpu, rng, random_scene, camera):
         rasterize_fwd(ranges[:5].copy(), ids, means2d, *rest, cpu)
     with pytest.raises(ValueError, match=r"v_alpha: expected shape \[24, 40\]"):
         rasterize_bwd(ranges, ids, means2d, *rest, alpha, last, v_image, v_alpha.T.copy(), cpu)
+
+
+# -- depth: rasterize_fwd_depth and rasterize_bwd_depth -------------------------------------------
+
+def with_depths(be, rng, args, lo=2.0, hi=6.0):
+    """args and depths [N] float32, uniform in [lo, hi] (rasterize_* take any z per splat)."""
+    n = args[2].shape[0]
+    return be.asarray(rng.uniform(lo, hi, n).astype(np.float32), tag="projection")
+
+
+@pytest.mark.parametrize("size,degree", [((64, 48), 0), ((37, 29), 3)])
+def test_forward_depth_matches_reference(be, rng, random_scene, camera, size, degree):
+    args = inputs(be, rng, random_scene, camera(*size), 300, degree)
+    depths = with_depths(be, rng, args)
+    plain = [be.to_numpy(a).copy() for a in rasterize_fwd(*args, be)]
+    got = [be.to_numpy(a) for a in rasterize_fwd(*args, be, depths=depths)]
+    # the colour outputs of the depth variant are those of the plain kernel, bit for bit
+    for name, a, b in zip(("image", "alpha", "last"), got, plain):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    _, want_alpha, want_last, want_depth, want_median = ref.rasterize_fwd(
+        *host(be, args), be.to_numpy(depths))
+    # float32 vs float64 may flip a threshold test at a few pixels
+    same = (want_last == got[2]) & np.isclose(got[1], want_alpha, atol=1e-5)
+    assert same.mean() > 0.99, f"{(~same).sum()} pixels differ"
+    np.testing.assert_allclose(got[3][same], want_depth[same], rtol=1e-5, atol=1e-5)
+    # the median is one splat's z: equal, but where T lands within rounding of 0.5
+    median_same = got[4] == want_median.astype(np.float32)
+    assert median_same[same].mean() > 0.99
+    assert (want_alpha > 0.5).sum() > 50 and (want_alpha == 0).sum() > 0  # both kinds of pixel
+    assert not got[3][want_alpha == 0].any() and not got[4][want_alpha < 0.5].any()
+
+
+@pytest.mark.parametrize("scene", ["many_tiles", "long_walks"])
+def test_backward_depth_matches_reference(be, rng, random_scene, camera, scene):
+    """rasterize_bwd_depth vs the reference's direct sums, with colour, alpha and depth
+    cotangents at once (each share also checked alone: test_..._finite_differences)."""
+    if scene == "many_tiles":
+        args = inputs(be, rng, random_scene, camera(64, 48), 300)
+    else:
+        args = long_walk_inputs(be, rng, random_scene, camera)
+    width, height = args[-2:]
+    depths = with_depths(be, rng, args)
+    _, alpha, last, depth, _ = rasterize_fwd(*args, be, depths=depths)
+    v_image, v_alpha = cotangents(rng, width, height)
+    v_depth = rng.standard_normal((height, width)).astype(np.float32)
+    got = rasterize_bwd(*args, alpha, last, be.asarray(v_image, tag="loss"),
+                        be.asarray(v_alpha, tag="loss"), be, depths=depths, depth=depth,
+                        v_depth=be.asarray(v_depth, tag="loss"))
+    want = ref.rasterize_bwd(*host(be, args), be.to_numpy(alpha), be.to_numpy(last), v_image,
+                             v_alpha, be.to_numpy(depths), be.to_numpy(depth), v_depth)
+    for name in (*NAMES, "depths"):
+        scale = np.abs(want[name]).max()
+        assert scale > 0.01, name  # the test has teeth
+        g = be.to_numpy(got[name])
+        close = np.isclose(g, want[name], atol=1e-3 * scale, rtol=1e-3)
+        assert close.mean() > 0.99, f"{name}: {(~close).sum()} of {close.size} differ"
+        np.testing.assert_allclose(g, want[name], atol=0.1 * scale, err_msg=name)
+
+
+def depth_loss_inputs(be, rng, random_scene, camera):
+    """small_inputs, depths in [2, 4], and cotangents of image, alpha and depth."""
+    args = small_inputs(be, rng, random_scene, camera)
+    depths = with_depths(be, rng, args, 2.0, 4.0)
+    width, height = args[-2:]
+    v_image, v_alpha = cotangents(rng, width, height)
+    v_depth = rng.standard_normal((height, width)).astype(np.float32)
+    return args, depths, v_image, v_alpha, v_depth
+
+
+def splats(x):
+    """x's arrays named in NAMES, in their order (rasterize_fwd's splat arguments)."""
+    return tuple(x[name] for name in NAMES)
+
+
+@pytest.mark.parametrize("which", ["depth", "all"])
+def test_reference_backward_depth_matches_finite_differences(cpu, rng, random_scene, camera,
+                                                             finite_differences, which):
+    args, depths, v_image, v_alpha, v_depth = depth_loss_inputs(cpu, rng, random_scene, camera)
+    ranges, ids, *values, bg, width, height = host(cpu, args)
+    if which == "depth":  # the depth's share alone
+        v_image, v_alpha = np.zeros_like(v_image), np.zeros_like(v_alpha)
+    x = dict(zip((*NAMES, "depths"), (np.asarray(v, np.float64) for v in (*values, depths))))
+
+    def loss():
+        image, alpha, _, depth, _ = ref.rasterize_fwd(ranges, ids, *splats(x), bg, width,
+                                                      height, x["depths"])
+        return (image * v_image).sum() + (alpha * v_alpha).sum() + (depth * v_depth).sum()
+
+    _, alpha, last, depth, _ = ref.rasterize_fwd(ranges, ids, *splats(x), bg, width, height,
+                                                 x["depths"])
+    want = ref.rasterize_bwd(ranges, ids, *splats(x), bg, width, height, alpha, last, v_image,
+                             v_alpha, x["depths"], depth, v_depth)
+    for name in (*NAMES, "depths"):
+        fd = finite_differences(loss, x[name])
+        teeth = name != "colors" or which == "all"  # depth does not depend on colour
+        assert (np.abs(fd).max() > 1e-3) == teeth, name
+        np.testing.assert_allclose(want[name], fd, atol=1e-6 * max(np.abs(fd).max(), 1e-3),
+                                   rtol=1e-6, err_msg=name)
+
+
+def test_backward_depth_matches_finite_differences(be, rng, random_scene, camera,
+                                                   finite_differences):
+    """The kernel's gradients of a loss on the normalised expected depth (with colour and
+    alpha terms) vs central differences of the float64 reference forward pass."""
+    args, depths, v_image, v_alpha, v_depth = depth_loss_inputs(be, rng, random_scene, camera)
+    ranges, ids, *values, bg, width, height = host(be, args)
+    x = dict(zip((*NAMES, "depths"),
+                 (np.asarray(v, np.float64) for v in (*values, be.to_numpy(depths)))))
+    _, alpha, last, depth, _ = rasterize_fwd(*args, be, depths=depths)
+    got = rasterize_bwd(*args, alpha, last, be.asarray(v_image, tag="loss"),
+                        be.asarray(v_alpha, tag="loss"), be, depths=depths, depth=depth,
+                        v_depth=be.asarray(v_depth, tag="loss"))
+
+    def loss():
+        image, alpha, _, depth, _ = ref.rasterize_fwd(ranges, ids, *splats(x), bg, width,
+                                                      height, x["depths"])
+        return (image * v_image).sum() + (alpha * v_alpha).sum() + (depth * v_depth).sum()
+
+    for name in (*NAMES, "depths"):
+        fd = finite_differences(loss, x[name])
+        scale = max(np.abs(fd).max(), 1e-2)
+        np.testing.assert_allclose(be.to_numpy(got[name]), fd, atol=2e-3 * scale, rtol=2e-3,
+                                   err_msg=name)
+    assert np.abs(be.to_numpy(got["depths"])).max() > 1e-2  # the test has teeth
+
+
+def test_backward_depth_with_zero_v_depth_is_the_plain_backward(cpu, rng, random_scene,
+                                                                 camera):
+    """rasterize_bwd_depth with v_depth = 0 adds nothing to the plain kernel's gradients: the
+    same bits on the CPU, and zero dL/dz."""
+    args = inputs(cpu, rng, random_scene, camera(64, 48), 300)
+    depths = with_depths(cpu, rng, args)
+    _, alpha, last, depth, _ = rasterize_fwd(*args, cpu, depths=depths)
+    v_image, v_alpha = cotangents(rng, *args[-2:])
+    plain = rasterize_bwd(*args, alpha, last, v_image, v_alpha, cpu)
+    zero = rasterize_bwd(*args, alpha, last, v_image, v_alpha, cpu, depths=depths, depth=depth,
+                         v_depth=np.zeros_like(v_alpha))
+    for name in NAMES:
+        np.testing.assert_array_equal(zero[name], plain[name], err_msg=name)
+    assert not zero["depths"].any()
+
+
+def test_backward_depth_warp_sums_agree_with_direct_atomics(cpu, rng, random_scene, camera):
+    """rasterize_bwd_depth's GPU variant (warp sums, through the shuffle emulation, and the
+    skips) against the CPU one."""
+    args = long_walk_inputs(cpu, rng, random_scene, camera)
+    depths = with_depths(cpu, rng, args)
+    _, alpha, last, depth, _ = rasterize_fwd(*args, cpu, depths=depths)
+    v_image, v_alpha = cotangents(rng, *args[-2:])
+    v_depth = rng.standard_normal(v_alpha.shape).astype(np.float32)
+    kw = dict(depths=depths, depth=depth, v_depth=v_depth)
+    direct = rasterize_bwd(*args, alpha, last, v_image, v_alpha, cpu, **kw)
+    warp = rasterize_bwd(*args, alpha, last, v_image, v_alpha, cpu,
+                         defines={"SPLAT_LION_WARP_SUM_ON_CPU": 1}, **kw)
+    for name in direct:
+        scale = np.abs(direct[name]).max()
+        assert scale > 0, name
+        np.testing.assert_allclose(warp[name], direct[name], rtol=1e-5, atol=1e-6 * scale,
+                                   err_msg=name)
+
+
+def test_depth_wrappers_check_their_arguments(cpu, rng, random_scene, camera):
+    cam = camera(40, 24)
+    args = inputs(cpu, rng, random_scene, cam, 20)
+    depths = with_depths(cpu, rng, args)
+    _, alpha, last, depth, _ = rasterize_fwd(*args, cpu, depths=depths)
+    v_image, v_alpha = cotangents(rng, cam.width, cam.height)
+    with pytest.raises(ValueError, match=r"depths: expected shape \[20\], got \[19\]"):
+        rasterize_fwd(*args, cpu, depths=depths[:19].copy())
+    with pytest.raises(ValueError, match="go together; depth missing"):
+        rasterize_bwd(*args, alpha, last, v_image, v_alpha, cpu, depths=depths,
+                      v_depth=v_alpha)
+    with pytest.raises(TypeError, match="v_depth: expected dtype float32, got float64"):
+        rasterize_bwd(*args, alpha, last, v_image, v_alpha, cpu, depths=depths, depth=depth,
+                      v_depth=v_alpha.astype(np.float64))
