@@ -6,11 +6,14 @@
 //          mean2d = (fx x/z + cx, fy y/z + cy); radius = min(ceil(3 sqrt(lambda_max)),
 //          MAX_RADIUS) (NaN: culled); tiles touched; colour = max(sum_k Y_k(d) sh_k + 0.5, 0), d = normalise(mu - campos).
 //          Backward: exact derivatives of the same (the clamp of u, v and of the colour
-//          passes no gradient where active); gradients are v_<x>.
+//          passes no gradient where active); gradients are v_<x>. A gradient of the depths
+//          (a depth render's) adds v_depth W[2, :3] to v_means (z = t[2]): project_bwd_depths.
 // Mapping: one thread per splat. One kernel per SH degree D evaluated (the active degree,
 //          which ramps up during a fit): project_fwd_sh<D> and project_bwd_sh<D>, D = 0..3, all
 //          compiled at once from the templates project_fwd<D> and project_bwd<D>, so that
 //          every loop over the (D+1)^2 coefficients unrolls and nothing goes to local memory.
+//          project_bwd_depths, one thread per splat, runs after project_bwd_sh<D> only when
+//          depth is differentiated: the colour path's kernels are unchanged by it.
 // Layout:  means, scales: [N, 3]; quats: [N, 4] (w, x, y, z); sh0: [N, 1, 3];
 //          shN: [N, num_rest, 3] (a dummy when num_rest == 0; num_rest >= (D+1)^2 - 1, the
 //          scene's degree may exceed D); viewmat: [4, 4] row-major.
@@ -18,6 +21,7 @@
 //          (A, B, C of [[A, B], [B, C]]), colors [N, 3], tiles_touched [N] int32.
 //          Backward outputs v_means .. v_shN (the inputs' shapes): written, zero for a
 //          culled splat, or with accumulate = 1 added to (a batch's later views).
+//          project_bwd_depths: v_depths [N] in, added to v_means [N, 3] (splats in view).
 #include "common.cuh"
 
 #define SH_C0 0.28209479177387814f
@@ -407,3 +411,15 @@ extern "C" __global__ void project_bwd_sh0(PROJECT_BWD_PARAMS) { project_bwd<0>(
 extern "C" __global__ void project_bwd_sh1(PROJECT_BWD_PARAMS) { project_bwd<1>(PROJECT_BWD_ARGS); }
 extern "C" __global__ void project_bwd_sh2(PROJECT_BWD_PARAMS) { project_bwd<2>(PROJECT_BWD_ARGS); }
 extern "C" __global__ void project_bwd_sh3(PROJECT_BWD_PARAMS) { project_bwd<3>(PROJECT_BWD_ARGS); }
+
+// depth = t[2] = W[2, :3] mu + T[2]: a depth gradient's share of v_means, added to what
+// project_bwd_sh<D> wrote (or accumulated) there; culled splats (radius 0) get none.
+extern "C" __global__ void project_bwd_depths(const float* __restrict__ viewmat,
+                                              const int* __restrict__ radii,
+                                              const float* __restrict__ v_depths,
+                                              float* __restrict__ v_means, long long n) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n || radii[i] == 0) return;
+    const float v = v_depths[i];
+    for (int k = 0; k < 3; k++) v_means[3 * i + k] += viewmat[8 + k] * v;
+}

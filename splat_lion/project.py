@@ -4,6 +4,7 @@ checked against finite differences of it).
 
     out = project_fwd(gaussians, camera)           # dict of [N, ...] arrays on the backend
     grads = project_bwd(gaussians, camera, out["radii"], v_means2d, v_conics, v_colors)
+    grads = project_bwd(..., v_depths=v_depths)    # and a gradient of out["depths"] (z)
 """
 
 from __future__ import annotations
@@ -60,19 +61,23 @@ def project_fwd(g: Gaussians, camera: Camera, sh_degree: int | None = None) -> d
 
 def project_bwd(g: Gaussians, camera: Camera, radii, v_means2d, v_conics, v_colors,
                 sh_degree: int | None = None, out: dict | None = None, *,
-                accumulate: bool = False) -> dict:
+                accumulate: bool = False, v_depths=None) -> dict:
     """Gradients of a loss with respect to means [N,3], scales [N,3], quats [N,4], sh0
     [N,1,3] and shN [N,K-1,3], given its gradients with respect to project_fwd's means2d,
     conics and colors (radii from that forward pass). `out`: arrays of those shapes to write
     into (every element is written; e.g. views of a flat gradient buffer), shN only when
     K > 1, instead of new ones; then the arrays given are returned. accumulate=True (with
-    `out`): add the gradients to what `out` holds instead (a batch of views)."""
+    `out`): add the gradients to what `out` holds instead (a batch of views). v_depths [N]:
+    a gradient with respect to depths too (a depth render's), added to means by a second
+    kernel (project_bwd_depths), so the colour-only backward launches what it did."""
     be = g.backend
     n, xp = g.count, be.xp
     check_array("radii", radii, np.int32, (n,), xp)
     check_array("v_means2d", v_means2d, np.float32, (n, 2), xp)
     check_array("v_conics", v_conics, np.float32, (n, 3), xp)
     check_array("v_colors", v_colors, np.float32, (n, 3), xp)
+    if v_depths is not None:
+        check_array("v_depths", v_depths, np.float32, (n,), xp)
     rest = sh_rest(g.sh_degree)
     shapes = {"means": (n, 3), "scales": (n, 3), "quats": (n, 4), "sh0": (n, 1, 3),
               "shN": (n, rest, 3) if rest else (1,)}
@@ -91,6 +96,11 @@ def project_bwd(g: Gaussians, camera: Camera, radii, v_means2d, v_conics, v_colo
         be.launch(_kernel("project_bwd", degree, be), ((n + BLOCK - 1) // BLOCK,), (BLOCK,),
                   (*args, radii, v_means2d, v_conics, v_colors, *out.values(),
                    np.int32(accumulate)))
+        if v_depths is not None:
+            viewmat = args[6]  # _common_args's table of camera.viewmat
+            be.launch(kernels.function("project", "project_bwd_depths", backend=be),
+                      ((n + BLOCK - 1) // BLOCK,), (BLOCK,),
+                      (viewmat, radii, v_depths, out["means"], np.int64(n)))
     if not rest:
         if given:
             del out["shN"]  # the dummy; the caller gave none

@@ -198,3 +198,41 @@ def test_backward_accumulates_into_what_out_holds(be, rng, random_scene, camera)
         np.testing.assert_array_equal(be.to_numpy(into[k]), fresh[k], err_msg=k)
     with pytest.raises(ValueError, match="give out"):
         project_bwd(g, cam, out["radii"], *v, 2, accumulate=True)
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_backward_of_depths_matches_finite_differences(be, rng, random_scene, camera,
+                                                       finite_differences, accumulate):
+    """v_depths (a depth render's dL/dz) reaches the means through z = W[2] mu + T[2], added
+    by project_bwd_depths after the colour kernel, into fresh or accumulated gradients;
+    the other attributes are those without it."""
+    g = random_scene(300, 1, be, spread=2.5)
+    cam = camera()
+    out = project_fwd(g, cam)
+    radii = be.to_numpy(out["radii"])
+    assert (radii == 0).sum() > 5
+    v = {k: rng.standard_normal(s).astype(np.float32)
+         for k, s in (("means2d", (300, 2)), ("conics", (300, 3)), ("colors", (300, 3)),
+                      ("depths", (300,)))}
+    v["depths"][radii == 0] = 0.0  # culled splats are never rasterised: no depth gradient
+    dev = {k: be.asarray(a, tag="grads") for k, a in v.items()}
+    colour = {k: be.to_numpy(a).copy() for k, a in
+              project_bwd(g, cam, out["radii"], dev["means2d"], dev["conics"],
+                          dev["colors"]).items()}
+    held = {k: rng.standard_normal(a.shape).astype(np.float32) if accumulate
+            else np.full(a.shape, np.nan, np.float32) for k, a in colour.items()}
+    into = {k: be.asarray(a.copy(), tag="grads") for k, a in held.items()}
+    project_bwd(g, cam, out["radii"], dev["means2d"], dev["conics"], dev["colors"], out=into,
+                accumulate=accumulate, v_depths=dev["depths"])
+    got = {k: be.to_numpy(a) - (held[k] if accumulate else 0) for k, a in into.items()}
+    for k in ("scales", "quats", "sh0", "shN"):
+        np.testing.assert_allclose(got[k], colour[k], rtol=1e-5, atol=1e-5, err_msg=k)
+    host = host_fields(g)
+
+    def depth_loss():
+        return float((ref.project_fwd(**host, camera=cam)["depths"] * v["depths"]).sum())
+
+    fd = finite_differences(depth_loss, host["means"])
+    np.testing.assert_allclose(got["means"] - colour["means"], fd, rtol=1e-4,
+                               atol=1e-4 * np.abs(fd).max())
+    assert np.abs(fd).max() > 0.1
