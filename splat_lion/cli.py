@@ -7,6 +7,7 @@
                                        writes fitted.ply, metrics.json, images, checkpoints
     splat-lion render SCENE --out DIR  PNG views and (--orbit N) a turntable GIF
     splat-lion profile SOURCE          memory of a fit step by tag and phase, per optimizer
+    splat-lion export SPLATS --format F  the splats as .splat, compressed PLY, .spz or .sog
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from .checkpoint import load_checkpoint
 from .config import Range, option_type
 from .datasets import load_dataset
 from .densify import DensifyConfig
-from .errors import SplatLionError
+from .errors import ConfigError, SplatLionError
+from .export import FORMATS, OPTIONS, export
 from .fit import CHECKPOINT_NAME, FitConfig, fit, make_optimizer
 from .frame import frame_of_splats
 from .optim.registry import OPTIMIZER_NAMES, OPTIMIZER_SPECS
@@ -293,6 +295,58 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- export -------------------------------------------------------------------------------------
+
+def splats_path(source: str) -> Path:
+    """The PLY a command reads: a .ply file, a bundled scene's, or a fit's output folder's
+    fitted.ply."""
+    folder = Path(source)
+    if folder.is_dir():
+        if not (folder / "fitted.ply").exists():
+            raise ConfigError(f"{source}: a folder without fitted.ply; give a .ply file or the "
+                              "--out folder of a finished `splat-lion fit`")
+        return folder / "fitted.ply"
+    return scene_path(source)
+
+
+def export_options(fmt: str, pairs: list[str]) -> dict:
+    """--option NAME=VALUE pairs as the format's OPTIONS (each typed as its default)."""
+    options = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        if name not in OPTIONS[fmt] or not text:
+            takes = ", ".join(f"{k}={v}" for k, v in OPTIONS[fmt].items()) or "none"
+            raise ConfigError(f"--option {pair}: format {fmt} takes NAME=VALUE among: {takes}")
+        default = OPTIONS[fmt][name]
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ConfigError(f"--option {pair}: {name} is true or false")
+            options[name] = text.lower() in ("true", "1", "yes")
+        else:
+            try:
+                options[name] = type(default)(text)
+            except ValueError:
+                kind = "an integer" if isinstance(default, int) else "a number"
+                raise ConfigError(f"--option {pair}: {name} must be {kind}, like "
+                                  f"{name}={default}") from None
+    return options
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """The splats of SOURCE in another format (export.py), written atomically."""
+    source = splats_path(args.source)
+    fmt = args.format
+    out = Path(args.out) if args.out else Path(source.name.removesuffix(".ply") +
+                                                FORMATS[fmt].suffix)
+    options = export_options(fmt, args.option)
+    g = load_ply(source)
+    written = export(g, out, fmt, **options)
+    size = written.stat().st_size
+    print(f"exported {g.count:,} splats of {source} as {fmt}: {written} ({size / MIB:,.2f} MiB, "
+          f"{size / max(g.count, 1):.1f} bytes a splat)")
+    return 0
+
+
 # -- profile ------------------------------------------------------------------------------------
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -513,6 +567,20 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--white", action="store_true", help="white background (default black)")
     rend.add_argument("--quiet", action="store_true", help="no progress bar")
     rend.set_defaults(func=cmd_render)
+    exp = sub.add_parser("export", help="write splats in a format other viewers open (.splat, "
+                         "compressed PLY, .spz, .sog)")
+    exp.add_argument("source", help="a 3DGS .ply file, a bundled scene name, or a fit's --out "
+                                    "folder (its fitted.ply)")
+    exp.add_argument("--format", required=True, choices=tuple(FORMATS),
+                     help="; ".join(f"{k}: {f.help}" for k, f in FORMATS.items()))
+    exp.add_argument("--out", default=None, metavar="FILE",
+                     help="the file to write (default: the source's name with the format's "
+                          "suffix, in this folder)")
+    exp.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                     help="a format option, e.g. version=2 for spz (repeatable): "
+                          + "; ".join(f"{k}: {', '.join(f'{n}={v}' for n, v in o.items())}"
+                                      for k, o in OPTIONS.items() if o))
+    exp.set_defaults(func=cmd_export)
     return parser
 
 

@@ -12,6 +12,7 @@ anything else is a bug, shown with its traceback.
       FitError            a fit that went wrong: NonFiniteError (NaN, infinity),
                           DivergenceError (parameters or loss running away)
       OutputError         a result that cannot be written (a full disk, a busy --out)
+      ExportError         splats an export format cannot hold, or a file not of its format
 
 Each also derives from the built-in exception it stands for (ValueError, RuntimeError,
 OSError, ...), so code that catches those keeps working.
@@ -65,3 +66,8 @@ class DivergenceError(FitError):
 class OutputError(SplatLionError, OSError):
     """A result that cannot be written, or an output folder another fit is using; the
     message says where the work that could be kept was kept."""
+
+
+class ExportError(SplatLionError, ValueError):
+    """Splats an export format cannot hold, or a file that is not of the format it claims
+    (export.py)."""

@@ -54,13 +54,9 @@ import numpy as np
 
 from .backend import get_backend
 from .checkpoint import atomic_write
-from .errors import ConfigError, OutputError, SplatLionError
+from .errors import ConfigError, ExportError, OutputError
 from .gaussians import Gaussians
 from .sh import SH_C0, sh_rest
-
-
-class ExportError(SplatLionError, ValueError):
-    """Splats a format cannot hold, or a file that is not of the format it claims."""
 
 
 @dataclass(frozen=True)

@@ -502,3 +502,39 @@ def test_ctrl_c_before_the_first_checkpoint_does_not_ask_for_checkpoint_every(tm
     assert "interrupted; no checkpoint was written yet" in err and "--checkpoint-every" not in err
     assert main(args) == 130
     assert "no checkpoint: --checkpoint-every N makes resumable runs" in capsys.readouterr().err
+
+
+# -- export -------------------------------------------------------------------------------------
+
+def test_export_writes_each_format_from_a_fit_folder(tmp_path, capsys):
+    from splat_lion.export import FORMATS, load_export
+    from splat_lion.ply import load_ply
+
+    assert main(["fit", "shapes", "--out", str(tmp_path / "fit"), "--steps", "2",
+                 "--resolution", "16", "--quiet"]) == 0
+    fitted = load_ply(tmp_path / "fit" / "fitted.ply")
+    for fmt in ("splat", "spz", "compressed-ply"):
+        out = tmp_path / f"shapes{FORMATS[fmt].suffix}"
+        assert main(["export", str(tmp_path / "fit"), "--format", fmt, "--out", str(out)]) == 0
+        back = load_export(out)
+        assert back.count == fitted.count
+        assert f"as {fmt}: {out}" in capsys.readouterr().out
+    out = tmp_path / "v2.spz"
+    assert main(["export", "shapes", "--format", "spz", "--out", str(out),
+                 "--option", "version=2"]) == 0
+    assert out.read_bytes()[:2] == b"\x1f\x8b"  # gzip
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--format", "spz", "--option", "version=two"], "version must be an integer, like version=3"),
+    (["--format", "splat", "--option", "sh=1"], "format splat takes NAME=VALUE among: none"),
+    (["--format", "spz", "--option", "nonsense"], "format spz takes NAME=VALUE among: version=3"),
+])
+def test_export_refuses_bad_options_naming_them(tmp_path, capsys, argv, message):
+    assert main(["export", "shapes", "--out", str(tmp_path / "x"), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_export_of_a_folder_without_a_fit_says_what_to_give(tmp_path, capsys):
+    assert main(["export", str(tmp_path), "--format", "splat"]) == 2
+    assert "a folder without fitted.ply" in capsys.readouterr().err
