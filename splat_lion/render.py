@@ -9,6 +9,17 @@
     grads.means2d                           # [N, 2] dL/d mean2d in pixels, what densify reads
     grads.means2d_norm                      # [N] its norm (computed when first read)
 
+    out = render(gaussians, camera, depth=True)   # the same walk also composites depth:
+    out.depth          # [H, W] expected view-space depth Σ w_i z_i / alpha (0 where alpha = 0)
+    out.median_depth   # [H, W] z of the splat where T falls below 0.5 (0 where it never does)
+    grads = render_backward(out, v_image, v_depth=v_depth)   # a depth loss too: dL/d out.depth
+
+Depth is gsplat's "ED" (expected depth normalised by the accumulated alpha); its "D", the
+unnormalised Σ w_i z_i, is out.depth * out.alpha; a loss on it differentiates through
+v_depth = v_D * alpha and v_alpha += v_D * depth. The median depth has no gradient. Without
+depth=True the kernels are those of a fit step (depth is a separate kernel variant), and
+out.depth and out.median_depth are None.
+
 `render` reads the current parameter values on every call (no caches). Binning's buffers and
 the backward pass's (the flat gradients, the screen-space gradients) are workspaces of the
 backend (backend.py): a fit step, which drops its RenderOutput and Gradients before the
@@ -54,12 +65,20 @@ class RenderOutput:
     camera: Camera
     background: Any
     sh_degree: int
+    # [H, W] expected view-space depth, normalised by alpha (0 where alpha is 0); None
+    # unless render(..., depth=True)
+    depth: Any = None
+    # [H, W] depth of the splat where the transmittance falls below 0.5 (0 where it never
+    # does); None unless render(..., depth=True)
+    median_depth: Any = None
 
 
 def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0),
-           sh_degree: int | None = None, *, phase=None) -> RenderOutput:
-    """phase(name): a context manager entered around each stage ("project", "binning",
-    "rasterize"); memory.profile_step passes its tracker's phase to measure each."""
+           sh_degree: int | None = None, *, depth: bool = False, phase=None) -> RenderOutput:
+    """depth: also out.depth and out.median_depth, from the same compositing pass (its depth
+    variant; see the module's docstring). phase(name): a context manager entered around each
+    stage ("project", "binning", "rasterize"); memory.profile_step passes its tracker's phase
+    to measure each."""
     g = gaussians
     be = g.backend
     phase = phase or _no_phase
@@ -70,13 +89,15 @@ def render(gaussians: Gaussians, camera: Camera, background=(0.0, 0.0, 0.0),
     with phase("binning"):
         bins = bin_intersections(projected, camera.width, camera.height, be)
     with phase("rasterize"):
-        image, alpha, last = rasterize_fwd(bins["ranges"], bins["ids"], projected["means2d"],
-                                           projected["conics"], projected["colors"],
-                                           g.opacities, bg, camera.width, camera.height, be)
+        image, alpha, last, *depths = rasterize_fwd(
+            bins["ranges"], bins["ids"], projected["means2d"], projected["conics"],
+            projected["colors"], g.opacities, bg, camera.width, camera.height, be,
+            depths=projected["depths"] if depth else None)
+        depth_image, median = depths if depth else (None, None)
         visible = bins["visible"]  # radii > 0, written by binning
     return RenderOutput(image=image, alpha=alpha, visible=visible, projected=projected,
                         bins=bins, last=last, gaussians=g, camera=camera, background=bg,
-                        sh_degree=degree)
+                        sh_degree=degree, depth=depth_image, median_depth=median)
 
 
 def _no_phase(name: str):
@@ -121,11 +142,13 @@ class Gradients(Flat):
             return self._means2d_norm
 
 
-def render_backward(out: RenderOutput, v_image, v_alpha=None, *, into: Gradients | None = None,
-                    phase=None) -> Gradients:
+def render_backward(out: RenderOutput, v_image, v_alpha=None, *, v_depth=None,
+                    into: Gradients | None = None, phase=None) -> Gradients:
     """Gradients of a loss with respect to every parameter, given its gradient with respect
-    to out.image [H, W, 3] (and optionally out.alpha [H, W]). phase(name): a context manager
-    entered around each stage ("rasterize_bwd", "project_bwd"), as render's.
+    to out.image [H, W, 3] (and optionally out.alpha [H, W], and out.depth [H, W]: v_depth,
+    for a render made with depth=True; it reaches the means through each splat's depth and
+    every parameter of the compositing weights). phase(name): a context manager entered
+    around each stage ("rasterize_bwd", "project_bwd"), as render's.
 
     into: the Gradients of an earlier render_backward of the same splats (a batch of views):
     this view's gradients are added to them, and `into` is returned, its means2d now this
@@ -142,6 +165,9 @@ def render_backward(out: RenderOutput, v_image, v_alpha=None, *, into: Gradients
     n = g.count
     phase = phase or _no_phase
     check_array("v_image", v_image, np.float32, (cam.height, cam.width, 3), be.xp)
+    if v_depth is not None and out.depth is None:
+        raise ValueError("render_backward: v_depth needs a render with depth: "
+                         "render(..., depth=True)")
     p = out.projected
     if into is not None and into.layout != g.layout:
         raise ValueError("render_backward: `into` holds gradients of other splats (layout "
@@ -158,16 +184,22 @@ def render_backward(out: RenderOutput, v_image, v_alpha=None, *, into: Gradients
         v_rasterized = {"means2d": v2d[:2 * n].reshape(n, 2),
                         "conics": v2d[2 * n:5 * n].reshape(n, 3),
                         "colors": v2d[5 * n:].reshape(n, 3), "opacities": grads.opacities}
+        with_depth = {}
+        if v_depth is not None:  # rasterize_bwd's depth variant, and dL/dz per splat
+            v_rasterized["depths"] = be.workspace("render.v_depths", n, np.float32,
+                                                  tag="grads")
+            v_rasterized["depths"].fill(0)
+            with_depth = {"depths": p["depths"], "depth": out.depth, "v_depth": v_depth}
         rasterize_bwd(out.bins["ranges"], out.bins["ids"], p["means2d"], p["conics"],
                       p["colors"], g.opacities, out.background, cam.width, cam.height,
-                      out.alpha, out.last, v_image, v_alpha, be, out=v_rasterized)
+                      out.alpha, out.last, v_image, v_alpha, be, out=v_rasterized, **with_depth)
     with phase("project_bwd"):
         parts = {name: grads[name] for name in ("means", "scales", "quats", "sh0")}
         if "shN" in g.layout:
             parts["shN"] = grads["shN"]
         project_bwd(g, cam, p["radii"], v_rasterized["means2d"], v_rasterized["conics"],
                     v_rasterized["colors"], out.sh_degree, out=parts,
-                    accumulate=into is not None)
+                    accumulate=into is not None, v_depths=v_rasterized.get("depths"))
     grads.means2d = v_rasterized["means2d"]
     grads.forget_norm()  # a batch's earlier view's means2d_norm is stale
     return grads

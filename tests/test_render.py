@@ -193,3 +193,145 @@ def test_a_batch_refuses_gradients_of_other_splats(be, rng, random_scene, camera
     first = render_backward(render(random_scene(50, 0, be), cam), v_image)
     with pytest.raises(ValueError, match="other splats"):
         render_backward(render(random_scene(60, 0, be), cam), v_image, into=first)
+
+
+# -- depth renders ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size,degree", [((64, 48), 0), ((37, 29), 2)])
+def test_render_depth_matches_reference(be, rng, random_scene, camera, size, degree):
+    g = random_scene(300, degree, be, spread=1.2)
+    g.opacities[:] = be.asarray(rng.uniform(-1, 4, g.count).astype(np.float32), tag="params")
+    out = render(g, camera(*size), depth=True)
+    _, alpha, last, depth, median = bin_and_rasterize(
+        {k: be.to_numpy(v) for k, v in out.projected.items()},
+        be.to_numpy(g.opacities), be.to_numpy(out.background), *size, depth=True)
+    # float32 vs float64 may flip a threshold test at a few pixels
+    same = (be.to_numpy(out.last) == last) & np.isclose(be.to_numpy(out.alpha), alpha, atol=1e-5)
+    assert same.mean() > 0.99
+    np.testing.assert_allclose(be.to_numpy(out.depth)[same], depth[same], rtol=1e-5, atol=1e-5)
+    assert (be.to_numpy(out.median_depth) == median.astype(np.float32))[same].mean() > 0.99
+    assert (median > 0).sum() > 50 and (alpha == 0).any()
+
+
+def test_colour_outputs_are_bit_identical_with_and_without_depth(be, rng, random_scene, camera):
+    g = random_scene(300, 1, be, spread=1.2)
+    cam = camera(64, 48)
+    plain = render(g, cam, background=(0.1, 0.2, 0.3))
+    with_depth = render(g, cam, background=(0.1, 0.2, 0.3), depth=True)
+    assert plain.depth is None and plain.median_depth is None
+    for name in ("image", "alpha", "last"):
+        np.testing.assert_array_equal(be.to_numpy(getattr(with_depth, name)),
+                                      be.to_numpy(getattr(plain, name)), err_msg=name)
+    v_image = be.asarray(rng.standard_normal((48, 64, 3)).astype(np.float32), tag="loss")
+    want = be.to_numpy(render_backward(plain, v_image).data).copy()
+    np.testing.assert_array_equal(be.to_numpy(render_backward(with_depth, v_image).data), want)
+
+
+def single_splat(be, means, opacities, sigma=0.3):
+    n = len(means)
+    return Gaussians.from_arrays(np.asarray(means, np.float64), np.full((n, 3), np.log(sigma)),
+                                 np.tile([1.0, 0, 0, 0], (n, 1)), np.asarray(opacities, float),
+                                 np.zeros((n, 1, 3)), backend=be)
+
+
+def test_depth_of_a_single_opaque_splat_is_its_z(be, camera):
+    cam = camera(48, 40)
+    out = render(single_splat(be, [[0.1, -0.2, 0.05]], [8.0]), cam, depth=True)
+    z = (cam.viewmat @ [0.1, -0.2, 0.05, 1.0])[2]
+    assert be.to_numpy(out.projected["depths"])[0] == pytest.approx(z, rel=1e-6)
+    alpha, depth = be.to_numpy(out.alpha), be.to_numpy(out.depth)
+    median = be.to_numpy(out.median_depth)
+    seen = alpha > 0
+    assert seen.sum() > 20 and (~seen).sum() > 20 and alpha.max() > 0.98  # opaque
+    # 1 - T rounds at faint pixels: D / (1 - T) = z to float32 rounding of a small alpha
+    np.testing.assert_allclose(depth[seen], z, rtol=1e-4)
+    assert not depth[~seen].any()
+    opaque = alpha > 0.5
+    assert opaque.sum() > 4
+    np.testing.assert_allclose(median[opaque], z, rtol=1e-6)
+    assert not median[~opaque].any()
+
+
+@pytest.mark.parametrize("front,back,picks", [(3.0, 5.0, "front"), (-1.5, 5.0, "back")])
+def test_median_depth_of_two_stacked_splats_picks_the_front_one_when_opaque_enough(
+        be, camera, front, back, picks):
+    """Two splats on the ray through the image centre: the median is the front one's z when
+    it alone takes T below 0.5 (alpha ~0.93 at the centre), else the back one's (the front at
+    alpha ~0.18); the expected depth lies between, nearer the more opaque one."""
+    cam = camera(48, 48)
+    ray = -cam.position / np.linalg.norm(cam.position)  # from the camera to the origin
+    out = render(single_splat(be, [-0.8 * ray, 0.8 * ray], [front, back]), cam, depth=True)
+    z_front, z_back = np.linalg.norm(cam.position) + np.array([-0.8, 0.8])
+    centre = (24, 24)
+    median = be.to_numpy(out.median_depth)[centre]
+    depth = be.to_numpy(out.depth)[centre]
+    assert median == pytest.approx(z_front if picks == "front" else z_back, rel=1e-5)
+    assert z_front < depth < z_back
+    assert (depth < (z_front + z_back) / 2) == (picks == "front")
+
+
+def test_backward_with_depth_matches_finite_differences(be, rng, random_scene, camera,
+                                                        finite_differences):
+    """render_backward with v_depth (and image and alpha terms) vs central differences of the
+    float64 reference pipeline: the depth loss reaches every attribute of the compositing
+    weights, and the means also through z."""
+    degree = 1
+    g = random_scene(6, degree, be, spread=0.6)
+    g.opacities[:] = be.asarray(rng.uniform(-2, 1, 6).astype(np.float32), tag="params")
+    g.scales[:] = be.asarray(np.log(rng.uniform(0.15, 0.4, (6, 3))).astype(np.float32),
+                             tag="params")
+    cam = camera(20, 16)
+    bg = (0.3, 0.1, 0.2)
+    out = render(g, cam, background=bg, depth=True)
+    v_image = rng.standard_normal((16, 20, 3)).astype(np.float32)
+    v_alpha = rng.standard_normal((16, 20)).astype(np.float32)
+    v_depth = rng.standard_normal((16, 20)).astype(np.float32)
+    grads = render_backward(out, be.asarray(v_image, tag="loss"), be.asarray(v_alpha, tag="loss"),
+                            v_depth=be.asarray(v_depth, tag="loss"))
+    names = ["means", "scales", "quats", "opacities", "sh0", "shN"]
+    host = {n: np.asarray(be.to_numpy(getattr(g, n)), np.float64) for n in names}
+
+    def loss():
+        image, alpha, depth, _ = reference_render(*(host[n] for n in names), cam, bg, degree,
+                                                  depth=True)
+        return (image * v_image).sum() + (alpha * v_alpha).sum() + (depth * v_depth).sum()
+
+    for name in names:
+        fd = finite_differences(loss, host[name], eps=1e-6)
+        got = be.to_numpy(getattr(grads, name)).astype(np.float64)
+        scale = max(np.abs(fd).max(initial=0.0), 1e-2)
+        np.testing.assert_allclose(got, fd, atol=2e-3 * scale, rtol=2e-3, err_msg=name)
+    # the depth term matters: without it the means' gradient is another
+    plain = render_backward(out, be.asarray(v_image, tag="loss"), be.asarray(v_alpha, tag="loss"))
+    assert not np.allclose(be.to_numpy(plain.means), be.to_numpy(grads.means), rtol=0.05)
+
+
+def test_a_batch_with_depth_is_the_sum_of_its_views(be, rng, random_scene):
+    """render_backward(..., v_depth=, into=) adds each view's depth gradients too."""
+    from splat_lion.cameras import Camera
+
+    g = random_scene(200, 0, be, spread=1.5)
+    cams = [Camera.look_at(eye, (0, 0, 0), width=40, height=32, fov_x_deg=40)
+            for eye in ((2.0, -1.5, 1.0), (-1.5, 0.8, 0.4))]
+    singles, batch = [], None
+    for cam in cams:
+        v_image = be.asarray(rng.standard_normal((32, 40, 3)).astype(np.float32), tag="loss")
+        v_depth = be.asarray(rng.standard_normal((32, 40)).astype(np.float32), tag="loss")
+        out = render(g, cam, depth=True)
+        one = render_backward(out, v_image, v_depth=v_depth)
+        singles.append(be.to_numpy(one.data).copy())
+        del one
+        batch = render_backward(out, v_image, v_depth=v_depth, into=batch)
+        del out
+    want = np.sum(singles, axis=0)
+    np.testing.assert_allclose(be.to_numpy(batch.data), want, rtol=1e-5,
+                               atol=1e-6 * np.abs(want).max())
+
+
+def test_v_depth_needs_a_render_with_depth(be, random_scene, camera):
+    cam = camera(32, 24)
+    out = render(random_scene(20, 0, be), cam)
+    v_image = be.asarray(np.ones((24, 32, 3), np.float32), tag="loss")
+    with pytest.raises(ValueError, match=r"render\(\.\.\., depth=True\)"):
+        render_backward(out, v_image, v_depth=be.asarray(np.ones((24, 32), np.float32),
+                                                         tag="loss"))
