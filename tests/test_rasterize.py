@@ -257,7 +257,8 @@ def test_forward_depth_matches_reference(be, rng, random_scene, camera, size, de
     # float32 vs float64 may flip a threshold test at a few pixels
     same = (want_last == got[2]) & np.isclose(got[1], want_alpha, atol=1e-5)
     assert same.mean() > 0.99, f"{(~same).sum()} pixels differ"
-    np.testing.assert_allclose(got[3][same], want_depth[same], rtol=1e-5, atol=1e-5)
+    # D / (1 - T): 1 - T loses ~1e-5 of a faint pixel's alpha (~1/255) to float32 rounding
+    np.testing.assert_allclose(got[3][same], want_depth[same], rtol=1e-4, atol=1e-5)
     # the median is one splat's z: equal, but where T lands within rounding of 0.5
     median_same = got[4] == want_median.astype(np.float32)
     assert median_same[same].mean() > 0.99

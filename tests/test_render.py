@@ -208,7 +208,8 @@ def test_render_depth_matches_reference(be, rng, random_scene, camera, size, deg
     # float32 vs float64 may flip a threshold test at a few pixels
     same = (be.to_numpy(out.last) == last) & np.isclose(be.to_numpy(out.alpha), alpha, atol=1e-5)
     assert same.mean() > 0.99
-    np.testing.assert_allclose(be.to_numpy(out.depth)[same], depth[same], rtol=1e-5, atol=1e-5)
+    # D / (1 - T): 1 - T loses ~1e-5 of a faint pixel's alpha (~1/255) to float32 rounding
+    np.testing.assert_allclose(be.to_numpy(out.depth)[same], depth[same], rtol=1e-4)
     assert (be.to_numpy(out.median_depth) == median.astype(np.float32))[same].mean() > 0.99
     assert (median > 0).sum() > 50 and (alpha == 0).any()
 
