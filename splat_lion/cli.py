@@ -266,24 +266,41 @@ def cmd_render(args: argparse.Namespace) -> int:
     background = (1.0, 1.0, 1.0) if args.white else (0.0, 0.0, 0.0)
     empty = []
 
-    def views(cameras):
+    mode = args.mode
+    depth = mode in ("depth", "median-depth")
+
+    def views(cameras):  # what each view shows for --mode, copied (render reuses its buffers)
         for cam in cameras:
-            out = render(g, cam, background)
+            out = render(g, cam, background, depth=depth)
             if not bool(out.visible.any()):
                 empty.append(cam)
-            yield be.to_numpy(out.image)
+            alpha = be.to_numpy(out.alpha).copy()
+            yield (be.to_numpy(out.image).copy() if mode == "rgb" else alpha if mode == "alpha"
+                   else (be.to_numpy(out.depth if mode == "depth" else out.median_depth).copy(),
+                         alpha))
+
+    def pictures(shown: list) -> list:  # RGB frames; depth colour-mapped on one shared range
+        if mode == "rgb":
+            return shown
+        if mode == "alpha":
+            return [report.alpha_to_rgb(a) for a in shown]
+        near, far = report.depth_range(np.stack([d for d, _ in shown]),
+                                       np.stack([a for _, a in shown]))
+        return [report.depth_to_rgb(d, a, near=near, far=far) for d, a in shown]
 
     def orbit(n: int):
         return orbit_around(frame, n, res, distance=args.radius, elevation_deg=args.elevation)
 
     written = []
-    for i, image in enumerate(views((path or orbit(args.views))[:args.views])):
-        written.append(report.save_image(image, out_dir / f"view_{i:03d}.png").name)
+    suffix = "" if mode == "rgb" else f"_{mode.replace('-', '_')}"
+    for i, image in enumerate(pictures(list(views((path or orbit(args.views))[:args.views])))):
+        written.append(report.save_image(image, out_dir / f"view_{i:03d}{suffix}.png").name)
     if args.orbit or path:
         cams = path or orbit(args.orbit)
-        frames = list(tqdm(views(cams), total=len(cams), desc="path" if path else "turntable",
-                           unit="frame", file=sys.stderr, disable=args.quiet))
-        stem = out_dir / ("path" if path else "turntable")
+        frames = pictures(list(tqdm(views(cams), total=len(cams), unit="frame",
+                                    desc="path" if path else "turntable", file=sys.stderr,
+                                    disable=args.quiet)))
+        stem = out_dir / (("path" if path else "turntable") + suffix)
         written.append(report.save_video(frames, stem, args.video).name)
     if empty:
         print(f"splat-lion: warning: {len(empty)} views show no splat: the scene lies outside "
@@ -564,6 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="turntable / path format (auto: MP4 with imageio-ffmpeg, else GIF)")
     rend.add_argument("--elevation", type=option_type(None, "elevation", rng=ELEVATION),
                       default=25.0, help="degrees above the horizon, between -90 and 90")
+    rend.add_argument("--mode", choices=("rgb", "depth", "median-depth", "alpha"), default="rgb",
+                      help="what to show: colour (default); expected depth or median depth, "
+                           "colour-mapped (turbo: near blue, far red; no splat grey) on one "
+                           "range for every view; or accumulated opacity in grey")
     rend.add_argument("--white", action="store_true", help="white background (default black)")
     rend.add_argument("--quiet", action="store_true", help="no progress bar")
     rend.set_defaults(func=cmd_render)

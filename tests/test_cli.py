@@ -538,3 +538,20 @@ def test_export_refuses_bad_options_naming_them(tmp_path, capsys, argv, message)
 def test_export_of_a_folder_without_a_fit_says_what_to_give(tmp_path, capsys):
     assert main(["export", str(tmp_path), "--format", "splat"]) == 2
     assert "a folder without fitted.ply" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["depth", "median-depth", "alpha"])
+def test_render_modes_write_colour_mapped_pngs(tmp_path, capsys, mode):
+    from PIL import Image
+
+    assert main(["render", "knot", "--out", str(tmp_path), "--views", "2", "--resolution", "32",
+                 "--mode", mode, "--orbit", "3", "--video", "gif", "--quiet"]) == 0
+    name = mode.replace("-", "_")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"turntable_{name}.gif", f"view_000_{name}.png", f"view_001_{name}.png"]
+    rgb = np.asarray(Image.open(tmp_path / f"view_000_{name}.png").convert("RGB")).astype(int)
+    grey = (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
+    if mode == "alpha":
+        assert grey.all() and rgb.max() == 255 and rgb.min() == 0  # opaque knot, empty corners
+    else:  # colour-mapped where the knot is, neutral grey around it
+        assert (~grey).mean() > 0.1 and grey[0, 0] and len(np.unique(rgb[~grey], axis=0)) > 20
