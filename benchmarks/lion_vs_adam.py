@@ -182,10 +182,10 @@ def make_optimizer(s: Setting, extent: float, steps: int, be):
                    momentum_dtype=s.momentum)
 
 
-def densify_for(views: int, batch: int) -> DensifyConfig:
+def densify_for(views: int, batch: int, max_splats: int | None) -> DensifyConfig:
     """3DGS's schedule compressed into `views` rendered views (DensifyConfig.for_steps), counted
     in optimizer steps of `batch` views: densification at the same views for every batch."""
-    d = DensifyConfig.for_steps(views)
+    d = DensifyConfig.for_steps(views, max_splats=max_splats)
     if batch == 1:
         return d
 
@@ -212,7 +212,8 @@ class Study:
                 if line.strip():
                     row = json.loads(line)
                     self.rows[row["key"]] = row
-        self.t_start = time.time()
+        # the search was cut short (Search.affordable)
+        self.cut = False
 
     def problem(self, scene: str, init: str, seed: int):
         key = (scene, init, seed)
@@ -230,19 +231,20 @@ class Study:
             self.problems[key] = load_problem(folder, config, backend=self.be)
         return self.problems[key]
 
-    @staticmethod
-    def key(scene: str, init: str, seed: int, views: int, s: Setting) -> str:
-        return json.dumps({"scene": scene, "init": init, "seed": seed, "views": views,
-                           **asdict(s)}, sort_keys=True)
+    def key(self, scene: str, init: str, seed: int, s: Setting) -> str:
+        a = self.args
+        return json.dumps({"scene": scene, "init": init, "seed": seed, "views": a.views,
+                           "size": a.size, "max_splats": a.max_splats, **asdict(s)},
+                          sort_keys=True)
 
     def done(self, scene, init, seed, s: Setting) -> dict | None:
-        return self.rows.get(self.key(scene, init, seed, self.args.views, s))
+        return self.rows.get(self.key(scene, init, seed, s))
 
     def run(self, scene: str, init: str, seed: int, s: Setting, stage: str) -> dict | None:
         """The run's row (from the log, or fitted now and appended); None when it cannot run
         here (a batch size without FitConfig.batch_size)."""
         views = self.args.views
-        key = self.key(scene, init, seed, views, s)
+        key = self.key(scene, init, seed, s)
         if key in self.rows:
             return self.rows[key]
         if s.batch > 1 and not HAS_BATCH:
@@ -254,9 +256,18 @@ class Study:
         steps = views // s.batch
         opt = make_optimizer(s, g.extent(), steps, self.be)
         extra = {"batch_size": s.batch} if s.batch > 1 else {}
+        densify = densify_for(views, s.batch, self.args.max_splats)
         config = sl.FitConfig(optimizer=s.optimizer, steps=steps, seed=seed,
-                              densify=densify_for(views, s.batch) if problem.from_points else None,
-                              eval_every=max(1, round(EVAL_VIEWS / s.batch)), **extra)
+                              densify=densify if problem.from_points else None,
+                              eval_every=max(1, round(EVAL_VIEWS / s.batch)),
+                              log_every=max(1, round(EVAL_VIEWS / s.batch)), **extra)
+        t_fit = time.perf_counter()
+
+        def progress(step, loss, psnr):
+            if (step + 1) * s.batch % 200 < s.batch:
+                print(f"    {(step + 1) * s.batch} views: {g.count} splats, training PSNR "
+                      f"{psnr:.2f}, {time.perf_counter() - t_fit:.0f} s", flush=True)
+
         eval_s = [0.0]
 
         def evaluate(gs):
@@ -270,7 +281,7 @@ class Study:
                "start_splats": problem.start.count}
         try:
             result = sl.fit(g, problem.train_cameras, problem.train_images, config,
-                            optimizer=opt, evaluate=evaluate)
+                            optimizer=opt, evaluate=evaluate, progress=progress)
             held = problem.evaluate(g)
             row.update(psnr=held.psnr, ssim=held.ssim, splats=g.count,
                        state_bytes=result.optimizer_state_bytes,
@@ -308,6 +319,14 @@ def suite_names() -> tuple[str, ...]:
     return tuple(SUITE)
 
 
+def suite_version() -> str | None:
+    """sha256 (first 12 hex digits) of capture_suite.py, which makes the scenes."""
+    import hashlib
+
+    path = Path(__file__).with_name("capture_suite.py")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.exists() else None
+
+
 def score(row: dict | None) -> float:
     return -math.inf if row is None or row["psnr"] is None else row["psnr"]
 
@@ -322,18 +341,18 @@ class Search:
         self.study, self.scene, self.init, self.reserve = study, scene, init, reserve
         self.best = Setting.preset(optimizer)
         self.best_row = None
-        self.cut = False
 
     def affordable(self) -> bool:
-        """Whether one more search run leaves time for the runs reserved after it."""
+        """Whether a search run (and its twin of the other optimizer) leaves time for the runs
+        reserved after them; once not, no search run of either optimizer is (study.cut)."""
         st = self.study
-        if self.cut:
+        if st.cut:
             return False
-        if st.time_left() > st.run_seconds() * (1 + self.reserve()):
+        if st.time_left() > st.run_seconds() * (2 + self.reserve()):
             return True
         print(f"  search cut: {st.time_left() / 60:.0f} min left, the final runs need "
               f"{st.run_seconds() * self.reserve() / 60:.0f}", flush=True)
-        self.cut = True
+        st.cut = True
         return False
 
     def try_(self, s: Setting, stage: str) -> bool:
@@ -387,9 +406,11 @@ class Search:
                 self.study.run(self.scene, self.init, 0, s, "variant")
 
 
-def finals(best: dict[str, Setting]) -> list[Setting]:
-    """The final comparison's settings: each optimizer's best, and Lion's with bf16 momentum."""
-    return [best["adam"], best["lion"], replace(best["lion"], momentum="bfloat16")]
+def finals(best: dict[str, Setting], seed: int | None = None, bf16_seeds=None) -> list[Setting]:
+    """The final comparison's settings: each optimizer's best, and Lion's with bf16 momentum
+    (for `seed` in bf16_seeds, or always when either is None)."""
+    bf16 = seed is None or bf16_seeds is None or seed in bf16_seeds
+    return [best["adam"], best["lion"]] + [replace(best["lion"], momentum="bfloat16")] * bf16
 
 
 def plan(study: Study, scenes: list[str], seeds: list[int]) -> dict:
@@ -399,25 +420,26 @@ def plan(study: Study, scenes: list[str], seeds: list[int]) -> dict:
 
     def reserve() -> int:  # final runs not yet in the log (at the current bests)
         best = {o: s.best for o, s in search.items()}
-        return sum(study.done(sc, a.init, seed, s) is None for s in finals(best)
-                   for sc in scenes for seed in seeds)
+        return sum(study.done(sc, a.init, seed, s) is None for sc in scenes for seed in seeds
+                   for s in finals(best, seed, a.bf16_seeds))
 
     for o in ("adam", "lion"):
         search[o] = Search(study, o, scenes[0], a.init, reserve)
         search[o].start()
     # in order of what they are expected to be worth: a cut search drops the last ones
-    stages = [lambda s, g=g: s.group(g) for g in GROUP_ORDER]
-    stages += [lambda s, b=b: s.batch(b) for b in BATCHES]
-    stages += [Search.betas, Search.decay, Search.variants, Search.weight_decay]
+    groups = [lambda s, g=g: s.group(g) for g in GROUP_ORDER]
+    batches = [lambda s, b=b: s.batch(b) for b in BATCHES]
+    stages = [batches[0], *groups, *batches[1:], Search.betas, Search.decay, Search.variants,
+              Search.weight_decay]
     if a.quick:
-        stages = [stages[0], stages[len(GROUP_ORDER)], Search.variants]
+        stages = [batches[0], groups[0], Search.variants]
     for stage in stages:
         for o in ("adam", "lion"):  # in lockstep: a cut search has tuned both alike
             stage(search[o])
     best = {o: s.best for o, s in search.items()}
     for sc in scenes:
         for seed in seeds:
-            for s in finals(best):
+            for s in finals(best, seed, a.bf16_seeds):
                 study.run(sc, a.init, seed, s, "final")
     if a.random and a.init != "random":
         for sc in scenes:
@@ -434,8 +456,7 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def summary(rows: list[dict], best: dict[str, Setting], scenes, seeds, init,
-            views: int) -> list[dict]:
+def summary(rows: list[dict], best: dict[str, Setting], scenes, seeds, init, key) -> list[dict]:
     """Per scene and final setting: mean and spread (sample std) over seeds; Lion's gap to
     Adam per seed (the same views and order), mean and spread."""
     index = {r["key"]: r for r in rows}
@@ -443,7 +464,7 @@ def summary(rows: list[dict], best: dict[str, Setting], scenes, seeds, init,
     for sc in scenes:
         per = {}
         for s in finals(best):
-            got = [index.get(Study.key(sc, init, seed, views, s)) for seed in seeds]
+            got = [index.get(key(sc, init, seed, s)) for seed in seeds]
             got = [r for r in got if r is not None and r["psnr"] is not None]
             if not got:
                 continue
@@ -530,13 +551,14 @@ def report(study: Study, best: dict[str, Setting], scenes, seeds) -> dict:
     rows = list(study.rows.values())
     result = {**result_fields("lion_vs_adam", be.name, be.describe()),
               "command": "python benchmarks/lion_vs_adam.py " + " ".join(a.argv),
-              "views": a.views, "size": a.size, "init": a.init, "scenes": scenes, "seeds": seeds,
+              "views": a.views, "size": a.size, "init": a.init, "max_splats": a.max_splats,
+              "scenes": scenes, "seeds": seeds, "capture_suite": suite_version(),
               "search_scene": scenes[0], "has_batch_size": HAS_BATCH,
               "best": {o: {"label": s.label(), **asdict(s)} for o, s in best.items()},
               "search": [{k: r[k] for k in ("stage", "label", "psnr", "ssim", "splats",
                                             "seconds", "setting")}
                          for r in rows if r["stage"] not in ("final", "random start")],
-              "final": summary(rows, best, scenes, seeds, a.init, a.views),
+              "final": summary(rows, best, scenes, seeds, a.init, study.key),
               "random": [r for r in rows if r["stage"] == "random start"],
               "runs": rows}
     return result
@@ -552,6 +574,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=128, help="image side in pixels")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the final runs")
     p.add_argument("--init", choices=("points", "random"), default="points")
+    p.add_argument("--max-splats", type=int, default=None,
+                   help="densification adds no splats past this many (DensifyConfig.max_splats)")
+    p.add_argument("--bf16-seeds", default=None,
+                   help="seeds of the final runs with bf16 momentum (default: every seed)")
     p.add_argument("--random", action="store_true",
                    help="after the final runs, also a random start (seed 0) if time is left")
     p.add_argument("--deadline", default=None, metavar="HH:MM",
@@ -580,12 +606,13 @@ def main(argv: list[str] | None = None) -> int:
         a.deadline = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
     scenes = a.scenes.split(",") if a.scenes else list(suite_names()) or ["knot"]
     seeds = [int(s) for s in a.seeds.split(",")]
+    a.bf16_seeds = None if a.bf16_seeds is None else [int(s) for s in a.bf16_seeds.split(",")]
     be = sl.get_backend()
     load = OtherLoad()
     study = Study(a, be)
     if a.report:
         study.time_left = lambda: 0.0  # nothing new runs: every search step is cut
-        study.run = lambda *args, **kw: study.rows.get(Study.key(*args[:3], a.views, args[3]))
+        study.run = lambda *args, **kw: study.done(*args[:4])
     print(f"{len(study.rows)} runs in {a.runs}; {a.views} views per run at {a.size} px, "
           f"{a.init} start; scenes {', '.join(scenes)}; seeds {seeds}; batch_size "
           f"{'available' if HAS_BATCH else 'not in FitConfig: B > 1 skipped'}", flush=True)
