@@ -48,6 +48,7 @@ from splat_lion.problem import ProblemConfig, load_problem
 # attribute groups of the coordinate search, and their attributes
 GROUPS = {"means": ("means",), "scales": ("scales",), "quats": ("quats",),
           "opacities": ("opacities",), "colours": ("sh0", "shN")}
+GROUP_ATTRS = tuple(a for attrs in GROUPS.values() for a in attrs)
 # the order the coordinate search visits the groups in
 GROUP_ORDER = ("means", "opacities", "scales", "colours", "quats")
 # a search step's change is kept when it gains more than this (dB, held-out PSNR)
@@ -264,8 +265,8 @@ class Study:
         t_fit = time.perf_counter()
 
         def progress(step, loss, psnr):
-            if (step + 1) * s.batch % 200 < s.batch:
-                print(f"    {(step + 1) * s.batch} views: {g.count} splats, training PSNR "
+            if step * s.batch % 200 < s.batch:  # fit calls this every log_every steps
+                print(f"    {step * s.batch} views: {g.count} splats, training PSNR "
                       f"{psnr:.2f}, {time.perf_counter() - t_fit:.0f} s", flush=True)
 
         eval_s = [0.0]
@@ -485,10 +486,24 @@ def summary(rows: list[dict], best: dict[str, Setting], scenes, seeds, init, key
     return out
 
 
+def rates(s: Setting, views: int) -> dict[str, list[float]]:
+    """Attribute -> [lr at the first step, lr at the last] of a setting (means: x extent)."""
+    steps = views // s.batch
+    base = (LION_DEFAULT_LR if s.optimizer == "lion" else ADAM_3DGS_LR) * s.batch_lr
+    table = lr_table(s, 1.0, steps)
+    return {n: [base * table.scale(n, 0), base * table.scale(n, steps - 1)] for n in table.names}
+
+
 def markdown(result: dict) -> str:
-    lines = ["### Search (scene " + result["search_scene"] + ", seed 0)", "",
-             "| stage | setting | held-out PSNR (dB) | SSIM | splats | s |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = ["### Best settings (learning rates at the first and last step; means x extent)", "",
+             "| optimizer | setting | " + " | ".join(GROUP_ATTRS) + " |",
+             "| --- | --- |" + " ---: |" * len(GROUP_ATTRS)]
+    for o, b in result["best"].items():
+        lines.append(f"| {o} | {b['label']} | " + " | ".join(
+            f"{b['rates'][n][0]:.2g} → {b['rates'][n][1]:.2g}" for n in GROUP_ATTRS) + " |")
+    lines += ["", "### Search (scene " + result["search_scene"] + ", seed 0)", "",
+              "| stage | setting | held-out PSNR (dB) | SSIM | splats | s |",
+              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in result["search"]:
         psnr = "diverged" if r["psnr"] is None else f"{r['psnr']:.2f}"
         ssim = "" if r["ssim"] is None else f"{r['ssim']:.4f}"
@@ -554,7 +569,8 @@ def report(study: Study, best: dict[str, Setting], scenes, seeds) -> dict:
               "views": a.views, "size": a.size, "init": a.init, "max_splats": a.max_splats,
               "scenes": scenes, "seeds": seeds, "capture_suite": suite_version(),
               "search_scene": scenes[0], "has_batch_size": HAS_BATCH,
-              "best": {o: {"label": s.label(), **asdict(s)} for o, s in best.items()},
+              "best": {o: {"label": s.label(), "rates": rates(s, a.views), **asdict(s)}
+                       for o, s in best.items()},
               "search": [{k: r[k] for k in ("stage", "label", "psnr", "ssim", "splats",
                                             "seconds", "setting")}
                          for r in rows if r["stage"] not in ("final", "random start")],
