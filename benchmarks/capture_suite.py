@@ -61,6 +61,8 @@ FOV_X_DEG = 60.0  # horizontal field of view of every camera
 POINTS = 4000  # points in points3D
 OUTLIER_SHARE = 0.03  # ... of which this share are stray points
 MIN_TRACK = 3  # a point's splat is seen by at least this many views
+# of this file as imported: what made a cached capture (a changed generator makes it again)
+SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 DEFAULT_OUT = Path.home() / ".cache" / "splat-lion" / "capture-suite"
 
 
@@ -218,6 +220,9 @@ def sheen(normals: np.ndarray, gloss: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scene:
+    """A scene's ground truth: its splats' stored values (as Gaussians.from_arrays takes them)
+    and what the capture needs beside them."""
+
     # the splats' stored values: centres [N, 3], log sigma [N, 3], quaternions [N, 4]
     means: np.ndarray
     scales: np.ndarray
@@ -283,8 +288,8 @@ class Builder:
 
 
 def sky(b: Builder, noise: Noise, radius: float = 30.0) -> None:
-    """A sky dome (blue to pale at the horizon, with clouds) and a band of hills and trees
-    between 0.6 and 0.7 of its radius."""
+    """A sky dome (blue to pale at the horizon, with clouds) and a ring of wooded hills at
+    0.62 of its radius."""
     p, n = dome(radius, 0.045 * radius)
     elevation = np.clip(p[:, 2] / radius, 0, 1)
     clouds = np.clip(noise.fbm(p, 3.0 / radius) * 1.8, 0, 1) * (elevation > 0.08)
@@ -580,8 +585,7 @@ def check_name(name: str) -> None:
 def settings(name: str, size: int, views: int | None) -> dict:
     """What makes a capture: a folder made with other settings, or by another version of this
     file, is made again."""
-    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-    return {"version": VERSION, "source": source, "seed": SEED, "name": name, "size": size,
+    return {"version": VERSION, "source": SOURCE_DIGEST, "seed": SEED, "name": name, "size": size,
             "views": VIEWS if views is None else views, "points": POINTS}
 
 
