@@ -26,6 +26,7 @@ import pytest
 
 import splat_lion.scenes as scenes
 from splat_lion.cameras import orbit_cameras
+from splat_lion.datasets import write_transforms
 from splat_lion.errors import PlyError, SplatLionError
 from splat_lion.gaussians import Gaussians
 from splat_lion.ply import load_ply, save_ply
@@ -139,6 +140,14 @@ def test_frustums_have_the_cameras_pose_and_field_of_view(knot):
             np.testing.assert_allclose(frustum.position, cam.position, atol=1e-6)
             assert frustum.fov == pytest.approx(2 * np.arctan(60 / cam.fy))  # vertical
             assert frustum.aspect == pytest.approx(160 / 120)
+
+
+def test_a_capture_folder_gives_its_cameras(tmp_path, knot):
+    cams = orbit_cameras(radius=4.0, n=3, width=16, height=12)
+    write_transforms(tmp_path, cams, [np.full((12, 16, 3), 0.5)] * 3)
+    with serve(knot, cameras=tmp_path, port=free_port()) as viewer:
+        shown = sorted(tuple(f.position.round(4)) for f in viewer._frustums)  # train, held out
+        assert shown == sorted(tuple(c.position.round(4)) for c in cams)
 
 
 def test_progress_hook_updates_once_every_n_steps(knot, monkeypatch):
