@@ -8,6 +8,7 @@
     splat-lion render SCENE --out DIR  PNG views and (--orbit N) a turntable GIF
     splat-lion profile SOURCE          memory of a fit step by tag and phase, per optimizer
     splat-lion export SPLATS --format F  the splats as .splat, compressed PLY, .spz or .sog
+    splat-lion view SPLATS             a web viewer (viser) of a .ply or a fit's output
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .outputs import output_lock, save_or_keep
 from .ply import load_ply, save_ply
 from .problem import INITS, ProblemConfig, load_problem, orbit_around, scene_frame, scene_path
 from .render import render
+from .viewer import DEFAULT_EVERY, serve
 
 MIB = 2**20
 
@@ -121,11 +123,29 @@ def cmd_fit(args: argparse.Namespace) -> int:
     be = get_backend()
     out_dir = Path(args.out)
     problem = load_problem(args.source, problem_config(args), backend=be)
-    with output_lock(out_dir):  # one fit per output folder at a time
-        return _fit(args, be, problem, out_dir)
+    viewer = None
+    if args.viewer:  # the start at once, then the splats as they train
+        viewer = serve(problem.start, cameras=problem.train_cameras + problem.test_cameras,
+                       port=args.viewer_port)
+        print(f"splat-lion: the viewer is at {viewer.url}", file=sys.stderr)
+    try:
+        with output_lock(out_dir):  # one fit per output folder at a time
+            status = _fit(args, be, problem, out_dir, viewer)
+    except BaseException:
+        if viewer:
+            viewer.close()
+        raise
+    if viewer and status == 0:  # as gsplat's trainer: the result stays on show
+        viewer.update(problem.start)
+        print(f"splat-lion: the viewer shows the fitted splats at {viewer.url}; Ctrl-C to stop",
+              file=sys.stderr)
+        viewer.wait()
+    elif viewer:
+        viewer.close()
+    return status
 
 
-def _fit(args: argparse.Namespace, be, problem, out_dir: Path) -> int:
+def _fit(args: argparse.Namespace, be, problem, out_dir: Path, viewer) -> int:
     resume = load_checkpoint(out_dir / CHECKPOINT_NAME) if args.resume else None
     steps = args.steps or (resume["config"]["steps"] if resume else
                            problem.default_steps(FitConfig.steps, args.batch_size))
@@ -176,6 +196,9 @@ def _fit(args: argparse.Namespace, be, problem, out_dir: Path) -> int:
         shown.update(loss=f"{loss:.4f}", psnr=f"{p:.1f}", splats=f"{g.count:,}",
                      mem=f"{be.memory.current_bytes() / MIB:.1f}MiB")
         bar.set_postfix(shown)
+
+    if viewer:  # updates on logging steps, at most viewer.UPDATE_SHARE of the fit's time
+        progress = viewer.progress_hook(g, every=args.viewer_every, then=progress)
 
     def evaluate(g):  # every --eval-every steps: PSNR and SSIM of the held-out views
         e = problem.evaluate(g)
@@ -364,6 +387,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- view ---------------------------------------------------------------------------------------
+
+def cmd_view(args: argparse.Namespace) -> int:
+    """Serve the splats in a browser (viewer.py, on viser) until Ctrl-C."""
+    viewer = serve(splats_path(args.source), cameras=args.cameras, port=args.port,
+                   host=args.host)
+    print(f"splat-lion: viewing {args.source} at {viewer.url}; Ctrl-C to stop", file=sys.stderr)
+    viewer.wait()
+    return 0
+
+
 # -- profile ------------------------------------------------------------------------------------
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -430,6 +464,7 @@ def memory_size(text: str) -> int:
 # The ranges of options no config holds (the others come from FitConfig and ProblemConfig).
 ELEVATION = Range(-90.0, 90.0, float, open_lo=True, open_hi=True)  # degrees; +-90: no up
 COUNT = Range(1, 100_000)  # render's --views and --orbit
+PORT = Range(1, 65_535)  # view's --port, fit's --viewer-port
 
 
 def typed(cls, name: str):
@@ -539,6 +574,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="captures: undistort into the whole field of view, the border left "
                            "out of the loss (default: the largest view without a border)")
     add_frame_options(fit_, "orbit views of a scene")
+    fit_.add_argument("--viewer", action="store_true",
+                      help="watch the splats train in the browser (needs splat-lion[viewer]); "
+                           "after the fit it keeps showing them until Ctrl-C")
+    fit_.add_argument("--viewer-every", type=option_type(None, "viewer-every", rng=COUNT),
+                      default=DEFAULT_EVERY, metavar="N",
+                      help=f"with --viewer: update the splats every N steps at most (default "
+                           f"{DEFAULT_EVERY}; updates take at most 2%% of the fit's time)")
+    fit_.add_argument("--viewer-port", type=option_type(None, "viewer-port", rng=PORT),
+                      default=8080, help="with --viewer: the port (default 8080)")
     fit_.add_argument("--quiet", action="store_true", help="no progress bar")
     fit_.add_argument("--max-memory", type=memory_size, default=None, metavar="SIZE",
                       help="refuse to start when the predicted peak exceeds SIZE (e.g. 8GB); "
@@ -602,6 +646,16 @@ def build_parser() -> argparse.ArgumentParser:
                           + "; ".join(f"{k}: {', '.join(f'{n}={v}' for n, v in o.items())}"
                                       for k, o in OPTIONS.items() if o))
     exp.set_defaults(func=cmd_export)
+    view = sub.add_parser("view", help="look at splats in the browser (needs splat-lion[viewer])")
+    view.add_argument("source", help="a 3DGS .ply file, a bundled scene name, or a fit's --out "
+                                     "folder (its fitted.ply)")
+    view.add_argument("--cameras", default=None, metavar="CAPTURE",
+                      help="also show a capture's cameras (transforms.json or COLMAP folder)")
+    view.add_argument("--port", type=option_type(None, "port", rng=PORT), default=8080,
+                      help="port to serve on (default 8080; the next free one if taken)")
+    view.add_argument("--host", default="127.0.0.1",
+                      help="address to serve on (default 127.0.0.1; 0.0.0.0 for other machines)")
+    view.set_defaults(func=cmd_view)
     return parser
 
 

@@ -555,3 +555,45 @@ def test_render_modes_write_colour_mapped_pngs(tmp_path, capsys, mode):
         assert grey.all() and rgb.max() == 255 and rgb.min() == 0  # opaque knot, empty corners
     else:  # colour-mapped where the knot is, neutral grey around it
         assert (~grey).mean() > 0.1 and grey[0, 0] and len(np.unique(rgb[~grey], axis=0)) > 20
+
+
+# -- view, fit --viewer ------------------------------------------------------------------------
+
+@pytest.fixture
+def viewer_calls(monkeypatch):
+    """The viewer's updates and waits, recorded; wait() closes at once instead of serving
+    until Ctrl-C."""
+    pytest.importorskip("viser")
+    from splat_lion import viewer
+
+    calls = []
+    real_update = viewer.Viewer.update
+
+    def update(self, g, step=None, psnr=None):
+        calls.append(("update", g.count, step))
+        real_update(self, g, step, psnr)
+
+    monkeypatch.setattr(viewer.Viewer, "update", update)
+    monkeypatch.setattr(viewer.Viewer, "wait", lambda self: (calls.append(("wait",)),
+                                                             self.close()))
+    return calls
+
+
+def test_view_serves_a_fits_output_until_stopped(tmp_path, capsys, viewer_calls):
+    assert main(["fit", "shapes", "--out", str(tmp_path), "--steps", "2", "--resolution", "16",
+                 "--quiet"]) == 0
+    assert main(["view", str(tmp_path), "--port", "18631"]) == 0
+    assert viewer_calls == [("wait",)]
+    assert "at http://127.0.0.1:186" in capsys.readouterr().err
+
+
+def test_fit_viewer_updates_while_training_and_shows_the_result(tmp_path, capsys,
+                                                                viewer_calls):
+    assert main(["fit", "planet", "--out", str(tmp_path), "--steps", "25", "--resolution", "16",
+                 "--viewer", "--viewer-every", "10", "--viewer-port", "18641", "--quiet"]) == 0
+    updates = [c[2] for c in viewer_calls if c[0] == "update"]
+    # on logging steps (at most 2% of the fit's time: some may be passed over), then the result
+    assert updates[0] == 10 and all(u % 10 == 0 for u in updates[1:-1]) and updates[-1] is None
+    assert viewer_calls[-1] == ("wait",)
+    assert (tmp_path / "fitted.ply").exists()  # written before the viewer waits
+    assert "the viewer shows the fitted splats at http://" in capsys.readouterr().err
