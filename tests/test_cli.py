@@ -246,7 +246,8 @@ def test_max_memory_caps_densification(shapes_capture, tmp_path, capsys):
 
     root, num_points = shapes_capture
     images = 8 * 24 * 32 * 3 * 4  # 7 training and 1 held-out float32 image of 32x24
-    budget = predict_fit_peak(num_points + 5, 32, 24, 1, "lion", image_bytes=images)
+    budget = predict_fit_peak(num_points + 5, 32, 24, 1, "lion", image_bytes=images,
+                              train_views=7)
     out = tmp_path / "fit"
     assert main(["fit", str(root / "colmap"), "--out", str(out), "--steps", "60",
                  "--sh-degree", "1", "--densify", "on", "--quiet", "--max-memory",
