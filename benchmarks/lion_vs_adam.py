@@ -18,6 +18,9 @@ preset (Adam: LrTable.adam_3dgs on 1e-3; Lion: LrTable.lion_default on 1e-4):
     5. batch sizes (BATCHES, FitConfig.batch_size) at equal views, base lr x1 and x sqrt(B);
     6. Lion variants, one run each: "cautious" (no update where sign(c) disagrees with the
        gradient's sign) and per-group betas, in NumPy (StudyLion), not in the library;
+    7. a second pass over the groups the first moved (the same factor once more);
+    8. the batch table: every batch size at x1 and x sqrt(B) at the best rates;
+  (the order run: batch 4 first, then 1, the other batches, 3, 2, 6, 4, 7, 8)
   final: each optimizer's best (variants aside) and Lion's with bf16 momentum, on every
     scene and --seeds; then, if time is left, from a random start (seed 0).
 The search stops early when the final runs would not otherwise fit before --deadline.
@@ -342,6 +345,8 @@ class Search:
         self.study, self.scene, self.init, self.reserve = study, scene, init, reserve
         self.best = Setting.preset(optimizer)
         self.best_row = None
+        # group -> the factor the first pass kept
+        self.moved: dict[str, float] = {}
 
     def affordable(self) -> bool:
         """Whether a search run (and its twin of the other optimizer) leaves time for the runs
@@ -373,7 +378,21 @@ class Search:
     def group(self, group: str) -> None:
         for factor in FACTORS:
             if self.try_(self.best.with_mult(group, factor), f"rates {group}"):
+                self.moved[group] = factor
                 return
+
+    def again(self) -> None:
+        """The second pass: each group the first moved, once more by the same factor."""
+        for group, factor in list(self.moved.items()):
+            self.try_(self.best.with_mult(group, factor), f"rates {group}, again")
+
+    def batch_table(self) -> None:
+        """Every batch size at base lr x1 and x sqrt(B) at the best rates (the batch table;
+        runs made already are taken from the log)."""
+        for b in (1, *sorted(BATCHES)):
+            base = replace(self.best, batch=1, batch_lr=1.0)
+            for lr in sorted({1.0, math.sqrt(b)}):
+                self.try_(replace(base, batch=b, batch_lr=lr), "batch table")
 
     def decay(self) -> None:
         self.try_(replace(self.best, decay=None if self.best.decay else DECAY), "decay")
@@ -431,7 +450,7 @@ def plan(study: Study, scenes: list[str], seeds: list[int]) -> dict:
     groups = [lambda s, g=g: s.group(g) for g in GROUP_ORDER]
     batches = [lambda s, b=b: s.batch(b) for b in BATCHES]
     stages = [batches[0], *groups, *batches[1:], Search.betas, Search.decay, Search.variants,
-              Search.weight_decay]
+              Search.weight_decay, Search.again, Search.batch_table]
     if a.quick:
         stages = [batches[0], groups[0], Search.variants]
     for stage in stages:
