@@ -426,11 +426,14 @@ class Search:
                 self.study.run(self.scene, self.init, 0, s, "variant")
 
 
-def finals(best: dict[str, Setting], seed: int | None = None, bf16_seeds=None) -> list[Setting]:
-    """The final comparison's settings: each optimizer's best, and Lion's with bf16 momentum
-    (for `seed` in bf16_seeds, or always when either is None)."""
+def finals(best: dict[str, Setting], seed: int | None = None, bf16_seeds=None,
+           cautious: bool = False) -> list[Setting]:
+    """The final comparison's settings: each optimizer's best, Lion's with bf16 momentum (for
+    `seed` in bf16_seeds, or always when either is None), and with `cautious` the cautious
+    variant of Lion's best."""
     bf16 = seed is None or bf16_seeds is None or seed in bf16_seeds
-    return [best["adam"], best["lion"]] + [replace(best["lion"], momentum="bfloat16")] * bf16
+    return ([best["adam"], best["lion"]] + [replace(best["lion"], momentum="bfloat16")] * bf16
+            + [replace(best["lion"], cautious=True)] * cautious)
 
 
 def plan(study: Study, scenes: list[str], seeds: list[int]) -> dict:
@@ -441,7 +444,7 @@ def plan(study: Study, scenes: list[str], seeds: list[int]) -> dict:
     def reserve() -> int:  # final runs not yet in the log (at the current bests)
         best = {o: s.best for o, s in search.items()}
         return sum(study.done(sc, a.init, seed, s) is None for sc in scenes for seed in seeds
-                   for s in finals(best, seed, a.bf16_seeds))
+                   for s in finals(best, seed, a.bf16_seeds, a.final_cautious))
 
     for o in ("adam", "lion"):
         search[o] = Search(study, o, scenes[0], a.init, reserve)
@@ -459,7 +462,7 @@ def plan(study: Study, scenes: list[str], seeds: list[int]) -> dict:
     best = {o: s.best for o, s in search.items()}
     for sc in scenes:
         for seed in seeds:
-            for s in finals(best, seed, a.bf16_seeds):
+            for s in finals(best, seed, a.bf16_seeds, a.final_cautious):
                 study.run(sc, a.init, seed, s, "final")
     if a.random and a.init != "random":
         for sc in scenes:
@@ -476,14 +479,15 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def summary(rows: list[dict], best: dict[str, Setting], scenes, seeds, init, key) -> list[dict]:
+def summary(rows: list[dict], best: dict[str, Setting], scenes, seeds, init, key,
+            cautious: bool) -> list[dict]:
     """Per scene and final setting: mean and spread (sample std) over seeds; Lion's gap to
     Adam per seed (the same views and order), mean and spread."""
     index = {r["key"]: r for r in rows}
     out = []
     for sc in scenes:
         per = {}
-        for s in finals(best):
+        for s in finals(best, cautious=cautious):
             got = [index.get(key(sc, init, seed, s)) for seed in seeds]
             got = [r for r in got if r is not None and r["psnr"] is not None]
             if not got:
@@ -495,7 +499,7 @@ def summary(rows: list[dict], best: dict[str, Setting], scenes, seeds, init, key
                 entry[k], entry[k + "_spread"] = mean_spread([r[k] for r in got])
             out.append(entry)
         adam = {r["seed"]: r["psnr"] for r in per.get(best["adam"].label(), [])}
-        for s in finals(best)[1:]:
+        for s in finals(best, cautious=cautious)[1:]:
             diffs = [r["psnr"] - adam[r["seed"]] for r in per.get(s.label(), [])
                      if r["seed"] in adam]
             if diffs:
@@ -550,30 +554,61 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(result: dict, rows: list[dict], path: Path) -> None:
-    """PSNR against rendered views per scene: the final runs' mean over seeds."""
+def plot(study: Study, best: dict[str, Setting], scenes, seeds, path: Path) -> None:
+    """PSNR against rendered views per scene: each final setting's mean over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scenes = result["scenes"]
-    fig, axes = plt.subplots(1, len(scenes), figsize=(4.2 * len(scenes), 3.4), squeeze=False)
+    a = study.args
+    fig, axes = plt.subplots(1, len(scenes), figsize=(4.4 * len(scenes), 3.6), squeeze=False)
     for ax, sc in zip(axes[0], scenes):
-        for label in dict.fromkeys(r["label"] for r in rows if r["stage"] == "final"):
-            curves = [r["curve"] for r in rows if r["stage"] == "final" and r["scene"] == sc
-                      and r["label"] == label and r["curve"]]
+        for s in finals(best, cautious=a.final_cautious):
+            rows = [study.done(sc, a.init, seed, s) for seed in seeds]
+            curves = [r["curve"] for r in rows if r is not None and r["curve"]]
             if not curves:
                 continue
             n = min(len(c) for c in curves)
             views = [c[0] for c in curves[0][:n]]
             ax.plot(views, np.mean([[c[1] for c in cv[:n]] for cv in curves], axis=0),
-                    label=label, lw=1.4)
+                    label=f"{s.label()} ({len(curves)} seeds)", lw=1.4)
         ax.set_title(sc)
         ax.set_xlabel("rendered views")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
     axes[0][0].set_ylabel("held-out PSNR (dB)")
-    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def plot_batches(study: Study, best: dict[str, Setting], scene: str, path: Path) -> None:
+    """PSNR against rendered views on the search scene (seed 0) per batch size, at each
+    optimizer's best rates and, per batch size, the better of its lr scalings."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8.8, 3.6), sharey=True)
+    for ax, o in zip(axes, ("adam", "lion")):
+        base = replace(best[o], batch=1, batch_lr=1.0)
+        for b in (1, *sorted(BATCHES)):
+            rows = [study.done(scene, study.args.init, 0, replace(base, batch=b, batch_lr=lr))
+                    for lr in sorted({1.0, math.sqrt(b)})]
+            rows = [r for r in rows if r is not None and r["curve"]]
+            if rows:
+                r = max(rows, key=score)
+                lr = r["setting"]["batch_lr"]
+                ax.plot([c[0] for c in r["curve"]], [c[1] for c in r["curve"]], lw=1.4,
+                        label=f"B {b}, lr x{lr:.3g}: {r['psnr']:.2f} dB")
+        ax.set_title(f"{o}, {scene}, seed 0")
+        ax.set_xlabel("rendered views")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("held-out PSNR (dB)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -593,7 +628,7 @@ def report(study: Study, best: dict[str, Setting], scenes, seeds) -> dict:
               "search": [{k: r[k] for k in ("stage", "label", "psnr", "ssim", "splats",
                                             "seconds", "setting")}
                          for r in rows if r["stage"] not in ("final", "random start")],
-              "final": summary(rows, best, scenes, seeds, a.init, study.key),
+              "final": summary(rows, best, scenes, seeds, a.init, study.key, a.final_cautious),
               "random": [r for r in rows if r["stage"] == "random start"],
               "runs": rows}
     return result
@@ -613,6 +648,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="densification adds no splats past this many (DensifyConfig.max_splats)")
     p.add_argument("--bf16-seeds", default=None,
                    help="seeds of the final runs with bf16 momentum (default: every seed)")
+    p.add_argument("--final-cautious", action="store_true",
+                   help="the final runs also take Lion's best in its cautious variant")
     p.add_argument("--random", action="store_true",
                    help="after the final runs, also a random start (seed 0) if time is left")
     p.add_argument("--deadline", default=None, metavar="HH:MM",
@@ -661,8 +698,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.markdown:
         a.markdown.write_text(table + "\n")
     if a.plot or not a.quick:
-        plot(result, list(study.rows.values()), a.plot or Path(tempfile.gettempdir())
-             / "lion-vs-adam-views.png")
+        path = a.plot or Path(tempfile.gettempdir()) / "lion-vs-adam-views.png"
+        plot(study, best, scenes, seeds, path)
+        plot_batches(study, best, scenes[0], path.with_name(path.stem + "-batch.png"))
     write_result(result, f"lion-vs-adam-{a.init}", be.name, be.describe()["device"], a.quick,
                  a.out)
     return 0
