@@ -36,7 +36,7 @@ from .errors import ConfigError, SplatLionError
 from .export import FORMATS, OPTIONS, export
 from .fit import CHECKPOINT_NAME, FitConfig, fit, make_optimizer
 from .frame import frame_of_splats
-from .optim.registry import OPTIMIZER_NAMES, OPTIMIZER_SPECS
+from .optim.registry import OPTIMIZER_NAMES, OPTIMIZER_SPECS, optimizer_spec
 from .outputs import output_lock, save_or_keep
 from .ply import load_ply, save_ply
 from .problem import INITS, ProblemConfig, load_problem, orbit_around, scene_frame, scene_path
@@ -147,25 +147,25 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace, be, problem, out_dir: Path, viewer) -> int:
     resume = load_checkpoint(out_dir / CHECKPOINT_NAME) if args.resume else None
+    rates = "from_points" if problem.from_points else "refine"
+    # the optimizer's preset for this start (registry: Lion 4 views a step from points)
+    batch = args.batch_size or (int(resume["config"].get("batch_size", 1)) if resume else
+                                optimizer_spec(args.optimizer).batch_size(rates))
     steps = args.steps or (resume["config"]["steps"] if resume else
-                           problem.default_steps(FitConfig.steps, args.batch_size))
+                           problem.default_steps(FitConfig.steps, batch))
     densify = args.densify == "on" or (args.densify == "auto" and problem.from_points)
     densify = DensifyConfig.for_steps(steps) if densify else None
     if args.max_memory:
-        densify = _within_max_memory(args.max_memory, problem, args.optimizer, densify,
-                                     args.batch_size)
-    config = FitConfig(optimizer=args.optimizer, steps=steps, batch_size=args.batch_size,
-                       seed=args.seed, lr=args.lr,
-                       background=problem.background, densify=densify,
-                       lion_rates="from_points" if problem.from_points else "refine",
+        densify = _within_max_memory(args.max_memory, problem, args.optimizer, densify, batch)
+    config = FitConfig(optimizer=args.optimizer, steps=steps, batch_size=batch, seed=args.seed,
+                       lr=args.lr, background=problem.background, densify=densify, rates=rates,
                        checkpoint_every=args.checkpoint_every, eval_every=args.eval_every)
     empty = problem.empty_views(problem.start)
     g, (w, h) = problem.start, problem.size
     memory.require_memory(
         memory.predict_fit_peak(g.count, w, h, g.sh_degree, args.optimizer,
                                 image_bytes=problem.image_bytes,
-                                train_views=len(problem.train_cameras),
-                                batch_size=args.batch_size),
+                                train_views=len(problem.train_cameras), batch_size=batch),
         f"a fit of {g.count:,} splats at {w}x{h} with {args.optimizer}",
         "try --downscale 2, --max-images, fewer --init-points or --optimizer lion-bf16", be)
     if not problem.test_cameras:  # e.g. a transforms_train.json without a transforms_test.json
@@ -175,8 +175,9 @@ def _fit(args: argparse.Namespace, be, problem, out_dir: Path, viewer) -> int:
         print(f"splat-lion: warning: {len(empty)} of the {problem.evaluated_on} see no splat of "
               f"the start (views {empty[:5]})", file=sys.stderr)
     if not args.steps and not resume and problem.kind != "scene":
-        print(f"splat-lion: {steps:,} steps, the default for a capture on {be.name} ("
-              + ("3DGS's" if be.name != "cpu" else "about ten minutes at this size")
+        print(f"splat-lion: {steps:,} steps of {batch} views, the default for a capture on "
+              f"{be.name} (" + ("3DGS's 30,000 views" if be.name != "cpu" else
+                                "about ten minutes at this size")
               + "); --steps N to change", file=sys.stderr)
     psnr_before = resume["meta"]["psnr_before"] if resume else problem.evaluate(g).psnr
     first_step = int(resume["step"]) if resume else 0
@@ -523,10 +524,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"optimisation steps, --batch-size views each (default: "
                            f"{FitConfig.steps} views' worth for a scene; for a capture 30000 "
                            "views' worth on a GPU, about ten minutes' worth on the CPU)")
-    fit_.add_argument("--batch-size", type=typed(FitConfig, "batch_size"),
-                      default=FitConfig.batch_size, metavar="B",
-                      help="views rendered per optimizer step, their gradients summed (default "
-                           f"{FitConfig.batch_size}); schedules count steps")
+    fit_.add_argument("--batch-size", type=typed(FitConfig, "batch_size"), default=None,
+                      metavar="B",
+                      help="views rendered per optimizer step, their gradients summed; "
+                           "schedules count steps (default: the optimizer's preset: from points "
+                           + ", ".join(f"{s.name} {s.batch_from_points}"
+                                       for s in OPTIMIZER_SPECS.values())
+                           + "; refining a scene 1)")
     fit_.add_argument("--lr", type=typed(FitConfig, "lr"), default=None,
                       help="base learning rate (default: the optimizer's preset; the lr table "
                            "scales it per attribute)")

@@ -38,7 +38,7 @@ from .errors import ConfigError, DivergenceError, NonFiniteError
 from .gaussians import Gaussians
 from .layout import Flat, Layout
 from .loss import photometric_loss, psnr
-from .optim.registry import LION_RATES, optimizer_spec
+from .optim.registry import RATES, optimizer_spec
 from .render import render, render_backward
 
 # The SH ramp, as a fraction of the run: 3DGS raises the degree every 1000 of 30 000 steps.
@@ -56,9 +56,10 @@ class FitConfig:
     batch_size: int = ranged(1, 1, 4096)
     # base learning rate; None: the preset's (Lion 1e-4, Adam 1e-3), scaled by the lr table
     lr: float | None = ranged(None, 0, 1, kind=float, optional=True, open_lo=True)
-    # Lion's lr table: "from_points" (LrTable.lion_default: big steps that decay, for a start
-    # from points or random) or "refine" (LrTable.lion_refine: for a start that is close)
-    lion_rates: str = "from_points"
+    # the lr preset by start (registry.RATES): "from_points" (Lion: LrTable.lion_default, big
+    # steps that decay; Adam: LrTable.adam_from_points), for a start from points or random,
+    # or "refine" (LrTable.lion_refine; Adam: adam_3dgs), for a start that is close
+    rates: str = "from_points"
     # background colour composited behind the splats, RGB in [0, 1]
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # steps between raises of the active SH degree; None: steps / 30 (3DGS: 1000 of 30 000),
@@ -84,9 +85,8 @@ class FitConfig:
         if self.densify is not None and not isinstance(self.densify, DensifyConfig):
             raise TypeError(f"densify must be a DensifyConfig or None, got "
                             f"{type(self.densify).__name__}")
-        if self.lion_rates not in LION_RATES:
-            raise ConfigError(f"lion_rates must be one of {', '.join(LION_RATES)}, got "
-                              f"{self.lion_rates!r}")
+        if self.rates not in RATES:
+            raise ConfigError(f"rates must be one of {', '.join(RATES)}, got {self.rates!r}")
 
     @property
     def sh_interval(self) -> int:
@@ -97,7 +97,7 @@ class FitConfig:
     def refine(cls, steps: int, **kwargs) -> "FitConfig":
         """Refining splats that are nearly right (a perturbed or pre-fitted scene): Lion's
         refine rates, no densification."""
-        return cls(**{"steps": steps, "lion_rates": "refine", "densify": None, **kwargs})
+        return cls(**{"steps": steps, "rates": "refine", "densify": None, **kwargs})
 
     @classmethod
     def from_points(cls, steps: int, **kwargs) -> "FitConfig":
@@ -148,7 +148,7 @@ class FitResult:
 def make_optimizer(config: FitConfig, extent: float, backend):
     """The optimizer config.optimizer names, at its preset rates for this fit (registry)."""
     return optimizer_spec(config.optimizer).make(extent, config.steps, lr=config.lr,
-                                                 lion_rates=config.lion_rates, backend=backend)
+                                                 rates=config.rates, backend=backend)
 
 
 def _check_nonfinite(be, opt, grads: Flat, params: Flat) -> None:

@@ -243,11 +243,13 @@ def test_fit_command_refuses_a_run_that_cannot_fit_max_memory(tmp_path, capsys):
 def test_max_memory_caps_densification(shapes_capture, tmp_path, capsys):
     """A budget that fits the start plus 5 splats: densification stops there."""
     from splat_lion.memory import predict_fit_peak
+    from splat_lion.optim import optimizer_spec
 
     root, num_points = shapes_capture
     images = 8 * 24 * 32 * 3 * 4  # 7 training and 1 held-out float32 image of 32x24
+    batch = optimizer_spec("lion").batch_size("from_points")  # the CLI's default from points
     budget = predict_fit_peak(num_points + 5, 32, 24, 1, "lion", image_bytes=images,
-                              train_views=7)
+                              train_views=7, batch_size=batch)
     out = tmp_path / "fit"
     assert main(["fit", str(root / "colmap"), "--out", str(out), "--steps", "60",
                  "--sh-degree", "1", "--densify", "on", "--quiet", "--max-memory",
@@ -378,7 +380,7 @@ def test_a_capture_fit_without_steps_says_its_default(shapes_capture, tmp_path, 
     root, _ = shapes_capture
     assert main(["fit", str(root / "nerf"), "--out", str(tmp_path), "--init-points", "50",
                  "--sh-degree", "0", "--quiet"]) == 0
-    assert "5 steps, the default for a capture on cpu" in capsys.readouterr().err
+    assert "5 steps of 4 views, the default for a capture on cpu" in capsys.readouterr().err
 
 
 # -- hardening: options out of range, the error boundary --------------------------------------

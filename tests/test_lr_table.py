@@ -8,6 +8,7 @@ import pytest
 
 from splat_lion import Adam, Lion, LrEntry, LrTable
 from splat_lion.optim import ADAM_3DGS_LR
+from splat_lion.optim.lr_table import ADAM_FROM_POINTS_FACTORS, LION_FROM_POINTS_FACTORS
 
 
 def test_adam_3dgs_reproduces_the_original_rates():
@@ -38,13 +39,14 @@ def test_unlisted_names_scale_by_one_and_the_optimizer_follows_its_iteration():
     assert opt.iteration == 10 and opt.lr_scale("means") == pytest.approx(before / 100)
 
 
-@pytest.mark.parametrize("preset,multiplier", [(LrTable.lion_default, 40.0),
-                                               (LrTable.lion_refine, 3.0)])
-def test_lion_presets_scale_3dgs_relative_rates_and_decay_them(preset, multiplier):
+@pytest.mark.parametrize("preset,multiplier,factors", [
+    (LrTable.lion_default, 40.0, LION_FROM_POINTS_FACTORS), (LrTable.lion_refine, 3.0, {})])
+def test_lion_presets_scale_3dgs_relative_rates_and_decay_them(preset, multiplier, factors):
     lion, adam = preset(extent=2.0, steps=1000), LrTable.adam_3dgs(extent=2.0, steps=1000)
     assert lion.names == adam.names
     for name in adam.names:
-        assert lion.scale(name, 0) == pytest.approx(multiplier * adam.scale(name, 0)), name
+        want = multiplier * factors.get(name, 1.0) * adam.scale(name, 0)
+        assert lion.scale(name, 0) == pytest.approx(want), name
         decay = 0.01 if name == "means" else 0.1  # means: 3DGS's own decay
         assert lion.scale(name, 1000) == pytest.approx(decay * lion.scale(name, 0)), name
     assert Lion.for_splats().lr_table == LrTable.lion_default()
@@ -74,3 +76,12 @@ def test_bad_entries_are_clear_errors(build, match):
 def test_entries_must_be_lr_entries():
     with pytest.raises(TypeError, match="entry 'means': expected an LrEntry, got float"):
         LrTable({"means": 0.1})
+
+
+def test_adam_from_points_is_3dgs_with_the_studys_factors():
+    tuned, base = LrTable.adam_from_points(2.0, 1000), LrTable.adam_3dgs(2.0, 1000)
+    assert ADAM_FROM_POINTS_FACTORS == {"scales": 2.0, "opacities": 2.0, "sh0": 2.0, "shN": 2.0}
+    for name in base.names:
+        for step in (0, 500, 1000):
+            want = ADAM_FROM_POINTS_FACTORS.get(name, 1.0) * base.scale(name, step)
+            assert tuned.scale(name, step) == pytest.approx(want), (name, step)

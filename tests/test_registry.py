@@ -8,21 +8,25 @@ import pytest
 
 from splat_lion.fit import FitConfig, make_optimizer
 from splat_lion.layout import Flat, Layout
-from splat_lion.optim import (ADAM_3DGS_LR, LION_DEFAULT_LR, LION_RATES, OPTIMIZER_NAMES,
-                              OPTIMIZER_SPECS, Adam, Lion, LrTable, optimizer_name, optimizer_spec)
+from splat_lion.optim import (ADAM_3DGS_LR, LION_DEFAULT_LR, OPTIMIZER_NAMES, OPTIMIZER_SPECS,
+                              RATES, Adam, Lion, LrTable, optimizer_name, optimizer_spec)
 
 EXTENT, STEPS = 2.5, 120
 # what each name must build: (class, base lr, Lion's momentum dtype or None, lr table)
 WANT = {
     "lion": (Lion, LION_DEFAULT_LR, "float32", LrTable.lion_default(EXTENT, STEPS)),
     "lion-bf16": (Lion, LION_DEFAULT_LR, "bfloat16", LrTable.lion_default(EXTENT, STEPS)),
-    "adam": (Adam, ADAM_3DGS_LR, None, LrTable.adam_3dgs(EXTENT, STEPS)),
+    "adam": (Adam, ADAM_3DGS_LR, None, LrTable.adam_from_points(EXTENT, STEPS)),
 }
 
 
-def test_the_registry_holds_the_three_names_and_the_lion_presets():
+def test_the_registry_holds_the_three_names_and_the_presets():
     assert OPTIMIZER_NAMES == ("lion", "lion-bf16", "adam") == tuple(WANT)
-    assert LION_RATES == ("from_points", "refine")
+    assert RATES == ("from_points", "refine")
+    # the study's batch sizes from points (docs/lion-vs-adam.md); refining: one view a step
+    assert {n: (s.batch_size("from_points"), s.batch_size("refine"))
+            for n, s in OPTIMIZER_SPECS.items()} == {"lion": (4, 1), "lion-bf16": (4, 1),
+                                                     "adam": (1, 1)}
     assert all(spec.description for spec in OPTIMIZER_SPECS.values())
 
 
@@ -40,17 +44,17 @@ def test_every_name_builds_the_optimizer_it_says(cpu, name):
 
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
 def test_fit_builds_its_optimizer_through_the_registry(cpu, name):
-    for rates in LION_RATES:
-        config = FitConfig(optimizer=name, steps=STEPS, lion_rates=rates, lr=3e-3)
+    for rates in RATES:
+        config = FitConfig(optimizer=name, steps=STEPS, rates=rates, lr=3e-3)
         got = make_optimizer(config, EXTENT, cpu)
-        want = optimizer_spec(name).make(EXTENT, STEPS, lr=3e-3, lion_rates=rates, backend=cpu)
+        want = optimizer_spec(name).make(EXTENT, STEPS, lr=3e-3, rates=rates, backend=cpu)
         assert repr(got) == repr(want) and got.backend is cpu
 
 
-def test_lion_rates_pick_lions_table_and_adam_keeps_the_3dgs_one():
-    refine = optimizer_spec("lion").make(EXTENT, STEPS, lion_rates="refine")
+def test_rates_pick_each_optimizers_table_and_refining_adam_keeps_3dgs_own():
+    refine = optimizer_spec("lion").make(EXTENT, STEPS, rates="refine")
     assert refine.lr_table == LrTable.lion_refine(EXTENT, STEPS)
-    adam = optimizer_spec("adam").make(EXTENT, STEPS, lion_rates="refine")
+    adam = optimizer_spec("adam").make(EXTENT, STEPS, rates="refine")
     assert adam.lr_table == LrTable.adam_3dgs(EXTENT, STEPS)
 
 
@@ -70,9 +74,9 @@ def test_unknown_names_are_clear_errors():
     with pytest.raises(ValueError, match="optimizer must be one of lion, lion-bf16, adam, "
                                          "got 'sgd'"):
         optimizer_spec("sgd")
-    with pytest.raises(ValueError, match="lion_rates must be one of from_points, refine, got "
+    with pytest.raises(ValueError, match="rates must be one of from_points, refine, got "
                                          "'fast'"):
-        optimizer_spec("lion").make(EXTENT, STEPS, lion_rates="fast")
+        optimizer_spec("lion").make(EXTENT, STEPS, rates="fast")
 
 
 def test_an_optimizer_of_ones_own_is_named_by_its_class():

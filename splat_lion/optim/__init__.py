@@ -5,9 +5,9 @@ from .adam import Adam, adam_step
 from .base import FusedOptimizer, Optimizer, OptimizerState
 from .lion import Lion, lion_step
 from .lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR, LrEntry, LrTable
-from .registry import (LION_RATES, OPTIMIZER_NAMES, OPTIMIZER_SPECS, OptimizerSpec, optimizer_name,
+from .registry import (OPTIMIZER_NAMES, OPTIMIZER_SPECS, RATES, OptimizerSpec, optimizer_name,
                        optimizer_spec)
 
 __all__ = ["Optimizer", "FusedOptimizer", "OptimizerState", "Lion", "Adam", "LrTable", "LrEntry",
            "lion_step", "adam_step", "ADAM_3DGS_LR", "LION_DEFAULT_LR", "OptimizerSpec",
-           "OPTIMIZER_SPECS", "OPTIMIZER_NAMES", "LION_RATES", "optimizer_spec", "optimizer_name"]
+           "OPTIMIZER_SPECS", "OPTIMIZER_NAMES", "RATES", "optimizer_spec", "optimizer_name"]

@@ -26,6 +26,12 @@ LION_DEFAULT_LR = 1e-4
 LION_FROM_POINTS = 40.0  # fitting from a point cloud or a random start
 LION_REFINE = 3.0  # refining splats that are nearly right already
 LION_DECAY = 0.1
+# Per-attribute factors on top, for fits from points, found by the 2026-12-01 study's
+# coordinate search (each optimizer searched alike: x2 or x0.5 per attribute group, kept
+# when held-out PSNR rose by more than 0.05 dB; docs/lion-vs-adam.md): Lion on
+# lion_default, Adam on 3DGS's rates (LrTable.adam_from_points).
+LION_FROM_POINTS_FACTORS = {"scales": 2.0}
+ADAM_FROM_POINTS_FACTORS = {"scales": 2.0, "opacities": 2.0, "sh0": 2.0, "shN": 2.0}
 
 
 @dataclass(frozen=True)
@@ -116,15 +122,26 @@ class LrTable:
         }, extent=extent, note="3DGS (Kerbl et al. 2023) Adam rates, relative to lr 1e-3")
 
     @classmethod
+    def adam_from_points(cls, extent: float = 1.0, steps: int = 30_000) -> "LrTable":
+        """Adam's rates for a fit from a point cloud or a random start: adam_3dgs times
+        ADAM_FROM_POINTS_FACTORS (scales, opacities and colours x2), the study's tuning
+        (docs/lion-vs-adam.md)."""
+        return cls._times(cls.adam_3dgs(extent, steps), ADAM_FROM_POINTS_FACTORS,
+                          "Adam from points: 3DGS rates, scales, opacities and colours x2 "
+                          "(docs/lion-vs-adam.md)")
+
+    @classmethod
     def lion_default(cls, extent: float = 1.0, steps: int = 30_000) -> "LrTable":
         """Lion's rates for a fit from a point cloud or a random start, relative to base lr
-        LION_DEFAULT_LR = 1e-4: 3DGS's relative rates x LION_FROM_POINTS (40), every rate
-        decaying log-linearly over the run to LION_DECAY (0.1) x itself (means, as in 3DGS,
-        to 0.01 x). Chosen by the Lion-vs-Adam study (docs/lion-vs-adam.md): big early steps
-        carry the splats from their start, the decay lets them settle."""
-        return cls._lion(extent, steps, LION_FROM_POINTS,
-                         "Lion from points: 3DGS relative rates x40 on lr 1e-4, decaying to "
-                         "0.1x (docs/lion-vs-adam.md)")
+        LION_DEFAULT_LR = 1e-4: 3DGS's relative rates x LION_FROM_POINTS (40), times
+        LION_FROM_POINTS_FACTORS (scales x2), every rate decaying log-linearly over the run
+        to LION_DECAY (0.1) x itself (means, as in 3DGS, to 0.01 x). Chosen by the
+        Lion-vs-Adam studies (docs/lion-vs-adam.md): big early steps carry the splats from
+        their start, the decay lets them settle."""
+        return cls._times(cls._lion(extent, steps, LION_FROM_POINTS, ""),
+                          LION_FROM_POINTS_FACTORS,
+                          "Lion from points: 3DGS relative rates x40 on lr 1e-4 (scales x80), "
+                          "decaying to 0.1x (docs/lion-vs-adam.md)")
 
     @classmethod
     def lion_refine(cls, extent: float = 1.0, steps: int = 30_000) -> "LrTable":
@@ -133,6 +150,14 @@ class LrTable:
         return cls._lion(extent, steps, LION_REFINE,
                          "Lion refine: 3DGS relative rates x3 on lr 1e-4, decaying to 0.1x "
                          "(docs/lion-vs-adam.md)")
+
+    @classmethod
+    def _times(cls, table: "LrTable", factors: Mapping[str, float], note: str) -> "LrTable":
+        """`table` with the entries `factors` names multiplied (start and end) by them."""
+        return cls({name: replace(e, scale=e.scale * factors.get(name, 1.0),
+                                  final_scale=None if e.final_scale is None
+                                  else e.final_scale * factors.get(name, 1.0))
+                    for name, e in table.entries}, extent=table.extent, note=note)
 
     @classmethod
     def _lion(cls, extent: float, steps: int, multiplier: float, note: str) -> "LrTable":

@@ -3,6 +3,7 @@ each is built for a fit, and of the state it keeps per parameter float.
 
     spec = optimizer_spec("lion-bf16")
     opt = spec.make(extent, steps)           # Lion, LrTable.lion_default, bfloat16 momentum
+    spec.batch_size("from_points")           # 4: the CLI's views per step from points
     spec.state_bytes(layout.total)           # 2 bytes per float of the flat layout
     optimizer_name(opt)                      # "lion-bf16"
 
@@ -22,21 +23,26 @@ from .base import FusedOptimizer
 from .lion import Lion
 from .lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR, LrTable
 
-# Lion's lr presets by name (FitConfig.lion_rates): "from_points" for a fit from a point cloud
-# or a random start, "refine" for splats that are nearly right already
+# The lr presets by the start of a fit (FitConfig.rates): "from_points" for a fit from a
+# point cloud or a random start, "refine" for splats that are nearly right already; each
+# optimizer has a table for each
+RATES = ("from_points", "refine")
 LION_TABLES: dict[str, Callable[[float, int], LrTable]] = {
     "from_points": LrTable.lion_default,
     "refine": LrTable.lion_refine,
 }
-LION_RATES = tuple(LION_TABLES)
+ADAM_TABLES: dict[str, Callable[[float, int], LrTable]] = {
+    "from_points": LrTable.adam_from_points,  # 3DGS's, tuned by the study
+    "refine": LrTable.adam_3dgs,  # 3DGS's own
+}
 
 
-def _lion_table(extent: float, steps: int, lion_rates: str) -> LrTable:
-    return LION_TABLES[lion_rates](extent, steps)
+def _lion_table(extent: float, steps: int, rates: str) -> LrTable:
+    return LION_TABLES[rates](extent, steps)
 
 
-def _adam_table(extent: float, steps: int, lion_rates: str) -> LrTable:
-    return LrTable.adam_3dgs(extent, steps)  # one table for every start, as in 3DGS
+def _adam_table(extent: float, steps: int, rates: str) -> LrTable:
+    return ADAM_TABLES[rates](extent, steps)
 
 
 @dataclass(frozen=True)
@@ -54,24 +60,29 @@ class OptimizerSpec:
     options: tuple[tuple[str, Any], ...]
     # the base lr the lr tables are written for (used when no lr is given)
     base_lr: float
-    # (extent, steps, lion_rates) -> the attribute lr table of a fit of `steps` steps
+    # (extent, steps, rates) -> the attribute lr table of a fit of `steps` steps
     lr_table: Callable[[float, int, str], LrTable]
     # state buffers per parameter float (Lion 1, Adam 2)
     state_buffers: int
     # bytes per element of each state buffer (float32 4, bfloat16 2)
     state_itemsize: int
+    # views per step of the CLI's fits from points (--batch-size's default; refining: 1),
+    # the study's best at equal views (docs/lion-vs-adam.md): Lion 4, Adam 1
+    batch_from_points: int = 1
 
     def make(self, extent: float, steps: int, *, lr: float | None = None,
-             lion_rates: str = "from_points", backend: Backend | None = None) -> FusedOptimizer:
+             rates: str = "from_points", backend: Backend | None = None) -> FusedOptimizer:
         """The optimizer of a fit of `steps` steps over a scene of size `extent`.
-        lr: the base lr (None: base_lr); lion_rates: Lion's lr preset, one of LION_RATES
-        (Adam has one table for both)."""
-        if lion_rates not in LION_TABLES:
-            raise ConfigError(f"lion_rates must be one of {', '.join(LION_RATES)}, got "
-                             f"{lion_rates!r}")
+        lr: the base lr (None: base_lr); rates: the lr preset, one of RATES."""
+        if rates not in RATES:
+            raise ConfigError(f"rates must be one of {', '.join(RATES)}, got {rates!r}")
         return self.cls(self.base_lr if lr is None else lr,
-                        lr_table=self.lr_table(extent, steps, lion_rates), backend=backend,
+                        lr_table=self.lr_table(extent, steps, rates), backend=backend,
                         **dict(self.options))
+
+    def batch_size(self, rates: str) -> int:
+        """The views per step the CLI's fits use by default with lr preset `rates`."""
+        return self.batch_from_points if rates == "from_points" else 1
 
     def state_bytes(self, num_floats: int) -> int:
         """Bytes of state it keeps for `num_floats` parameter floats (a Layout's total)."""
@@ -85,11 +96,12 @@ class OptimizerSpec:
 
 OPTIMIZER_SPECS: dict[str, OptimizerSpec] = {s.name: s for s in (
     OptimizerSpec("lion", "Lion", "fused Lion (float32 momentum)", Lion,
-                  (("momentum_dtype", "float32"),), LION_DEFAULT_LR, _lion_table, 1, 4),
+                  (("momentum_dtype", "float32"),), LION_DEFAULT_LR, _lion_table, 1, 4, 4),
     OptimizerSpec("lion-bf16", "Lion bf16", "Lion with bfloat16 momentum (half of Lion's state)",
-                  Lion, (("momentum_dtype", "bfloat16"),), LION_DEFAULT_LR, _lion_table, 1, 2),
-    OptimizerSpec("adam", "Adam", "Adam at the 3DGS rates (the baseline, twice Lion's state)",
-                  Adam, (), ADAM_3DGS_LR, _adam_table, 2, 4),
+                  Lion, (("momentum_dtype", "bfloat16"),), LION_DEFAULT_LR, _lion_table, 1, 2,
+                  4),
+    OptimizerSpec("adam", "Adam", "Adam at 3DGS's rates, tuned for fits from points (the "
+                  "baseline, twice Lion's state)", Adam, (), ADAM_3DGS_LR, _adam_table, 2, 4, 1),
 )}
 OPTIMIZER_NAMES = tuple(OPTIMIZER_SPECS)
 
