@@ -27,6 +27,13 @@ from splat_lion.sh import SH_C0
 SUFFIXES = {name: f.suffix for name, f in FORMATS.items()}
 
 
+@pytest.fixture(autouse=True)
+def cpu_backend(monkeypatch):
+    """The formats are checked on the CPU backend's arrays (export copies any backend's to
+    the host first)."""
+    monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
+
+
 def scene(means, log_scales, quats, alphas, colours, shN=None) -> Gaussians:
     """Splats from activated values: opacities from alphas, sh0 from colours."""
     alphas = np.asarray(alphas, np.float64)

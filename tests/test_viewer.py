@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import splat_lion.scenes as scenes
+from splat_lion.backend import get_backend
 from splat_lion.cameras import orbit_cameras
 from splat_lion.datasets import write_transforms
 from splat_lion.errors import PlyError, SplatLionError
@@ -49,6 +50,13 @@ BACKGROUND = (255, 255, 255)
 PATIENCE = 40.0
 
 
+@pytest.fixture(autouse=True)
+def cpu_backend(monkeypatch):
+    """The viewer's arrays are checked as NumPy on the CPU backend (the cuda case has its own
+    test)."""
+    monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,7 +70,7 @@ def empty_gaussians() -> Gaussians:
 
 @pytest.fixture(scope="module")
 def knot() -> Gaussians:
-    return load_ply(scenes.path("knot"))
+    return load_ply(scenes.path("knot"), backend=get_backend("cpu"))
 
 
 # -- what viser gets -------------------------------------------------------------------------
