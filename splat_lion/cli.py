@@ -154,7 +154,7 @@ def _fit(args: argparse.Namespace, be, problem, out_dir: Path, viewer) -> int:
     steps = args.steps or (resume["config"]["steps"] if resume else
                            problem.default_steps(FitConfig.steps, batch))
     densify = args.densify == "on" or (args.densify == "auto" and problem.from_points)
-    densify = DensifyConfig.for_steps(steps) if densify else None
+    densify = DensifyConfig.for_steps(steps, batch) if densify else None
     if args.max_memory:
         densify = _within_max_memory(args.max_memory, problem, args.optimizer, densify, batch)
     config = FitConfig(optimizer=args.optimizer, steps=steps, batch_size=batch, seed=args.seed,

@@ -97,17 +97,25 @@ class DensifyConfig:
                              f"{self.max_splats!r}")
 
     @classmethod
-    def for_steps(cls, steps: int, **kwargs) -> "DensifyConfig":
-        """3DGS's schedule, made for 30 000 steps, compressed into `steps`: the same fractions
-        of the run, with at least 25 steps (views) between densifications, at least one
-        densification, and resets only where 5 densifications fit between two of them."""
-        f = steps / 30_000
+    def for_steps(cls, steps: int, batch_size: int = 1, **kwargs) -> "DensifyConfig":
+        """3DGS's schedule, made for 30 000 views, compressed into the views of `steps` steps
+        of `batch_size` views: the same fractions of the run, with at least 25 views between
+        densifications, at least one densification, and resets only where 5 densifications
+        fit between two of them; then counted in steps (each at least one), so that a batched
+        fit densifies after the same views as one of a view a step."""
+        f = steps * batch_size / 30_000
         interval = max(round(100 * f), 25)
         start = max(round(500 * f), interval)
         reset = round(3000 * f)
-        return cls(**{"start_step": start, "stop_step": max(round(15_000 * f), start + interval + 1),
-                      "interval": interval,
-                      "reset_interval": reset if reset >= 5 * interval else None, **kwargs})
+        stop = max(round(15_000 * f), start + interval + 1)
+
+        def in_steps(views: int) -> int:
+            return max(1, round(views / batch_size))
+
+        return cls(**{"start_step": in_steps(start), "interval": in_steps(interval),
+                      "stop_step": max(in_steps(stop), in_steps(start) + in_steps(interval) + 1),
+                      "reset_interval": in_steps(reset) if reset >= 5 * interval else None,
+                      **kwargs})
 
     def to_dict(self) -> dict:
         return asdict(self)

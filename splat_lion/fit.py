@@ -101,8 +101,10 @@ class FitConfig:
 
     @classmethod
     def from_points(cls, steps: int, **kwargs) -> "FitConfig":
-        """A fit from a point cloud: 3DGS's densification schedule compressed into `steps`."""
-        return cls(**{"steps": steps, "densify": DensifyConfig.for_steps(steps), **kwargs})
+        """A fit from a point cloud: 3DGS's densification schedule compressed into the views
+        of `steps` steps (of kwargs' batch_size views)."""
+        densify = DensifyConfig.for_steps(steps, kwargs.get("batch_size", 1))
+        return cls(**{"steps": steps, "densify": densify, **kwargs})
 
     def to_dict(self) -> dict:
         """The config as JSON values (what a checkpoint records)."""

@@ -11,6 +11,7 @@ import pytest
 from splat_lion import Gaussians
 from splat_lion.cameras import Camera
 from splat_lion.densify import Densifier, DensifyConfig, carry, clone, prune, reindex, split
+from splat_lion.fit import FitConfig
 from splat_lion.layout import Flat
 from splat_lion.optim import Adam, Lion
 from splat_lion.render import render, render_backward
@@ -300,3 +301,16 @@ def test_for_steps_compresses_the_3dgs_schedule():
 def test_bad_densify_config_is_a_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DensifyConfig(**kwargs)
+
+
+@pytest.mark.parametrize("views,batch", [(1000, 4), (3000, 8), (600, 2), (30_000, 4)])
+def test_for_steps_of_a_batch_densifies_after_the_same_views(views, batch):
+    """Steps of B views: the schedule of `views` views counted in steps (the 25 views at
+    least between densifications included), as the study ran its batches."""
+    one = DensifyConfig.for_steps(views)
+    batched = DensifyConfig.for_steps(views // batch, batch)
+    for name in ("start_step", "interval", "stop_step"):
+        assert abs(getattr(batched, name) * batch - getattr(one, name)) <= batch / 2 + 1, name
+    assert (batched.reset_interval is None) == (one.reset_interval is None)
+    assert DensifyConfig.for_steps(views // batch, batch) == \
+        FitConfig.from_points(views // batch, batch_size=batch).densify
