@@ -39,7 +39,8 @@ from .frame import frame_of_splats
 from .optim.registry import OPTIMIZER_NAMES, OPTIMIZER_SPECS, optimizer_spec
 from .outputs import output_lock, save_or_keep
 from .ply import load_ply, save_ply
-from .problem import INITS, ProblemConfig, load_problem, orbit_around, scene_frame, scene_path
+from .problem import (FITTED_PLY, INITS, ProblemConfig, load_problem, orbit_around,
+                      scene_frame, scene_path, splats_path)
 from .render import render
 from .viewer import DEFAULT_EVERY, serve
 
@@ -223,7 +224,7 @@ def _fit(args: argparse.Namespace, be, problem, out_dir: Path, viewer) -> int:
     finally:
         bar.close()
     final = problem.evaluate(g)
-    save_or_keep(lambda path: save_ply(g, path), out_dir / "fitted.ply")  # the work first
+    save_or_keep(lambda path: save_ply(g, path), out_dir / FITTED_PLY)  # the work first
     metrics = {"psnr": round(final.psnr, 4), "ssim": round(final.ssim, 5),
                "psnr_before": round(psnr_before, 4), "steps": config.steps,
                "batch_size": config.batch_size,
@@ -243,7 +244,7 @@ def _fit(args: argparse.Namespace, be, problem, out_dir: Path, viewer) -> int:
     note = ", loss.png" if curve else " (no loss curve: pip install matplotlib for loss.png)"
     print(f"{on} PSNR {report.format_psnr(psnr_before)} -> {report.format_psnr(final.psnr)}, "
           f"SSIM {final.ssim:.4f}, "
-          f"{g.count:,} splats, {metrics['seconds']:.1f} s; wrote {out_dir}/fitted.ply, "
+          f"{g.count:,} splats, {metrics['seconds']:.1f} s; wrote {out_dir}/{FITTED_PLY}, "
           f"metrics.json, heldout_*.png{note}")
     return 0
 
@@ -278,7 +279,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     cameras (--cameras); with --orbit N a turntable of N frames (or, with --cameras, the
     cameras' path) as MP4 or GIF. Prints what it wrote."""
     be = get_backend()
-    g = load_ply(scene_path(args.source), backend=be)
+    g = load_ply(splats_path(args.source), backend=be)
     res = args.resolution or (128 if be.name == "cpu" else 512)
     path = None
     if args.cameras:  # every view of the capture, in its own order
@@ -337,18 +338,6 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 # -- export -------------------------------------------------------------------------------------
-
-def splats_path(source: str) -> Path:
-    """The PLY a command reads: a .ply file, a bundled scene's, or a fit's output folder's
-    fitted.ply."""
-    folder = Path(source)
-    if folder.is_dir():
-        if not (folder / "fitted.ply").exists():
-            raise ConfigError(f"{source}: a folder without fitted.ply; give a .ply file or the "
-                              "--out folder of a finished `splat-lion fit`")
-        return folder / "fitted.ply"
-    return scene_path(source)
-
 
 def export_options(fmt: str, pairs: list[str]) -> dict:
     """--option NAME=VALUE pairs as the format's OPTIONS (each typed as its default)."""
@@ -611,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stacked-bar PNG (needs matplotlib; default memory-profile.png)")
     prof.set_defaults(func=cmd_profile)
     rend = sub.add_parser("render", help="render PNG views of a scene, and a turntable GIF")
-    rend.add_argument("source", help="a 3DGS .ply file, or a bundled scene name")
+    rend.add_argument("source", help="a 3DGS .ply file, a bundled scene name, or a fit's --out "
+                                     "folder (its fitted.ply)")
     rend.add_argument("--out", required=True, help="output folder")
     rend.add_argument("--views", type=option_type(None, "views", rng=COUNT), default=4,
                       help="orbit views saved as PNG (default 4)")

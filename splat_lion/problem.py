@@ -25,7 +25,7 @@ from .backend import Backend, get_backend
 from .cameras import Camera, orbit_cameras
 from .config import check_ranges, ranged
 from .datasets import detect, load_dataset
-from .errors import ConfigError, DatasetError
+from .errors import ConfigError, DatasetError, PlyError
 from .frame import SceneFrame, frame_of_cameras, frame_of_splats
 from .gaussians import Gaussians
 from .loss import photometric_loss, psnr, ssim
@@ -42,6 +42,7 @@ MAX_SIDE = 16_384  # the largest image side a render may have (CUDA's grid of 16
 HOST_BYTES_PER_START_SPLAT = 1024
 GPU_CAPTURE_STEPS = 30_000  # a capture's default fit on a GPU: 3DGS's
 CPU_CAPTURE_SECONDS = 600.0  # ... on the CPU: as many steps as fit in about ten minutes
+FITTED_PLY = "fitted.ply"  # the splats a fit's output folder holds (splat-lion fit --out)
 ORBIT_RADIUS = 2.6  # orbit views of a scene circle it at this many times its extent
 ORBIT_ELEVATION_DEG = 25.0  # ... this many degrees above its horizon
 
@@ -237,6 +238,18 @@ def scene_path(source: str | Path) -> Path:
             raise ConfigError(f"{source}: no such file or folder")
         return path
     return scenes.path(source)
+
+
+def splats_path(source: str | Path) -> Path:
+    """The PLY of `source`: a .ply file, a bundled scene's, or a fit's output folder's
+    FITTED_PLY (PlyError for a folder without one)."""
+    folder = Path(source)
+    if folder.is_dir():
+        if not (folder / FITTED_PLY).is_file():
+            raise PlyError(f"{source}: a folder without {FITTED_PLY}: give a .ply file or the "
+                           "--out folder of a finished `splat-lion fit`")
+        return folder / FITTED_PLY
+    return scene_path(source)
 
 
 def scene_frame(found: SceneFrame, config: ProblemConfig) -> SceneFrame:

@@ -38,10 +38,11 @@ import numpy as np
 
 from .cameras import Camera
 from .datasets import load_dataset
-from .errors import PlyError, SplatLionError
+from .errors import SplatLionError
 from .frame import SceneFrame, frame_of_cameras, frame_of_splats
 from .gaussians import Gaussians
 from .ply import load_ply
+from .problem import splats_path
 from .quaternion import quat_to_rotmat
 from .sh import SH_C0
 
@@ -93,13 +94,7 @@ def _gaussians(source) -> Gaussians:
     if not isinstance(source, (str, Path)):
         raise TypeError(f"source: expected Gaussians, a .ply path or a fit's output folder, got "
                         f"{type(source).__name__}")
-    path = Path(source)
-    if path.is_dir():
-        if not (path / "fitted.ply").is_file():
-            raise PlyError(f"{path}: a folder without fitted.ply: give a .ply file or the --out "
-                           "folder of a finished fit")
-        path = path / "fitted.ply"
-    return load_ply(path)
+    return load_ply(splats_path(source))
 
 
 def splat_arrays(g: Gaussians) -> dict[str, np.ndarray]:
