@@ -110,7 +110,9 @@ VARIANT_KERNEL = {"lion_fused": "lion_step", "lion_masked": "lion_step_masked",
                   "adam_masked": "adam_step_masked"}
 # The kernels counted in SASS, by family; masked ones also along the path of invisible splats.
 SASS_KERNELS = {"lion": ("lion_step", "lion_step_masked", "lion_step_bf16",
-                         "lion_step_bf16_masked"),
+                         "lion_step_bf16_masked", "lion_step_cautious",
+                         "lion_step_cautious_masked", "lion_step_bf16_cautious",
+                         "lion_step_bf16_cautious_masked"),
                 "adam": ("adam_step", "adam_step_masked")}
 SASS_ARCH = "sm_90"
 # Issue 14's targets on them: masked Lion <= 45 instructions a parameter, bfloat16 within 4 of
@@ -368,11 +370,13 @@ def sass_targets(counts: list[SassCount]) -> list[tuple[str, float, float, bool]
     by = {c.kernel: c for c in counts}
     out = []
     if "lion_step_masked" in by:
-        for kernel in ("lion_step_masked", "lion_step_bf16_masked"):
+        for kernel in [k for k in SASS_KERNELS["lion"] if k.endswith("_masked") and k in by]:
             v = by[kernel].visible
             out.append((f"{kernel} <= {SASS_MASKED_MAX:g} a parameter", v, SASS_MASKED_MAX,
                         v <= SASS_MASKED_MAX))
-        for masked in ("", "_masked"):
+        for masked in ("", "_masked", "_cautious", "_cautious_masked"):
+            if f"lion_step{masked}" not in by:
+                continue
             extra = by[f"lion_step_bf16{masked}"].visible - by[f"lion_step{masked}"].visible
             out.append((f"lion_step_bf16{masked} - lion_step{masked} <= "
                         f"{SASS_BF16_MAX_EXTRA:g}", extra, SASS_BF16_MAX_EXTRA,

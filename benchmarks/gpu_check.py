@@ -41,6 +41,7 @@ from splat_lion.backend import why_chosen
 from splat_lion.layout import Flat, Layout
 from splat_lion.loss import photometric_loss
 from splat_lion.optim import LrTable
+from splat_lion.optim.lion import PRESET_CAUTIOUS
 from splat_lion.problem import ProblemConfig, load_problem
 
 FULL = {"optim_splats": (1_000_000, 3_000_000), "step_splats": 1_000_000,
@@ -168,9 +169,10 @@ def optimizer(be, log, splats: tuple[int, ...]) -> list[dict]:
         rows.append({"splats": n, "variant": "copy", "ms": copy_ms,
                      "gb_per_s": 40 * lay.total / copy_ms / 1e6})
         table = LrTable.lion_default(1.0, 30_000)
-        for variant, opt in (("lion", sl.Lion(1e-4, lr_table=table, backend=be)),
+        caut = PRESET_CAUTIOUS  # the kernels the presets run
+        for variant, opt in (("lion", sl.Lion(1e-4, lr_table=table, backend=be, cautious=caut)),
                              ("lion_bf16", sl.Lion(1e-4, lr_table=table, backend=be,
-                                                   momentum_dtype="bfloat16")),
+                                                   momentum_dtype="bfloat16", cautious=caut)),
                              ("adam", sl.Adam.for_3dgs(backend=be))):
             per_float = {"lion": 20, "lion_bf16": 16, "adam": 28}[variant]
             for masked in (False, True):

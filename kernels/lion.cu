@@ -1,9 +1,13 @@
 // lion.cu: fused Lion step over a flat parameter buffer, every attribute in one launch.
 //
-// Math:    c = b1*m + (1-b1)*g;  p -= lr_s * (sign(c) + wd_s * p);  m = b2*m + (1-b2)*g
+// Math:    c = b1*m + (1-b1)*g;  u = sign(c);  p -= lr_s * (u + wd_s * p);  m = b2*m + (1-b2)*g
 //          with sign(+-0) = +0 (as NumPy's), sign(NaN) = NaN; lr_s, wd_s: the segment's
 //          learning rate (base lr x lr_scale) and weight decay, from the segment table (a
 //          kernel parameter), so changing them never recompiles.
+// Cautious: the _cautious kernels ("Cautious Optimizers", Liang et al. 2024, without their
+//          rescaling) update only where the step agrees with the gradient: u = u*g > 0 ? u : 0
+//          (no update where sign(c) != sign(g), or g = 0; a NaN c or g gives u = 0, and the
+//          non-finite record below still reports the step). One compare and a select a value.
 // Mapping: a block works on one segment (common.cuh, OptimTable); each thread on OPTIM_CHUNKS
 //          chunks of 4 consecutive floats (16-byte loads), BLOCK chunks apart (unrolled).
 // Paths:   the hot path takes a full chunk of ordinary values; lion_cold_chunk, element by
@@ -44,11 +48,18 @@ __device__ __forceinline__ float lion_momentum(const LionBetas& b, float m, floa
 #endif
 }
 
+// The update's direction u from sign(c) (cautious: kept only where u*g > 0, see Cautious).
+template <bool CAUTIOUS>
+__device__ __forceinline__ float lion_direction(float sign_c, float g) {
+    return CAUTIOUS ? (sign_c * g > 0.0f ? sign_c : 0.0f) : sign_c;
+}
+
 // One element's update in place, exactly (the cold path).
+template <bool CAUTIOUS>
 __device__ __forceinline__ void lion_element(float& p, float& m, float g, float lr, float wd,
                                              const LionBetas& b) {
     const float c = b.b1 * m + b.c1 * g;
-    p = p - lr * (sign_or_nan(c) + wd * p);
+    p = p - lr * (lion_direction<CAUTIOUS>(sign_or_nan(c), g) + wd * p);
     m = b.b2 * m + b.c2 * g;
 }
 
@@ -116,7 +127,7 @@ template <> struct Momentum<unsigned short> {
 
 // The cold path: elements off .. off + n - 1 of one segment (pointers from its first element),
 // one by one, exactly; vis: the segment's mask from its first splat, or null for all visible.
-template <class M>
+template <class M, bool CAUTIOUS>
 __device__ __noinline__ void lion_cold_chunk(float* p, const float* g, M* m,
                                              const unsigned char* vis, const OptimSegment& s,
                                              unsigned off, unsigned n, float beta1, float beta2,
@@ -127,7 +138,7 @@ __device__ __noinline__ void lion_cold_chunk(float* p, const float* g, M* m,
         if (vis && !vis[optim_splat(s, e)]) continue;  // invisible: p and m untouched
         float pv = p[e], mv = Momentum<M>::load(m, e);
         const float gv = g[e];
-        lion_element(pv, mv, gv, s.lr, s.wd, b);
+        lion_element<CAUTIOUS>(pv, mv, gv, s.lr, s.wd, b);
         bad |= !optim_finite(gv) || !optim_finite(pv);
         p[e] = pv;
         Momentum<M>::store(m, e, mv);
@@ -135,7 +146,7 @@ __device__ __noinline__ void lion_cold_chunk(float* p, const float* g, M* m,
     if (bad && step != OPTIM_NO_STEP) atomicMin(nonfinite, step);
 }
 
-template <class M, bool MASKED>
+template <class M, bool CAUTIOUS, bool MASKED>
 __device__ __forceinline__ void lion_step_impl(const OptimTable& t, float* __restrict__ p,
                                                const float* __restrict__ g, M* __restrict__ m,
                                                const unsigned char* __restrict__ visible,
@@ -161,8 +172,8 @@ __device__ __forceinline__ void lion_step_impl(const OptimTable& t, float* __res
         const unsigned off = first + 4u * BLOCK * k;
         if (off >= full) {
             if (off < len)  // the segment's partial last chunk
-                lion_cold_chunk(ps, gs, ms, MASKED ? vis : nullptr, s, off, len - off, beta1,
-                                beta2, nonfinite, step);
+                lion_cold_chunk<M, CAUTIOUS>(ps, gs, ms, MASKED ? vis : nullptr, s, off,
+                                             len - off, beta1, beta2, nonfinite, step);
             break;
         }
         unsigned shown = 0xffffffffu;  // byte e: element off + e is visible
@@ -179,7 +190,8 @@ __device__ __forceinline__ void lion_step_impl(const OptimTable& t, float* __res
             c[e] = b.b1 * mv[e] + b.c1 * gv[e];
             const bool v = (shown & (0xffu << (8 * e))) != 0u;
             mv[e] = v ? lion_momentum(b, mv[e], gv[e]) : mv[e];  // invisible: bits kept
-            const float pn = pv[e] - lr * (sign_of_number(c[e]) + wd * pv[e]);
+            const float u = lion_direction<CAUTIOUS>(sign_of_number(c[e]), gv[e]);
+            const float pn = pv[e] - lr * (u + wd * pv[e]);
             pv[e] = v ? pn : pv[e];
         }
         // infinite or NaN if a g, p or c is (or on overflow: a false alarm), in 6 operations
@@ -190,8 +202,8 @@ __device__ __forceinline__ void lion_step_impl(const OptimTable& t, float* __res
         check = gv[3] * pv[3] + check;
         check = check + c[3];
         if (!optim_finite(check)) {  // redone one by one, exactly, and recorded
-            lion_cold_chunk(ps, gs, ms, MASKED ? vis : nullptr, s, off, 4u, beta1, beta2,
-                            nonfinite, step);
+            lion_cold_chunk<M, CAUTIOUS>(ps, gs, ms, MASKED ? vis : nullptr, s, off, 4u, beta1,
+                                         beta2, nonfinite, step);
             continue;
         }
         typename Momentum<M>::Packed packed;
@@ -201,31 +213,60 @@ __device__ __forceinline__ void lion_step_impl(const OptimTable& t, float* __res
     }
 }
 
-// The kernels: momentum float32 or bfloat16, all splats or the visible ones.
+// The kernels: momentum float32 or bfloat16, plain or cautious, all splats or the visible ones.
 extern "C" __global__ void __launch_bounds__(BLOCK) lion_step(
     const __grid_constant__ OptimTable t, float* __restrict__ p, const float* __restrict__ g,
     float* __restrict__ m, const unsigned char* __restrict__ visible, float beta1, float beta2,
     int* __restrict__ nonfinite, int step) {
-    lion_step_impl<float, false>(t, p, g, m, visible, beta1, beta2, nonfinite, step);
+    lion_step_impl<float, false, false>(t, p, g, m, visible, beta1, beta2, nonfinite, step);
 }
 
 extern "C" __global__ void __launch_bounds__(BLOCK) lion_step_masked(
     const __grid_constant__ OptimTable t, float* __restrict__ p, const float* __restrict__ g,
     float* __restrict__ m, const unsigned char* __restrict__ visible, float beta1, float beta2,
     int* __restrict__ nonfinite, int step) {
-    lion_step_impl<float, true>(t, p, g, m, visible, beta1, beta2, nonfinite, step);
+    lion_step_impl<float, false, true>(t, p, g, m, visible, beta1, beta2, nonfinite, step);
+}
+
+extern "C" __global__ void __launch_bounds__(BLOCK) lion_step_cautious(
+    const __grid_constant__ OptimTable t, float* __restrict__ p, const float* __restrict__ g,
+    float* __restrict__ m, const unsigned char* __restrict__ visible, float beta1, float beta2,
+    int* __restrict__ nonfinite, int step) {
+    lion_step_impl<float, true, false>(t, p, g, m, visible, beta1, beta2, nonfinite, step);
+}
+
+extern "C" __global__ void __launch_bounds__(BLOCK) lion_step_cautious_masked(
+    const __grid_constant__ OptimTable t, float* __restrict__ p, const float* __restrict__ g,
+    float* __restrict__ m, const unsigned char* __restrict__ visible, float beta1, float beta2,
+    int* __restrict__ nonfinite, int step) {
+    lion_step_impl<float, true, true>(t, p, g, m, visible, beta1, beta2, nonfinite, step);
 }
 
 extern "C" __global__ void __launch_bounds__(BLOCK) lion_step_bf16(
     const __grid_constant__ OptimTable t, float* __restrict__ p, const float* __restrict__ g,
     unsigned short* __restrict__ m, const unsigned char* __restrict__ visible, float beta1,
     float beta2, int* __restrict__ nonfinite, int step) {
-    lion_step_impl<unsigned short, false>(t, p, g, m, visible, beta1, beta2, nonfinite, step);
+    lion_step_impl<unsigned short, false, false>(t, p, g, m, visible, beta1, beta2, nonfinite,
+                                                 step);
 }
 
 extern "C" __global__ void __launch_bounds__(BLOCK) lion_step_bf16_masked(
     const __grid_constant__ OptimTable t, float* __restrict__ p, const float* __restrict__ g,
     unsigned short* __restrict__ m, const unsigned char* __restrict__ visible, float beta1,
     float beta2, int* __restrict__ nonfinite, int step) {
-    lion_step_impl<unsigned short, true>(t, p, g, m, visible, beta1, beta2, nonfinite, step);
+    lion_step_impl<unsigned short, false, true>(t, p, g, m, visible, beta1, beta2, nonfinite, step);
+}
+
+extern "C" __global__ void __launch_bounds__(BLOCK) lion_step_bf16_cautious(
+    const __grid_constant__ OptimTable t, float* __restrict__ p, const float* __restrict__ g,
+    unsigned short* __restrict__ m, const unsigned char* __restrict__ visible, float beta1,
+    float beta2, int* __restrict__ nonfinite, int step) {
+    lion_step_impl<unsigned short, true, false>(t, p, g, m, visible, beta1, beta2, nonfinite, step);
+}
+
+extern "C" __global__ void __launch_bounds__(BLOCK) lion_step_bf16_cautious_masked(
+    const __grid_constant__ OptimTable t, float* __restrict__ p, const float* __restrict__ g,
+    unsigned short* __restrict__ m, const unsigned char* __restrict__ visible, float beta1,
+    float beta2, int* __restrict__ nonfinite, int step) {
+    lion_step_impl<unsigned short, true, true>(t, p, g, m, visible, beta1, beta2, nonfinite, step);
 }

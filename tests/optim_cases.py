@@ -36,12 +36,13 @@ def assert_matches(be, got, want, what):
         assert close.mean() > 1 - 1e-4, f"{what}: {(~close).sum()} elements differ"
 
 
-def check_step_all_against_reference(be, rng, kind, masked, reference_step):
+def check_step_all_against_reference(be, rng, kind, masked, reference_step, **options):
     """12 step_all calls (weight decay 0.1, fresh gradients of random size, a random mask when
     `masked`) against reference_step(opt, lay, p, g, state, hyper, t, visible) -> (p, state),
-    with the lr table read at iteration t; then the state buffers too."""
+    with the lr table read at iteration t; then the state buffers too. options: more of the
+    optimizer's fields (Lion's cautious)."""
     lay = Layout.gaussians(int(rng.integers(50, 300)), 3)
-    opt = make(kind, be, weight_decay=0.1)
+    opt = make(kind, be, weight_decay=0.1, **options)
     p_host = host_flat(rng, lay)
     params = Flat(lay, be.asarray(p_host.copy(), tag="params"))
     state_dtype = np.uint16 if kind == "lion-bf16" else np.float32

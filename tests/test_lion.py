@@ -1,5 +1,5 @@
 """kernels/lion.cu against reference/lion.py, and the Lion optimizer: sign(0), NaN, named
-tensors, bfloat16 momentum (ties, NaN), its state size."""
+tensors, bfloat16 momentum (ties, NaN), its state size, the cautious variant."""
 
 from __future__ import annotations
 
@@ -17,14 +17,17 @@ pytestmark = pytest.mark.usefixtures("poisoned_outputs")
 
 
 def lion_reference_step(opt, lay, p, g, state, hyper, t, visible):
-    p, m = lion_ref(p, g, state[0], lay.segment_table(), hyper, opt.beta1, opt.beta2, visible)
+    p, m = lion_ref(p, g, state[0], lay.segment_table(), hyper, opt.beta1, opt.beta2, visible,
+                    cautious=opt.cautious)
     return p, (m,)
 
 
+@pytest.mark.parametrize("cautious", [False, True], ids=["plain", "cautious"])
 @pytest.mark.parametrize("masked", [False, True], ids=["all", "masked"])
 @pytest.mark.parametrize("kind", ["lion", "lion-bf16"])
-def test_step_all_matches_reference_over_many_steps(be, rng, kind, masked):
-    check_step_all_against_reference(be, rng, kind, masked, lion_reference_step)
+def test_step_all_matches_reference_over_many_steps(be, rng, kind, masked, cautious):
+    check_step_all_against_reference(be, rng, kind, masked, lion_reference_step,
+                                     cautious=cautious)
 
 
 @pytest.mark.parametrize("kind", ["lion", "lion-bf16"])
@@ -140,3 +143,48 @@ def test_bf16_momentum_that_turns_nan_stays_nan(be):
     got = bf16_to_float(be.to_numpy(m))
     assert np.isnan(got[[0, 2]]).all()
     np.testing.assert_array_equal(got[4:], bf16_to_float(float_to_bf16(g0[4:])))
+
+
+# -- the cautious variant ------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["lion", "lion-bf16"])
+def test_cautious_lion_updates_only_where_the_step_agrees_with_the_gradient(be, kind):
+    """m chosen so that sign(c) agrees with g, disagrees, or g or c is 0; 9 values: two full
+    chunks (the hot path) and a tail (the cold path), no weight decay. Plain Lion moves every
+    value with c != 0; cautious Lion only those where sign(c) = sign(g)."""
+    m0 = np.float32([1.0, 1.0, -1.0, -1.0, 0.0, 1.0, 0.0, 20.0, -20.0])
+    g0 = np.float32([1.0, -1.0, -1.0, 1.0, 0.0, 0.0, 2.0, -1.0, 1.0])
+    # c = 0.9 m + 0.1 g: +, +, -, -, 0, +, +, +, -  against sign(g): +, -, -, +, 0, 0, +, -, +
+    agree = np.array([1, 0, 1, 0, 0, 0, 1, 0, 0], bool)
+    sign_c = np.float32([1, 1, -1, -1, 0, 1, 1, 1, -1])
+    segments, hyper = np.array([[0, 9, 1]], np.int64), np.float32([[0.5, 0.0]])
+    m_host = float_to_bf16(m0) if kind == "lion-bf16" else m0
+    for cautious in (False, True):
+        p = be.zeros(9, np.float32, tag="params")
+        m = be.asarray(m_host.copy(), tag="optimizer")
+        lion_step(p, be.asarray(g0, tag="grads"), m, segments, hyper, 0.9, 0.99,
+                  cautious=cautious, backend=be)
+        want = -0.5 * sign_c * (agree if cautious else 1)
+        np.testing.assert_array_equal(be.to_numpy(p), want + 0)  # +0: -0.5 * 0 is -0
+        want_p, want_m = lion_ref(np.zeros(9, np.float32), g0, m_host, segments, hyper, 0.9,
+                                  0.99, cautious=cautious)
+        np.testing.assert_array_equal(be.to_numpy(p), want_p)
+        np.testing.assert_array_equal(be.to_numpy(m), want_m)  # the momentum as plain Lion's
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["all", "masked"])
+def test_cautious_lion_skips_a_nan_gradient_and_records_its_step(be, masked):
+    """A NaN gradient gives no update (u*g > 0 is false) instead of a NaN parameter, but the
+    kernel still records the step, so a fit stops as with plain Lion."""
+    opt = Lion(0.1, cautious=True, backend=be)
+    assert opt.config()["cautious"] is True
+    lay = Layout.gaussians(10, 0)
+    p = Flat(lay, be.asarray(np.ones(lay.total, np.float32), tag="params"))
+    g_host = np.ones(lay.total, np.float32)
+    g_host[lay.segment("means").begin + 4] = np.nan  # splat 1's y
+    vis = be.asarray(np.ones(lay.count, bool), tag="scratch") if masked else None
+    opt.step_all(p, Flat(lay, be.asarray(g_host, tag="grads")), visible=vis, check_finite=True)
+    got = be.to_numpy(p.data)
+    assert np.isfinite(got).all()
+    assert got[lay.segment("means").begin + 4] == 1.0
+    assert opt.nonfinite_step() == 0

@@ -38,6 +38,7 @@ def test_every_name_builds_the_optimizer_it_says(cpu, name):
     assert type(opt) is cls and opt.lr == lr == spec.base_lr
     assert opt.lr_table == table and opt.backend is cpu
     assert getattr(opt, "momentum_dtype", None) == momentum_dtype
+    assert getattr(opt, "cautious", None) is (None if cls is Adam else True)  # the study's
     assert optimizer_name(opt) == name
     assert spec.make(EXTENT, STEPS, lr=0.5).lr == 0.5
 
@@ -84,5 +85,12 @@ def test_an_optimizer_of_ones_own_is_named_by_its_class():
         pass
 
     assert optimizer_name(MySgd()) == "mysgd"
-    assert optimizer_name(Lion(1e-3, momentum_dtype="bfloat16")) == "lion-bf16"
+    assert optimizer_name(Lion(1e-3, momentum_dtype="bfloat16", cautious=True)) == "lion-bf16"
     assert optimizer_name(Adam(1e-3)) == "adam"
+
+
+def test_a_lion_no_name_describes_is_named_by_its_options():
+    assert optimizer_name(Lion(1e-4)) == "lion-plain"
+    assert optimizer_name(Lion(1e-4, momentum_dtype="bfloat16")) == "lion-bf16-plain"
+    assert optimizer_name(Lion.for_splats()) == "lion"
+    assert optimizer_name(Lion.for_splats(cautious=False)) == "lion-plain"

@@ -20,7 +20,7 @@ from ..backend import Backend
 from ..errors import ConfigError
 from .adam import Adam
 from .base import FusedOptimizer
-from .lion import Lion
+from .lion import PRESET_CAUTIOUS, Lion
 from .lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR, LrTable
 
 # The lr presets by the start of a fit (FitConfig.rates): "from_points" for a fit from a
@@ -56,7 +56,7 @@ class OptimizerSpec:
     # the optimizer class
     cls: type[FusedOptimizer]
     # settings passed to cls that tell this entry from others of the same class,
-    # as (field, value) pairs (Lion's momentum_dtype)
+    # as (field, value) pairs (Lion's momentum_dtype and cautious)
     options: tuple[tuple[str, Any], ...]
     # the base lr the lr tables are written for (used when no lr is given)
     base_lr: float
@@ -95,11 +95,12 @@ class OptimizerSpec:
 
 
 OPTIMIZER_SPECS: dict[str, OptimizerSpec] = {s.name: s for s in (
-    OptimizerSpec("lion", "Lion", "fused Lion (float32 momentum)", Lion,
-                  (("momentum_dtype", "float32"),), LION_DEFAULT_LR, _lion_table, 1, 4, 4),
+    OptimizerSpec("lion", "Lion", "fused cautious Lion (float32 momentum)", Lion,
+                  (("momentum_dtype", "float32"), ("cautious", PRESET_CAUTIOUS)),
+                  LION_DEFAULT_LR, _lion_table, 1, 4, 4),
     OptimizerSpec("lion-bf16", "Lion bf16", "Lion with bfloat16 momentum (half of Lion's state)",
-                  Lion, (("momentum_dtype", "bfloat16"),), LION_DEFAULT_LR, _lion_table, 1, 2,
-                  4),
+                  Lion, (("momentum_dtype", "bfloat16"), ("cautious", PRESET_CAUTIOUS)),
+                  LION_DEFAULT_LR, _lion_table, 1, 2, 4),
     OptimizerSpec("adam", "Adam", "Adam at 3DGS's rates, tuned for fits from points (the "
                   "baseline, twice Lion's state)", Adam, (), ADAM_3DGS_LR, _adam_table, 2, 4, 1),
 )}
@@ -115,9 +116,13 @@ def optimizer_spec(name: str) -> OptimizerSpec:
 
 
 def optimizer_name(optimizer) -> str:
-    """The name of `optimizer` ("lion", "lion-bf16", "adam"), else its class name in lower
-    case (an optimizer of one's own)."""
+    """The name of `optimizer` ("lion", "lion-bf16", "adam"); a Lion that no name describes
+    is named by its options ("lion-bf16-plain": bfloat16 momentum, not cautious); any other
+    optimizer by its class name in lower case (an optimizer of one's own)."""
     for spec in OPTIMIZER_SPECS.values():
         if spec.describes(optimizer):
             return spec.name
+    if type(optimizer) is Lion:
+        return ("lion" + ("-bf16" if optimizer.momentum_dtype == "bfloat16" else "")
+                + ("" if optimizer.cautious else "-plain"))
     return type(optimizer).__name__.lower()
