@@ -65,6 +65,11 @@ BETAS = {"lion": ((0.95, 0.98),), "adam": ((0.95, 0.98),)}
 WEIGHT_DECAYS = (0.1,)
 # batch sizes tried besides 1, in the order they are tried
 BATCHES = (4, 8, 2)
+# the second round (--round2): changes tried from each optimizer's best on EVERY scene at seed
+# 0, kept when the mean over the scenes gains more than KEEP: (group or "decay" or "cautious",
+# factor or decay end); the same kinds for both optimizers, one more point on each axis
+ROUND2 = {"lion": (("cautious", True), ("colours", 2.0), ("colours", 0.5), ("decay", 0.03)),
+          "adam": (("cautious", True), ("colours", 2.0), ("colours", 0.5), ("decay", 0.3))}
 # rendered views between held-out evaluations (the curves of PSNR against views)
 EVAL_VIEWS = 100
 HAS_BATCH = "batch_size" in {f.name for f in fields(sl.FitConfig)}
@@ -102,10 +107,6 @@ class Setting:
     def with_mult(self, group: str, factor: float) -> "Setting":
         return replace(self, mults=tuple((g, m * factor if g == group else m)
                                          for g, m in self.mults))
-
-    @property
-    def is_variant(self) -> bool:
-        return self.cautious or bool(self.group_betas)
 
     def label(self) -> str:
         """What differs from the preset, short."""
@@ -174,16 +175,34 @@ class StudyLion(sl.Lion):
             m[rows] = b2 * mv + (1 - b2) * gv
 
 
+@dataclass(frozen=True, eq=False)
+class StudyAdam(sl.Adam):
+    """Adam's kernel step (reference/adam.py, in NumPy), made cautious as Lion's variant: no
+    update of a coordinate whose step m_hat/(sqrt(v_hat)+eps) disagrees with its gradient's
+    sign (or where g = 0); the moments update as Adam's (C-AdamW, Liang et al. 2024, without
+    their rescaling). The fair twin of cautious Lion."""
+
+    def _launch(self, be, params, grads, states, segments, hyper, visible, count, nonfinite,
+                step) -> None:
+        from splat_lion.reference.adam import adam_step
+
+        m, v = states["exp_avg"], states["exp_avg_sq"]
+        new_p, m[...], v[...] = adam_step(params, grads, m, v, segments, hyper, self.beta1,
+                                          self.beta2, self.eps, count, visible)
+        params[...] = np.where((params - new_p) * grads > 0, new_p, params)
+
+
 def make_optimizer(s: Setting, extent: float, steps: int, be):
     table = lr_table(s, extent, steps)
     if s.optimizer == "adam":
-        return sl.Adam(ADAM_3DGS_LR * s.batch_lr, s.beta1, s.beta2, lr_table=table, backend=be)
+        cls = StudyAdam if s.cautious else sl.Adam
+        return cls(ADAM_3DGS_LR * s.batch_lr, s.beta1, s.beta2, lr_table=table, backend=be)
     lr = LION_DEFAULT_LR * s.batch_lr
-    if s.is_variant:
+    if s.group_betas:
         return StudyLion(lr, s.beta1, s.beta2, s.weight_decay, lr_table=table, backend=be,
                          cautious=s.cautious, group_betas=s.group_betas)
     return sl.Lion(lr, s.beta1, s.beta2, s.weight_decay, lr_table=table, backend=be,
-                   momentum_dtype=s.momentum)
+                   momentum_dtype=s.momentum, cautious=s.cautious)
 
 
 def densify_for(views: int, batch: int, max_splats: int | None) -> DensifyConfig:
@@ -394,6 +413,30 @@ class Search:
             for lr in sorted({1.0, math.sqrt(b)}):
                 self.try_(replace(base, batch=b, batch_lr=lr), "batch table")
 
+    def across(self, s: Setting, scenes, stage: str) -> float | None:
+        """Mean held-out PSNR of `s` over `scenes` at seed 0 (None: a run was cut)."""
+        rows = []
+        for sc in scenes:
+            if self.study.done(sc, self.init, 0, s) is None and not self.affordable():
+                return None
+            rows.append(self.study.run(sc, self.init, 0, s, stage))
+        return float(np.mean([score(r) for r in rows]))
+
+    def round2(self, scenes) -> None:
+        """ROUND2's changes from the best, each judged by its mean over every scene."""
+        best = self.across(self.best, scenes, "round 2")
+        for what, value in ROUND2[self.best.optimizer]:
+            if what == "cautious":
+                s = replace(self.best, cautious=value)
+            elif what == "decay":
+                s = replace(self.best, decay=value)
+            else:
+                s = self.best.with_mult(what, value)
+            got = None if best is None else self.across(s, scenes, "round 2")
+            if got is not None and got > best + KEEP:
+                self.best, best = s, got
+                self.best_row = self.study.done(self.scene, self.init, 0, s)
+
     def decay(self) -> None:
         self.try_(replace(self.best, decay=None if self.best.decay else DECAY), "decay")
 
@@ -432,8 +475,9 @@ def finals(best: dict[str, Setting], seed: int | None = None, bf16_seeds=None,
     `seed` in bf16_seeds, or always when either is None), and with `cautious` the cautious
     variant of Lion's best."""
     bf16 = seed is None or bf16_seeds is None or seed in bf16_seeds
-    return ([best["adam"], best["lion"]] + [replace(best["lion"], momentum="bfloat16")] * bf16
-            + [replace(best["lion"], cautious=True)] * cautious)
+    out = ([best["adam"], best["lion"]] + [replace(best["lion"], momentum="bfloat16")] * bf16
+           + [replace(best["lion"], cautious=True)] * cautious)
+    return list(dict.fromkeys(out))  # once each (Lion's best may be cautious already)
 
 
 def plan(study: Study, scenes: list[str], seeds: list[int]) -> dict:
@@ -459,6 +503,9 @@ def plan(study: Study, scenes: list[str], seeds: list[int]) -> dict:
     for stage in stages:
         for o in ("adam", "lion"):  # in lockstep: a cut search has tuned both alike
             stage(search[o])
+    if a.round2:
+        for o in ("adam", "lion"):
+            search[o].round2(scenes)
     best = {o: s.best for o, s in search.items()}
     for sc in scenes:
         for seed in seeds:
@@ -650,6 +697,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="seeds of the final runs with bf16 momentum (default: every seed)")
     p.add_argument("--final-cautious", action="store_true",
                    help="the final runs also take Lion's best in its cautious variant")
+    p.add_argument("--round2", action="store_true",
+                   help="after the search, the second round (ROUND2) on every scene at seed 0")
     p.add_argument("--random", action="store_true",
                    help="after the final runs, also a random start (seed 0) if time is left")
     p.add_argument("--deadline", default=None, metavar="HH:MM",

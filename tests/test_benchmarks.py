@@ -56,21 +56,22 @@ def test_bench_render_runs_and_writes_json(tmp_path, monkeypatch):
 def test_lion_vs_adam_study_runs_writes_json_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setenv("SPLAT_LION_BACKEND", "cpu")
     out, md, runs = tmp_path / "study.json", tmp_path / "study.md", tmp_path / "runs.jsonl"
-    args = ["--quick", "--out", str(out), "--markdown", str(md), "--runs", str(runs)]
+    args = ["--quick", "--round2", "--out", str(out), "--markdown", str(md), "--runs", str(runs)]
     assert lion_vs_adam.main(args) == 0
     result = json.loads(out.read_text())
     final = {e["run"]: e for e in result["final"] if "psnr" in e}
     adam, lion = (final[result["best"][o]["label"]] for o in ("adam", "lion"))
     bf16 = next(e for e in final.values() if e["momentum"] == "bfloat16")
     assert adam["state_bytes"] == 2 * lion["state_bytes"] == 4 * bf16["state_bytes"]
-    assert {r["stage"] for r in result["search"]} >= {"preset", "variant"}
+    assert {r["stage"] for r in result["search"]} >= {"preset", "variant", "round 2"}
     assert "### Final" in md.read_text()
     logged = runs.read_text()
     assert lion_vs_adam.main(args) == 0  # every run is in the log: nothing runs again
     assert runs.read_text() == logged
 
 
-def test_study_lion_without_its_variants_matches_the_lion_kernel():
+@pytest.mark.parametrize("cautious", [False, True], ids=["plain", "cautious"])
+def test_study_lion_without_group_betas_matches_the_lion_kernel(cautious):
     import splat_lion as sl
     from splat_lion.layout import Flat, Layout
 
@@ -81,8 +82,9 @@ def test_study_lion_without_its_variants_matches_the_lion_kernel():
                                       tag="params")) for _ in range(2)]
     params[1].data[...] = params[0].data
     table = sl.LrTable.lion_default(1.0, 10)
-    kernel = sl.Lion(1e-3, 0.9, 0.99, 0.1, lr_table=table, backend=be)
-    study = lion_vs_adam.StudyLion(1e-3, 0.9, 0.99, 0.1, lr_table=table, backend=be)
+    kernel = sl.Lion(1e-3, 0.9, 0.99, 0.1, lr_table=table, backend=be, cautious=cautious)
+    study = lion_vs_adam.StudyLion(1e-3, 0.9, 0.99, 0.1, lr_table=table, backend=be,
+                                   cautious=cautious)
     for _ in range(3):
         grads = Flat(layout, be.asarray(rng.normal(size=layout.total).astype(np.float32),
                                         tag="grads"))
@@ -91,6 +93,39 @@ def test_study_lion_without_its_variants_matches_the_lion_kernel():
             opt.step_all(p, grads, visible=visible)
             opt.end_iteration()
     np.testing.assert_allclose(params[1].data, params[0].data, rtol=0, atol=1e-6)
+
+
+def test_study_adam_moves_only_where_adams_step_agrees_with_the_gradient():
+    """Cautious Adam (the study's twin of cautious Lion): the same moments as the Adam kernel,
+    and each step is Adam's step where it agrees with the gradient's sign, else none."""
+    import splat_lion as sl
+    from splat_lion.layout import Flat, Layout
+
+    be = sl.get_backend("cpu")
+    layout = Layout.gaussians(41, 1)
+    rng = np.random.default_rng(1)
+    start = rng.normal(size=layout.total).astype(np.float32)
+    table = sl.LrTable.adam_3dgs(1.0, 10)
+    kernel = sl.Adam(1e-2, lr_table=table, backend=be)
+    study = lion_vs_adam.StudyAdam(1e-2, lr_table=table, backend=be)
+    params = [Flat(layout, be.asarray(start.copy(), tag="params")) for _ in range(2)]
+    skipped = 0
+    for _ in range(4):
+        grads = Flat(layout, be.asarray(rng.normal(size=layout.total).astype(np.float32),
+                                        tag="grads"))
+        visible = be.asarray(rng.random(layout.count) < 0.7, tag="scratch")
+        before = [p.data.copy() for p in params]
+        for opt, p in zip((kernel, study), params):
+            opt.step_all(p, grads, visible=visible)
+            opt.end_iteration()
+        step = before[0] - params[0].data  # Adam's step from the same moments (wd 0)
+        agree = step * grads.data > 0
+        skipped += int((~agree & (step != 0)).sum())
+        np.testing.assert_allclose(params[1].data, before[1] - np.where(agree, step, 0),
+                                   rtol=0, atol=1e-6)
+    assert skipped > 0, "no step disagreed with its gradient: the test tests nothing"
+    for name in ("exp_avg", "exp_avg_sq"):
+        np.testing.assert_array_equal(study.flat_state[name].data, kernel.flat_state[name].data)
 
 
 def test_captures_benchmark_fits_a_synthetic_capture_and_writes_json(tmp_path, monkeypatch):
