@@ -41,7 +41,7 @@ from splat_lion.backend import why_chosen
 from splat_lion.layout import Flat, Layout
 from splat_lion.loss import photometric_loss
 from splat_lion.optim import LrTable
-from splat_lion.optim.lion import PRESET_CAUTIOUS
+from splat_lion.optim.registry import LION_CAUTIOUS
 from splat_lion.problem import ProblemConfig, load_problem
 
 FULL = {"optim_splats": (1_000_000, 3_000_000), "step_splats": 1_000_000,
@@ -169,7 +169,7 @@ def optimizer(be, log, splats: tuple[int, ...]) -> list[dict]:
         rows.append({"splats": n, "variant": "copy", "ms": copy_ms,
                      "gb_per_s": 40 * lay.total / copy_ms / 1e6})
         table = LrTable.lion_default(1.0, 30_000)
-        caut = PRESET_CAUTIOUS  # the kernels the presets run
+        caut = LION_CAUTIOUS["from_points"]  # the kernels the presets run from points
         for variant, opt in (("lion", sl.Lion(1e-4, lr_table=table, backend=be, cautious=caut)),
                              ("lion_bf16", sl.Lion(1e-4, lr_table=table, backend=be,
                                                    momentum_dtype="bfloat16", cautious=caut)),

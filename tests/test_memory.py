@@ -208,7 +208,7 @@ def test_a_fits_peak_is_predicted_whatever_its_batch(batch_size):
 @pytest.mark.parametrize("size", [64, 256])
 def test_predictor_is_reasonable_without_the_intersections(size):
     g, cam, target = scene_step(size)
-    prof = memory.profile_step(g, cam, target, Lion(1e-4, cautious=True, backend=g.backend))
+    prof = memory.profile_step(g, cam, target, Lion(1e-4, backend=g.backend))
     pred = memory.predict_memory(g.count, size, size, g.sh_degree, "lion",
                                  optimizer_state_resident=False)
     assert within(pred["peak"], prof["peak_bytes"], 0.10)
@@ -217,7 +217,7 @@ def test_predictor_is_reasonable_without_the_intersections(size):
 
 def test_profile_step_is_json_with_every_tag_and_phase():
     g, cam, target = scene_step(64)
-    prof = memory.profile_step(g, cam, target, Lion(1e-4, cautious=True, backend=g.backend))
+    prof = memory.profile_step(g, cam, target, Lion(1e-4, backend=g.backend))
     prof = json.loads(json.dumps(prof))
     assert set(prof["by_tag"]) == set(TAGS) and list(prof["by_phase"]) == list(memory.PHASES)
     assert prof["peak_bytes"] == max(prof["by_phase"].values()) == sum(prof["at_peak"].values())

@@ -10,6 +10,7 @@ from splat_lion.fit import FitConfig, make_optimizer
 from splat_lion.layout import Flat, Layout
 from splat_lion.optim import (ADAM_3DGS_LR, LION_DEFAULT_LR, OPTIMIZER_NAMES, OPTIMIZER_SPECS,
                               RATES, Adam, Lion, LrTable, optimizer_name, optimizer_spec)
+from splat_lion.optim.registry import LION_CAUTIOUS
 
 EXTENT, STEPS = 2.5, 120
 # what each name must build: (class, base lr, Lion's momentum dtype or None, lr table)
@@ -38,7 +39,6 @@ def test_every_name_builds_the_optimizer_it_says(cpu, name):
     assert type(opt) is cls and opt.lr == lr == spec.base_lr
     assert opt.lr_table == table and opt.backend is cpu
     assert getattr(opt, "momentum_dtype", None) == momentum_dtype
-    assert getattr(opt, "cautious", None) is (None if cls is Adam else True)  # the study's
     assert optimizer_name(opt) == name
     assert spec.make(EXTENT, STEPS, lr=0.5).lr == 0.5
 
@@ -85,12 +85,14 @@ def test_an_optimizer_of_ones_own_is_named_by_its_class():
         pass
 
     assert optimizer_name(MySgd()) == "mysgd"
-    assert optimizer_name(Lion(1e-3, momentum_dtype="bfloat16", cautious=True)) == "lion-bf16"
+    assert optimizer_name(Lion(1e-3, momentum_dtype="bfloat16")) == "lion-bf16"
     assert optimizer_name(Adam(1e-3)) == "adam"
 
 
-def test_a_lion_no_name_describes_is_named_by_its_options():
-    assert optimizer_name(Lion(1e-4)) == "lion-plain"
-    assert optimizer_name(Lion(1e-4, momentum_dtype="bfloat16")) == "lion-bf16-plain"
-    assert optimizer_name(Lion.for_splats()) == "lion"
-    assert optimizer_name(Lion.for_splats(cautious=False)) == "lion-plain"
+@pytest.mark.parametrize("name", ["lion", "lion-bf16"])
+def test_lion_is_cautious_from_points_and_plain_refining_as_the_study_and_demo_chose(name):
+    spec = optimizer_spec(name)
+    assert spec.make(EXTENT, STEPS).cautious is LION_CAUTIOUS["from_points"] is True
+    assert spec.make(EXTENT, STEPS, rates="refine").cautious is LION_CAUTIOUS["refine"] is False
+    assert Lion.for_splats().cautious is True and not Lion(1e-4).cautious  # the paper's Lion
+    assert optimizer_name(Lion.for_splats(cautious=False)) == "lion"  # the name: the state

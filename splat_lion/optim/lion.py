@@ -22,9 +22,6 @@ from .lr_table import LION_DEFAULT_LR, LrTable
 
 # momentum_dtype -> how the buffer is stored
 MOMENTUM_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(np.uint16)}
-# whether the presets (the registry's "lion" and "lion-bf16", Lion.for_splats) are cautious:
-# the study's better Lion, by 0.3 to 1.9 dB at equal views (docs/lion-vs-adam.md)
-PRESET_CAUTIOUS = True
 
 
 def lion_step(params, grads, momentum, segments, hyper, beta1, beta2, visible=None, *,
@@ -77,7 +74,7 @@ class Lion(FusedOptimizer):
     momentum_dtype: str = field(default="float32", kw_only=True)
     # the cautious variant: no update where sign(c) disagrees with the gradient's sign
     # (Liang et al. 2024, without their rescaling); False: the paper's Lion. The presets
-    # take PRESET_CAUTIOUS
+    # take registry.LION_CAUTIOUS
     cautious: bool = field(default=False, kw_only=True)
     # backend to run on (None: splat_lion.get_backend() at each step)
     backend: Backend | None = field(default=None, kw_only=True, repr=False)
@@ -94,10 +91,12 @@ class Lion(FusedOptimizer):
 
     @classmethod
     def for_splats(cls, extent: float = 1.0, steps: int = 30_000, **kwargs) -> "Lion":
-        """Lion with its default lr table for Gaussian splats (LrTable.lion_default: a fit
-        from points; pass lr_table=LrTable.lion_refine(extent, steps) to refine), cautious
-        as the presets are (PRESET_CAUTIOUS; pass cautious=False for the paper's Lion)."""
-        kwargs.setdefault("cautious", PRESET_CAUTIOUS)
+        """Lion as the presets fit from points: LrTable.lion_default, cautious as
+        registry.LION_CAUTIOUS says (pass cautious=False for the paper's Lion; to refine,
+        lr_table=LrTable.lion_refine(extent, steps) and cautious=LION_CAUTIOUS["refine"])."""
+        from .registry import LION_CAUTIOUS
+
+        kwargs.setdefault("cautious", LION_CAUTIOUS["from_points"])
         return cls(LION_DEFAULT_LR, lr_table=LrTable.lion_default(extent, steps), **kwargs)
 
     def state_dtype(self, name: str) -> np.dtype:
