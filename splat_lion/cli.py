@@ -183,8 +183,9 @@ def _fit(args: argparse.Namespace, be, problem, out_dir: Path, viewer) -> int:
     psnr_before = resume["meta"]["psnr_before"] if resume else problem.evaluate(g).psnr
     first_step = int(resume["step"]) if resume else 0
     on = "held-out" if problem.test_cameras else "training"
+    cautious = optimizer_spec(args.optimizer).preset(config.rates).get("cautious", False)
     print(f"fitting {g.count:,} splats (SH degree {g.sh_degree}) to {problem.description}, "
-          f"with {args.optimizer} on {be.name}"
+          f"with {args.optimizer}{' (cautious)' if cautious else ''} on {be.name}"
           f"{f', {config.batch_size} views a step' if config.batch_size > 1 else ''}"
           f"{', densifying' if config.densify else ''}"
           f"{f', resuming at step {first_step}' if resume else ''}; {on} PSNR "
@@ -229,7 +230,8 @@ def _fit(args: argparse.Namespace, be, problem, out_dir: Path, viewer) -> int:
                "psnr_before": round(psnr_before, 4), "steps": config.steps,
                "batch_size": config.batch_size,
                "views_rendered": config.steps * config.batch_size, "lr": config.lr,
-               "num_splats": g.count, "optimizer": args.optimizer, "backend": be.name,
+               "num_splats": g.count, "optimizer": args.optimizer, "cautious": cautious,
+               "backend": be.name,
                "views_train": len(problem.train_cameras),
                "views_held_out": len(problem.test_cameras), "evaluated_on": final.on,
                **problem.context, **result.to_json(),

@@ -58,6 +58,7 @@ def test_fit_command_writes_scene_metrics_and_images(tmp_path, capsys, monkeypat
     for key in ("psnr", "ssim", "steps", "num_splats", "seconds"):
         assert key in metrics
     assert metrics["steps"] == 20 and metrics["psnr"] > metrics["psnr_before"]
+    assert metrics["cautious"] is False  # Adam
     assert (out / "fitted.ply").is_file() and (out / "heldout_0.png").is_file()
     from PIL import Image
 
@@ -143,6 +144,7 @@ def test_fit_command_fits_a_transforms_capture_downscaled(shapes_capture, tmp_pa
                  "--downscale", "2", "--init-points", "300", "--sh-degree", "0", "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["init"] == "random" and metrics["splat_history"][0][1] == 300
+    assert metrics["cautious"] is True  # Lion's preset from points (registry.LION_CAUTIOUS)
     assert Image.open(out / "heldout_0.png").size == (2 * 16, 12)  # target | render, halved
 
 
