@@ -472,12 +472,25 @@ class Search:
 def finals(best: dict[str, Setting], seed: int | None = None, bf16_seeds=None,
            cautious: bool = False) -> list[Setting]:
     """The final comparison's settings: each optimizer's best, Lion's with bf16 momentum (for
-    `seed` in bf16_seeds, or always when either is None), and with `cautious` the cautious
-    variant of Lion's best."""
+    `seed` in bf16_seeds, or always when either is None), and with `cautious` Lion's best the
+    other way (cautious, or plain when its best is cautious), and Adam's plain when its best
+    is cautious."""
     bf16 = seed is None or bf16_seeds is None or seed in bf16_seeds
-    out = ([best["adam"], best["lion"]] + [replace(best["lion"], momentum="bfloat16")] * bf16
-           + [replace(best["lion"], cautious=True)] * cautious)
-    return list(dict.fromkeys(out))  # once each (Lion's best may be cautious already)
+    other = [replace(best[o], cautious=not best[o].cautious) for o in ("adam", "lion")
+             if o == "lion" or best[o].cautious]
+    return [best["adam"], best["lion"]] + [replace(best["lion"], momentum="bfloat16")] * bf16 \
+        + other * cautious
+
+
+def load_bests(path: Path) -> dict[str, Setting]:
+    """Each optimizer's best setting from a study's JSON (its "best")."""
+    names = {f.name for f in fields(Setting)}
+    out = {}
+    for o, entry in json.loads(Path(path).read_text())["best"].items():
+        kw = {k: tuple(tuple(x) for x in v) if isinstance(v, list) else v
+              for k, v in entry.items() if k in names}
+        out[o] = Setting(**kw)
+    return out
 
 
 def plan(study: Study, scenes: list[str], seeds: list[int]) -> dict:
@@ -490,6 +503,8 @@ def plan(study: Study, scenes: list[str], seeds: list[int]) -> dict:
         return sum(study.done(sc, a.init, seed, s) is None for sc in scenes for seed in seeds
                    for s in finals(best, seed, a.bf16_seeds, a.final_cautious))
 
+    if a.bests:  # no search: each optimizer's best from an earlier study's JSON
+        return finish(study, scenes, seeds, load_bests(a.bests))
     for o in ("adam", "lion"):
         search[o] = Search(study, o, scenes[0], a.init, reserve)
         search[o].start()
@@ -506,7 +521,12 @@ def plan(study: Study, scenes: list[str], seeds: list[int]) -> dict:
     if a.round2:
         for o in ("adam", "lion"):
             search[o].round2(scenes)
-    best = {o: s.best for o, s in search.items()}
+    return finish(study, scenes, seeds, {o: s.best for o, s in search.items()})
+
+
+def finish(study: Study, scenes: list[str], seeds: list[int], best: dict) -> dict:
+    """The final runs at the best settings, then (--random) the random starts."""
+    a = study.args
     for sc in scenes:
         for seed in seeds:
             for s in finals(best, seed, a.bf16_seeds, a.final_cautious):
@@ -696,7 +716,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bf16-seeds", default=None,
                    help="seeds of the final runs with bf16 momentum (default: every seed)")
     p.add_argument("--final-cautious", action="store_true",
-                   help="the final runs also take Lion's best in its cautious variant")
+                   help="the final runs also take Lion's best the other way (cautious or "
+                        "plain), and Adam's plain when its best is cautious")
+    p.add_argument("--bests", type=Path, default=None,
+                   help="no search: each optimizer's best from this study JSON, then the final "
+                        "runs (e.g. at other --views)")
     p.add_argument("--round2", action="store_true",
                    help="after the search, the second round (ROUND2) on every scene at seed 0")
     p.add_argument("--random", action="store_true",

@@ -68,6 +68,14 @@ def test_lion_vs_adam_study_runs_writes_json_and_resumes(tmp_path, monkeypatch):
     logged = runs.read_text()
     assert lion_vs_adam.main(args) == 0  # every run is in the log: nothing runs again
     assert runs.read_text() == logged
+    # --bests: no search, the final runs at the bests of that JSON (here into a new log)
+    out2, runs2 = tmp_path / "again.json", tmp_path / "runs2.jsonl"
+    assert lion_vs_adam.main(["--quick", "--bests", str(out), "--out", str(out2), "--runs",
+                              str(runs2)]) == 0
+    again = json.loads(out2.read_text())
+    assert {o: b["label"] for o, b in again["best"].items()} == \
+        {o: b["label"] for o, b in result["best"].items()}
+    assert again["search"] == [] and {r["stage"] for r in again["runs"]} == {"final"}
 
 
 @pytest.mark.parametrize("cautious", [False, True], ids=["plain", "cautious"])
