@@ -17,13 +17,20 @@ preset (Adam: LrTable.adam_3dgs on 1e-3; Lion: LrTable.lion_default on 1e-4):
     3. betas (BETAS); 4. weight decay (Lion, WEIGHT_DECAYS);
     5. batch sizes (BATCHES, FitConfig.batch_size) at equal views, base lr x1 and x sqrt(B);
     6. Lion variants, one run each: "cautious" (no update where sign(c) disagrees with the
-       gradient's sign) and per-group betas, in NumPy (StudyLion), not in the library;
+       gradient's sign; the kernel's Lion(cautious=True)) and per-group betas (StudyLion, in
+       NumPy), never kept here;
     7. a second pass over the groups the first moved (the same factor once more);
     8. the batch table: every batch size at x1 and x sqrt(B) at the best rates;
   (the order run: batch 4 first, then 1, the other batches, 3, 2, 6, 4, 7, 8)
-  final: each optimizer's best (variants aside) and Lion's with bf16 momentum, on every
-    scene and --seeds; then, if time is left, from a random start (seed 0).
+  second round (--round2), on EVERY scene at seed 0, judged by the mean over the scenes:
+    ROUND2's changes from each best, the same kinds for both: cautious (Adam's in NumPy,
+    StudyAdam), colours x2 and x0.5, one more decay end;
+  final: each optimizer's best and Lion's with bf16 momentum, on every scene and --seeds
+    (--final-cautious: also Lion's best the other way, cautious or plain); then, with
+    --random, from a random start (seed 0).
 The search stops early when the final runs would not otherwise fit before --deadline.
+--bests JSON skips the search and the second round: the final runs at that study's bests
+(e.g. --views 3000 into another --runs log).
 """
 
 from __future__ import annotations
