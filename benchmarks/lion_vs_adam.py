@@ -103,6 +103,9 @@ class Setting:
     cautious: bool = False
     # Lion variants: (group, beta1, beta2) replacing the betas for those groups
     group_betas: tuple = ()
+    # 3DGS's opacity resets where the schedule has room for them (runs of 1250+ views);
+    # False: none (the key leaves it out while True: the log's older runs keep their keys)
+    opacity_reset: bool = True
 
     @classmethod
     def preset(cls, optimizer: str) -> "Setting":
@@ -132,6 +135,8 @@ class Setting:
         if self.cautious:
             parts.append("cautious")
         parts += [f"{g} betas {b1:g}/{b2:g}" for g, b1, b2 in self.group_betas]
+        if not self.opacity_reset:
+            parts.append("no opacity reset")
         return f"{self.optimizer} " + (", ".join(parts) or "preset")
 
 
@@ -213,9 +218,13 @@ def make_optimizer(s: Setting, extent: float, steps: int, be):
 
 
 def densify_for(views: int, batch: int, max_splats: int | None) -> DensifyConfig:
-    """3DGS's schedule compressed into `views` rendered views (DensifyConfig.for_steps), counted
-    in optimizer steps of `batch` views: densification at the same views for every batch."""
+    """3DGS's schedule compressed into `views` rendered views (DensifyConfig.for_steps), its
+    opacity resets compressed too, as the library did when the study ran (every views / 10
+    views where 5 densifications fit between two; RESET_VIEWS now), counted in optimizer steps
+    of `batch` views: densification at the same views for every batch."""
     d = DensifyConfig.for_steps(views, max_splats=max_splats)
+    reset = round(views / 10)
+    d = replace(d, reset_interval=reset if reset >= 5 * d.interval else None)
     if batch == 1:
         return d
 
@@ -263,8 +272,11 @@ class Study:
 
     def key(self, scene: str, init: str, seed: int, s: Setting) -> str:
         a = self.args
+        setting = asdict(s)
+        if s.opacity_reset:
+            del setting["opacity_reset"]
         return json.dumps({"scene": scene, "init": init, "seed": seed, "views": a.views,
-                           "size": a.size, "max_splats": a.max_splats, **asdict(s)},
+                           "size": a.size, "max_splats": a.max_splats, **setting},
                           sort_keys=True)
 
     def done(self, scene, init, seed, s: Setting) -> dict | None:
@@ -287,6 +299,8 @@ class Study:
         opt = make_optimizer(s, g.extent(), steps, self.be)
         extra = {"batch_size": s.batch} if s.batch > 1 else {}
         densify = densify_for(views, s.batch, self.args.max_splats)
+        if not s.opacity_reset:
+            densify = replace(densify, reset_interval=None)
         config = sl.FitConfig(optimizer=s.optimizer, steps=steps, seed=seed,
                               densify=densify if problem.from_points else None,
                               eval_every=max(1, round(EVAL_VIEWS / s.batch)),

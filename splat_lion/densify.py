@@ -46,6 +46,11 @@ from .quaternion import quat_to_rotmat
 
 SPLIT_CHILDREN = 2  # children per split splat (3DGS: N = 2)
 SPLIT_SHRINK = 0.8 * SPLIT_CHILDREN  # a child's σ is its parent's / 1.6 (3DGS)
+# views between opacity resets in DensifyConfig.for_steps: 3DGS's 3000 at any length of fit.
+# Compressed with the rest (300 views apart in a fit of 3000 views) they cost Adam 0.8 dB and
+# Lion 2.2 dB on the capture suite's room: Lion's sign steps take ~100 steps to raise an
+# opacity back from 0.01 (docs/lion-vs-adam.md)
+RESET_VIEWS = 3000
 
 
 @dataclass(frozen=True)
@@ -100,13 +105,14 @@ class DensifyConfig:
     def for_steps(cls, steps: int, batch_size: int = 1, **kwargs) -> "DensifyConfig":
         """3DGS's schedule, made for 30 000 views, compressed into the views of `steps` steps
         of `batch_size` views: the same fractions of the run, with at least 25 views between
-        densifications, at least one densification, and resets only where 5 densifications
-        fit between two of them; then counted in steps (each at least one), so that a batched
-        fit densifies after the same views as one of a view a step."""
+        densifications and at least one densification; opacity resets NOT compressed: every
+        RESET_VIEWS views, where that comes before densification stops (as 3DGS's own 7000-
+        step runs reset at 3000 and 6000); then counted in steps (each at least one), so that
+        a batched fit densifies after the same views as one of a view a step."""
         f = steps * batch_size / 30_000
         interval = max(round(100 * f), 25)
         start = max(round(500 * f), interval)
-        reset = round(3000 * f)
+        reset = RESET_VIEWS
         stop = max(round(15_000 * f), start + interval + 1)
 
         def in_steps(views: int) -> int:
@@ -114,7 +120,7 @@ class DensifyConfig:
 
         return cls(**{"start_step": in_steps(start), "interval": in_steps(interval),
                       "stop_step": max(in_steps(stop), in_steps(start) + in_steps(interval) + 1),
-                      "reset_interval": in_steps(reset) if reset >= 5 * interval else None,
+                      "reset_interval": in_steps(reset) if reset < stop else None,
                       **kwargs})
 
     def to_dict(self) -> dict:

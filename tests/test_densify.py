@@ -288,7 +288,10 @@ def test_for_steps_compresses_the_3dgs_schedule():
     short = DensifyConfig.for_steps(600)
     assert short.interval == 25 and short.start_step == 25 and short.stop_step == 300
     assert short.reset_interval is None
-    assert DensifyConfig.for_steps(6000).reset_interval == 600
+    # resets 3000 views apart at any length (not compressed), before densification stops
+    assert DensifyConfig.for_steps(7000).reset_interval == 3000  # as 3DGS's 7k runs
+    assert DensifyConfig.for_steps(6000).reset_interval is None  # stops at 3000
+    assert DensifyConfig.for_steps(1750, 4).reset_interval == 750  # 7000 views, in steps
     tiny = DensifyConfig.for_steps(60)  # still densifies once, at step 50
     assert tiny.start_step < 50 < tiny.stop_step and 50 % tiny.interval == 0
 
