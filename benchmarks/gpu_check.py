@@ -41,7 +41,7 @@ from splat_lion.backend import why_chosen
 from splat_lion.layout import Flat, Layout
 from splat_lion.loss import photometric_loss
 from splat_lion.optim import LrTable
-from splat_lion.optim.registry import LION_CAUTIOUS
+from splat_lion.optim.lion import LION_CAUTIOUS
 from splat_lion.problem import ProblemConfig, load_problem
 
 FULL = {"optim_splats": (1_000_000, 3_000_000), "step_splats": 1_000_000,

@@ -144,7 +144,7 @@ def test_fit_command_fits_a_transforms_capture_downscaled(shapes_capture, tmp_pa
                  "--downscale", "2", "--init-points", "300", "--sh-degree", "0", "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["init"] == "random" and metrics["splat_history"][0][1] == 300
-    assert metrics["cautious"] is True  # Lion's preset from points (registry.LION_CAUTIOUS)
+    assert metrics["cautious"] is True  # Lion's preset from points (optim.lion.LION_CAUTIOUS)
     assert Image.open(out / "heldout_0.png").size == (2 * 16, 12)  # target | render, halved
 
 

@@ -10,7 +10,7 @@ from splat_lion.fit import FitConfig, make_optimizer
 from splat_lion.layout import Flat, Layout
 from splat_lion.optim import (ADAM_3DGS_LR, LION_DEFAULT_LR, OPTIMIZER_NAMES, OPTIMIZER_SPECS,
                               RATES, Adam, Lion, LrTable, optimizer_name, optimizer_spec)
-from splat_lion.optim.registry import LION_CAUTIOUS
+from splat_lion.optim.lion import LION_CAUTIOUS
 
 EXTENT, STEPS = 2.5, 120
 # what each name must build: (class, base lr, Lion's momentum dtype or None, lr table)

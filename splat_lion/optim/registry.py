@@ -20,7 +20,7 @@ from ..backend import Backend
 from ..errors import ConfigError
 from .adam import Adam
 from .base import FusedOptimizer
-from .lion import Lion
+from .lion import LION_CAUTIOUS, Lion
 from .lr_table import ADAM_3DGS_LR, LION_DEFAULT_LR, LrTable
 
 # The lr presets by the start of a fit (FitConfig.rates): "from_points" for a fit from a
@@ -35,10 +35,6 @@ ADAM_TABLES: dict[str, Callable[[float, int], LrTable]] = {
     "from_points": LrTable.adam_from_points,  # 3DGS's, tuned by the study
     "refine": LrTable.adam_3dgs,  # 3DGS's own
 }
-# whether Lion's preset is cautious (Lion.cautious), by rates: from points the study's better
-# Lion (+0.3 to +3.0 dB over plain Lion at equal views, docs/lion-vs-adam.md); refining, the
-# paper's Lion (the demo's refit of planet: 32.9 dB plain, 31.1 cautious)
-LION_CAUTIOUS: dict[str, bool] = {"from_points": True, "refine": False}
 
 
 def _lion_table(extent: float, steps: int, rates: str) -> LrTable:
