@@ -106,13 +106,12 @@ class DensifyConfig:
         """3DGS's schedule, made for 30 000 views, compressed into the views of `steps` steps
         of `batch_size` views: the same fractions of the run, with at least 25 views between
         densifications and at least one densification; opacity resets NOT compressed: every
-        RESET_VIEWS views, where that comes before densification stops (as 3DGS's own 7000-
-        step runs reset at 3000 and 6000); then counted in steps (each at least one), so that
-        a batched fit densifies after the same views as one of a view a step."""
+        RESET_VIEWS views (3DGS's own spacing at any length), where that comes before
+        densification stops; then counted in steps (each at least one), so that a batched fit
+        densifies after the same views as one of a view a step."""
         f = steps * batch_size / 30_000
         interval = max(round(100 * f), 25)
         start = max(round(500 * f), interval)
-        reset = RESET_VIEWS
         stop = max(round(15_000 * f), start + interval + 1)
 
         def in_steps(views: int) -> int:
@@ -120,7 +119,7 @@ class DensifyConfig:
 
         return cls(**{"start_step": in_steps(start), "interval": in_steps(interval),
                       "stop_step": max(in_steps(stop), in_steps(start) + in_steps(interval) + 1),
-                      "reset_interval": in_steps(reset) if reset < stop else None,
+                      "reset_interval": in_steps(RESET_VIEWS) if RESET_VIEWS < stop else None,
                       **kwargs})
 
     def to_dict(self) -> dict:
